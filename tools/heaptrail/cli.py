@@ -1,0 +1,67 @@
+"""The heaptrail command line: one entry point, one subcommand per job.
+
+Each subcommand lives in its own module, which exposes
+``register(subparsers)``: it adds its parser and sets ``func`` to a callable
+taking ``(args, paths)`` and returning the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import HeaptrailError
+
+# Order is the order of `heaptrail --help`.
+SUBCOMMANDS = ("run", "report", "diff", "capture", "dump")
+
+
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    """Where the compiled parts are, filled in by the launcher."""
+
+    shim: str  # libheaptrail.so
+    engine: str  # htr-engine
+    dump: str  # htr-dump
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="heaptrail",
+        description="Heap tracing for C and C++ on a Linux host and on boards.",
+    )
+    parser.add_argument("--version", action="version", version=f"heaptrail {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMANDS:
+        module_name = f"{__package__}.{name}_cmd"
+        if importlib.util.find_spec(module_name) is None:
+            continue  # a part this build does not have
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str], paths: Paths) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args, paths))
+    except HeaptrailError as error:
+        print(f"heaptrail {args.command}: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error worth a message.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"heaptrail {args.command}: {where}{error.strerror}", file=sys.stderr)
+        return 2
