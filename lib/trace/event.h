@@ -30,8 +30,15 @@ enum htr_event_type {
 	HTR_EV_FORK = 15,      /* tid: child pid */
 	HTR_EV_END = 16,       /* kind: enum htr_end_kind; size: status */
 	HTR_EV_TIME = 17,      /* time_ns */
-	HTR_EV_TRUNCATED = 18, /* the input stopped short: text says why, offset says where */
+	HTR_EV_TRUNCATED = 18, /* kind: enum htr_truncation; text says what, offset says where */
 	HTR_EV_BAD_INPUT = 19, /* corrupt bytes skipped: text says what, offset says where */
+};
+
+/* HTR_EV_TRUNCATED kinds. A process that died is not data loss: every event
+ * before its end is there. A file cut short is. */
+enum htr_truncation {
+	HTR_TRUNC_NO_EXIT = 1,   /* no orderly exit: crash, kill or _exit; data complete to that point */
+	HTR_TRUNC_FILE_SHORT = 2,/* the input ends inside a record or chunk: data after offset lost */
 };
 
 /* Where an event came from: selects how stack frames are symbolised. */
