@@ -31,14 +31,20 @@ static void config_free(struct config *config)
 	HTR_FREE(config);
 }
 
+/* Two owners each think they must release the buffer. */
+static __attribute__((noinline)) void scratch_release(char *scratch)
+{
+	free(scratch);
+}
+
 static void scratch_work(void)
 {
 	char *scratch = malloc(64);
 	if (scratch == NULL)
 		return;
 	snprintf(scratch, 64, "scratch");
-	free(scratch);
-	free(scratch); /* Bug: double free. */
+	scratch_release(scratch);
+	scratch_release(scratch); /* Bug: double free. */
 }
 
 int main(void)
