@@ -1,0 +1,1395 @@
+/* The engine proper: per-event bookkeeping and the JSON result.
+ *
+ * Per event the work is one or two open-addressing probes (live table,
+ * aggregate table) and a few counter updates; nothing is allocated per
+ * event. Memory is the live set plus one entry per distinct (stack, site)
+ * and per stack/site definition, never a function of trace length. */
+#include "engine.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TIMELINE_POINTS 512u
+#define MAX_ADDRS 4u
+#define MAX_ERROR_GROUPS 10000u
+#define FREED_CACHE_BITS 16u
+
+static void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (q == NULL) {
+		fputs("htr-engine: out of memory\n", stderr);
+		exit(3);
+	}
+	return q;
+}
+
+static void *xcalloc(size_t n, size_t sz)
+{
+	void *q = calloc(n ? n : 1, sz);
+	if (q == NULL) {
+		fputs("htr-engine: out of memory\n", stderr);
+		exit(3);
+	}
+	return q;
+}
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = xrealloc(NULL, n);
+	memcpy(d, s, n);
+	return d;
+}
+
+#define GROW(arr, len, cap)                                                        \
+	do {                                                                       \
+		if ((len) >= (cap)) {                                              \
+			(cap) = (cap) ? (cap) * 2 : 16;                            \
+			(arr) = xrealloc((arr), (cap) * sizeof(*(arr)));           \
+		}                                                                  \
+	} while (0)
+
+static inline uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return x;
+}
+
+/* ---- live blocks ------------------------------------------------------ */
+
+enum { BLK_PERSISTENT = 1 };
+
+struct block {
+	uint64_t ptr; /* 0: empty slot (failed allocations are never live) */
+	uint64_t size;
+	uint64_t order; /* engine event number of the allocation */
+	uint32_t agg;
+	uint32_t seg;
+	uint32_t flags;
+	uint32_t pad;
+};
+
+struct live_table {
+	struct block *slots;
+	size_t mask; /* capacity - 1 */
+	size_t count;
+};
+
+static void live_init(struct live_table *t, size_t cap)
+{
+	t->slots = xcalloc(cap, sizeof(*t->slots));
+	t->mask = cap - 1;
+	t->count = 0;
+}
+
+static inline size_t live_home(const struct live_table *t, uint64_t ptr)
+{
+	return (size_t)mix64(ptr) & t->mask;
+}
+
+static struct block *live_find(struct live_table *t, uint64_t ptr)
+{
+	size_t i = live_home(t, ptr);
+	for (;;) {
+		struct block *b = &t->slots[i];
+		if (b->ptr == ptr)
+			return b;
+		if (b->ptr == 0)
+			return NULL;
+		i = (i + 1) & t->mask;
+	}
+}
+
+static void live_grow(struct live_table *t);
+
+/* Returns the slot for ptr, filled with ptr; *fresh says whether it was new. */
+static struct block *live_put(struct live_table *t, uint64_t ptr, bool *fresh)
+{
+	if ((t->count + 1) * 10 > (t->mask + 1) * 7)
+		live_grow(t);
+	size_t i = live_home(t, ptr);
+	for (;;) {
+		struct block *b = &t->slots[i];
+		if (b->ptr == ptr) {
+			*fresh = false;
+			return b;
+		}
+		if (b->ptr == 0) {
+			b->ptr = ptr;
+			t->count++;
+			*fresh = true;
+			return b;
+		}
+		i = (i + 1) & t->mask;
+	}
+}
+
+static void live_grow(struct live_table *t)
+{
+	struct block *old = t->slots;
+	size_t cap = t->mask + 1;
+	live_init(t, cap * 2);
+	for (size_t i = 0; i < cap; i++) {
+		if (old[i].ptr) {
+			bool fresh;
+			struct block *b = live_put(t, old[i].ptr, &fresh);
+			*b = old[i];
+		}
+	}
+	free(old);
+}
+
+/* Backward-shift deletion keeps probe chains intact without tombstones, so
+ * a long trace of alloc/free pairs never degrades the table. */
+static void live_remove(struct live_table *t, struct block *b)
+{
+	size_t i = (size_t)(b - t->slots);
+	size_t j = i;
+	for (;;) {
+		j = (j + 1) & t->mask;
+		if (t->slots[j].ptr == 0)
+			break;
+		size_t k = live_home(t, t->slots[j].ptr);
+		/* Move j back to i unless its home lies cyclically in (i, j]. */
+		if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
+			t->slots[i] = t->slots[j];
+			i = j;
+		}
+	}
+	t->slots[i].ptr = 0;
+	t->count--;
+}
+
+/* ---- definitions: stacks, sites, processes ---------------------------- */
+
+struct process {
+	uint64_t pid, ppid, parent_pid;
+	bool fork_child;
+	int origin;
+	size_t input;
+	char *exe;
+	char **args;
+	uint32_t nargs;
+	bool has_end;
+	uint64_t end_status;
+	/* stack id -> offset+1 in the frames arena (0: undefined) */
+	size_t *stack_off;
+	size_t nstack;
+	/* site id -> offset+1 in the string arena, and line */
+	size_t *site_off;
+	uint32_t *site_line;
+	size_t nsite;
+	struct module *modules;
+	size_t nmodules, capmodules;
+	size_t agg_first;
+	uint64_t peak_bytes, peak_seq, peak_time, peak_order;
+	uint64_t epoch;
+	uint64_t cur_bytes, cur_blocks;
+	uint64_t loss_horizon; /* blocks allocated before this event number may have lost frees */
+	uint64_t lost_events;
+	bool any_loss;
+	bool file_short;
+};
+
+struct module {
+	char *path;
+	uint64_t base, start, end;
+	char build_id[2 * HTR_BUILD_ID_MAX + 1];
+	bool unloaded;
+};
+
+struct agg {
+	uint32_t proc, stack, site, pad;
+	uint64_t allocations, total_bytes, failed, temporary, max_size;
+	uint64_t live_blocks, live_bytes;
+	uint64_t at_peak, mod_epoch, proc_peak;
+	uint64_t leaked_blocks, leaked_bytes, unknown_blocks, unknown_bytes;
+	uint64_t persistent_blocks, persistent_bytes;
+	uint64_t addrs[MAX_ADDRS];
+	uint32_t naddrs;
+};
+
+struct seg_leak {
+	uint32_t seg, agg;
+	uint64_t blocks, bytes, unknown_blocks, unknown_bytes, persistent_blocks, persistent_bytes;
+	uint64_t addrs[MAX_ADDRS];
+	uint32_t naddrs;
+};
+
+struct segment {
+	char *name;
+	int kind; /* 0 start, 1 test, 2 marker, 3 init */
+	uint32_t proc;
+	uint64_t allocations, frees, total_bytes, peak_bytes, failed, free_errors, lost_events;
+	uint64_t heap_base, heap_size;
+	uint64_t start_seq;
+};
+
+struct free_error {
+	int kind;
+	uint32_t proc, seg;
+	uint32_t stack, site, alloc_stack, alloc_site, free_stack, free_site;
+	uint8_t call, alloc_call;
+	uint64_t ptr, size, count, offset, seq;
+};
+
+struct input {
+	char *path;
+	char *format;
+	uint32_t proc;
+	bool complete;
+	bool no_exit;
+	char *stop_reason;
+	uint64_t stop_offset;
+	bool has_stop;
+	uint64_t lost_events;
+	uint64_t events;
+	char *bad_reason;
+	uint64_t bad_offset;
+	uint64_t bad_count;
+};
+
+struct freed_slot {
+	uint64_t ptr;
+	uint32_t proc, free_stack, free_site, agg;
+};
+
+struct tl_point {
+	uint64_t order, seq, time_ns, bytes;
+};
+
+struct engine {
+	struct live_table live;
+	struct agg *aggs;
+	size_t naggs, capaggs;
+	uint32_t *agg_index; /* open addressing: agg number + 1, 0 empty */
+	size_t agg_mask;
+
+	uint64_t *frames; /* arena: depth, then frames */
+	size_t nframes, capframes;
+	char *strings;
+	size_t nstrings, capstrings;
+
+	struct process *procs;
+	size_t nprocs, capprocs;
+	struct input *inputs;
+	size_t ninputs, capinputs;
+	struct segment *segs;
+	size_t nsegs, capsegs;
+	uint32_t cur_seg;
+
+	struct seg_leak *leaks;
+	size_t nleaks, capleaks;
+	uint32_t *leak_index;
+	size_t leak_mask;
+
+	struct free_error *errs;
+	size_t nerrs, caperrs;
+	uint64_t errs_dropped, total_errors;
+
+	struct freed_slot *freed;
+
+	/* the current process */
+	struct process *p;
+	uint32_t pi;
+	uint64_t order; /* events seen, all inputs */
+	uint64_t last_seq, last_time;
+	uint64_t last_alloc_ptr;
+	uint32_t last_alloc_agg;
+
+	/* totals */
+	uint64_t allocations, frees, reallocs, failed, total_bytes, temporary;
+	uint64_t unmatched_frees, persist_marks;
+	uint64_t hist[65];
+
+	/* heap statistics (board) */
+	bool have_heap, have_check;
+	uint64_t heap_base, heap_size, heap_peak_used;
+	struct htr_heap_stats check;
+	uint64_t checks, check_mismatches;
+	uint64_t min_free_seen;
+
+	/* timeline: TIMELINE_POINTS buckets of `tl_width` events each */
+	struct tl_point tl[TIMELINE_POINTS];
+	size_t ntl;
+	uint64_t tl_width, tl_fill;
+};
+
+struct engine *eng_new(void)
+{
+	struct engine *e = xcalloc(1, sizeof(*e));
+	live_init(&e->live, 1u << 12);
+	e->agg_mask = (1u << 10) - 1;
+	e->agg_index = xcalloc(e->agg_mask + 1, sizeof(uint32_t));
+	e->leak_mask = (1u << 8) - 1;
+	e->leak_index = xcalloc(e->leak_mask + 1, sizeof(uint32_t));
+	e->freed = xcalloc((size_t)1 << FREED_CACHE_BITS, sizeof(*e->freed));
+	e->tl_width = 1;
+	e->min_free_seen = UINT64_MAX;
+	return e;
+}
+
+void eng_free(struct engine *e)
+{
+	/* The process exits right after; the OS reclaims the rest. */
+	free(e->live.slots);
+	free(e);
+}
+
+static size_t add_string(struct engine *e, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	while (e->nstrings + n > e->capstrings) {
+		e->capstrings = e->capstrings ? e->capstrings * 2 : 4096;
+		e->strings = xrealloc(e->strings, e->capstrings);
+	}
+	memcpy(e->strings + e->nstrings, s, n);
+	e->nstrings += n;
+	return e->nstrings - n;
+}
+
+/* ---- aggregates ------------------------------------------------------- */
+
+static uint64_t agg_hash(uint32_t proc, uint32_t stack, uint32_t site)
+{
+	return mix64(((uint64_t)stack << 32 | site) ^ ((uint64_t)proc * 0x9e3779b97f4a7c15ULL));
+}
+
+static void agg_rehash(struct engine *e)
+{
+	size_t cap = (e->agg_mask + 1) * 2;
+	free(e->agg_index);
+	e->agg_index = xcalloc(cap, sizeof(uint32_t));
+	e->agg_mask = cap - 1;
+	for (size_t n = 0; n < e->naggs; n++) {
+		struct agg *a = &e->aggs[n];
+		size_t i = (size_t)agg_hash(a->proc, a->stack, a->site) & e->agg_mask;
+		while (e->agg_index[i])
+			i = (i + 1) & e->agg_mask;
+		e->agg_index[i] = (uint32_t)n + 1;
+	}
+}
+
+static uint32_t agg_get(struct engine *e, uint32_t stack, uint32_t site)
+{
+	size_t i = (size_t)agg_hash(e->pi, stack, site) & e->agg_mask;
+	for (;;) {
+		uint32_t v = e->agg_index[i];
+		if (v == 0)
+			break;
+		struct agg *a = &e->aggs[v - 1];
+		if (a->stack == stack && a->site == site && a->proc == e->pi)
+			return v - 1;
+		i = (i + 1) & e->agg_mask;
+	}
+	GROW(e->aggs, e->naggs, e->capaggs);
+	struct agg *a = &e->aggs[e->naggs];
+	memset(a, 0, sizeof(*a));
+	a->proc = e->pi;
+	a->stack = stack;
+	a->site = site;
+	a->mod_epoch = e->p->epoch;
+	e->agg_index[i] = (uint32_t)e->naggs + 1;
+	e->naggs++;
+	if (e->naggs * 10 > (e->agg_mask + 1) * 7)
+		agg_rehash(e);
+	return (uint32_t)e->naggs - 1;
+}
+
+/* Lazy peak snapshot: an aggregate's bytes at the process's latest peak are
+ * its current bytes unless it changed since; so it saves them just before
+ * its first change after a new peak. O(1) per event. */
+static inline void agg_touch(struct engine *e, struct agg *a)
+{
+	if (a->mod_epoch != e->p->epoch) {
+		a->at_peak = a->live_bytes;
+		a->mod_epoch = e->p->epoch;
+	}
+}
+
+/* ---- timeline --------------------------------------------------------- */
+
+static void timeline_note(struct engine *e)
+{
+	uint64_t bytes = e->p->cur_bytes;
+	if (e->tl_fill == 0) {
+		if (e->ntl == TIMELINE_POINTS) {
+			/* Full: merge neighbours, keeping each pair's maximum. */
+			for (size_t i = 0; i < TIMELINE_POINTS / 2; i++) {
+				struct tl_point a = e->tl[2 * i], b = e->tl[2 * i + 1];
+				e->tl[i] = a.bytes > b.bytes ? a : b;
+			}
+			e->ntl = TIMELINE_POINTS / 2;
+			e->tl_width *= 2;
+		}
+		e->tl[e->ntl++] = (struct tl_point){e->order, e->last_seq, e->last_time, bytes};
+	} else {
+		struct tl_point *t = &e->tl[e->ntl - 1];
+		if (bytes > t->bytes)
+			*t = (struct tl_point){e->order, e->last_seq, e->last_time, bytes};
+	}
+	if (++e->tl_fill >= e->tl_width)
+		e->tl_fill = 0;
+}
+
+/* ---- segments --------------------------------------------------------- */
+
+static void seg_new(struct engine *e, const char *name, int kind)
+{
+	GROW(e->segs, e->nsegs, e->capsegs);
+	struct segment *s = &e->segs[e->nsegs];
+	memset(s, 0, sizeof(*s));
+	s->name = xstrdup(name);
+	s->kind = kind;
+	s->proc = e->pi;
+	s->peak_bytes = e->p ? e->p->cur_bytes : 0;
+	s->start_seq = e->last_seq;
+	if (e->have_heap) {
+		s->heap_base = e->heap_base;
+		s->heap_size = e->heap_size;
+	}
+	e->cur_seg = (uint32_t)e->nsegs;
+	e->nsegs++;
+}
+
+static struct seg_leak *seg_leak_get(struct engine *e, uint32_t seg, uint32_t agg)
+{
+	if ((e->nleaks + 1) * 10 > (e->leak_mask + 1) * 7) {
+		size_t cap = (e->leak_mask + 1) * 2;
+		free(e->leak_index);
+		e->leak_index = xcalloc(cap, sizeof(uint32_t));
+		e->leak_mask = cap - 1;
+		for (size_t n = 0; n < e->nleaks; n++) {
+			size_t i = (size_t)mix64((uint64_t)e->leaks[n].seg << 32 | e->leaks[n].agg) & e->leak_mask;
+			while (e->leak_index[i])
+				i = (i + 1) & e->leak_mask;
+			e->leak_index[i] = (uint32_t)n + 1;
+		}
+	}
+	size_t i = (size_t)mix64((uint64_t)seg << 32 | agg) & e->leak_mask;
+	for (;;) {
+		uint32_t v = e->leak_index[i];
+		if (v == 0)
+			break;
+		if (e->leaks[v - 1].seg == seg && e->leaks[v - 1].agg == agg)
+			return &e->leaks[v - 1];
+		i = (i + 1) & e->leak_mask;
+	}
+	GROW(e->leaks, e->nleaks, e->capleaks);
+	struct seg_leak *l = &e->leaks[e->nleaks];
+	memset(l, 0, sizeof(*l));
+	l->seg = seg;
+	l->agg = agg;
+	e->leak_index[i] = (uint32_t)e->nleaks + 1;
+	e->nleaks++;
+	return l;
+}
+
+/* ---- block life ------------------------------------------------------- */
+
+static inline void hist_add(struct engine *e, uint64_t size)
+{
+	e->hist[size ? 64 - __builtin_clzll(size) : 0]++;
+}
+
+static void count_alloc(struct engine *e, uint32_t agg, uint64_t size, bool failed)
+{
+	struct agg *a = &e->aggs[agg];
+	struct segment *s = &e->segs[e->cur_seg];
+	a->allocations++;
+	a->total_bytes += size;
+	if (size > a->max_size)
+		a->max_size = size;
+	e->allocations++;
+	e->total_bytes += size;
+	s->allocations++;
+	s->total_bytes += size;
+	hist_add(e, size);
+	if (failed) {
+		a->failed++;
+		e->failed++;
+		s->failed++;
+	}
+}
+
+static void block_start(struct engine *e, uint64_t ptr, uint64_t size, uint32_t agg)
+{
+	struct process *p = e->p;
+	bool fresh;
+	struct block *b = live_put(&e->live, ptr, &fresh);
+	if (!fresh) {
+		/* The free of the old block was not seen (lost, or allocated
+		 * before tracing and handed out again): end it quietly. */
+		struct agg *o = &e->aggs[b->agg];
+		agg_touch(e, o);
+		o->live_blocks--;
+		o->live_bytes -= b->size;
+		p->cur_bytes -= b->size;
+		p->cur_blocks--;
+	}
+	b->size = size;
+	b->order = e->order;
+	b->agg = agg;
+	b->seg = e->cur_seg;
+	b->flags = 0;
+	struct agg *a = &e->aggs[agg];
+	agg_touch(e, a);
+	a->live_blocks++;
+	a->live_bytes += size;
+	p->cur_bytes += size;
+	p->cur_blocks++;
+	struct segment *s = &e->segs[e->cur_seg];
+	if (p->cur_bytes > s->peak_bytes)
+		s->peak_bytes = p->cur_bytes;
+	if (p->cur_bytes > p->peak_bytes) {
+		p->peak_bytes = p->cur_bytes;
+		p->peak_seq = e->last_seq;
+		p->peak_time = e->last_time;
+		p->peak_order = e->order;
+		p->epoch++;
+	}
+	e->last_alloc_ptr = ptr;
+	e->last_alloc_agg = agg;
+	struct freed_slot *f = &e->freed[mix64(ptr) & (((size_t)1 << FREED_CACHE_BITS) - 1)];
+	if (f->ptr == ptr)
+		f->ptr = 0;
+}
+
+static void block_end(struct engine *e, struct block *b, bool temporary_check)
+{
+	struct process *p = e->p;
+	struct agg *a = &e->aggs[b->agg];
+	agg_touch(e, a);
+	a->live_blocks--;
+	a->live_bytes -= b->size;
+	p->cur_bytes -= b->size;
+	p->cur_blocks--;
+	if (temporary_check && b->ptr == e->last_alloc_ptr) {
+		a->temporary++;
+		e->temporary++;
+	}
+	live_remove(&e->live, b);
+}
+
+static void remember_free(struct engine *e, uint64_t ptr, uint32_t agg, uint32_t stack, uint32_t site)
+{
+	struct freed_slot *f = &e->freed[mix64(ptr) & (((size_t)1 << FREED_CACHE_BITS) - 1)];
+	f->ptr = ptr;
+	f->proc = e->pi;
+	f->agg = agg;
+	f->free_stack = stack;
+	f->free_site = site;
+}
+
+static void add_error(struct engine *e, const struct free_error *fe)
+{
+	e->total_errors++;
+	e->segs[e->cur_seg].free_errors++;
+	for (size_t i = e->nerrs; i-- > 0;) {
+		struct free_error *o = &e->errs[i];
+		if (o->kind == fe->kind && o->proc == fe->proc && o->seg == fe->seg && o->stack == fe->stack &&
+		    o->site == fe->site && o->alloc_stack == fe->alloc_stack && o->alloc_site == fe->alloc_site &&
+		    o->free_stack == fe->free_stack && o->free_site == fe->free_site) {
+			o->count++;
+			return;
+		}
+		if (e->nerrs - i > 64)
+			break; /* only near neighbours are merged: keeps this O(1) */
+	}
+	if (e->nerrs >= MAX_ERROR_GROUPS) {
+		e->errs_dropped++;
+		return;
+	}
+	GROW(e->errs, e->nerrs, e->caperrs);
+	e->errs[e->nerrs] = *fe;
+	e->errs[e->nerrs].count = 1;
+	e->nerrs++;
+}
+
+/* A free the input itself did not judge (text logs): decide like valground,
+ * but never blame a pointer whose allocation may have been lost. */
+static void judge_unknown_free(struct engine *e, const struct htr_event *ev)
+{
+	if (ev->ptr == 0)
+		return; /* free(NULL) is allowed */
+	if (e->p->any_loss) {
+		e->unmatched_frees++;
+		return;
+	}
+	struct free_error fe = {0};
+	fe.proc = e->pi;
+	fe.seg = e->cur_seg;
+	fe.stack = ev->stack;
+	fe.site = ev->site;
+	fe.ptr = ev->ptr;
+	fe.offset = ev->offset;
+	fe.seq = ev->seq;
+	fe.call = ev->call;
+	struct freed_slot *f = &e->freed[mix64(ev->ptr) & (((size_t)1 << FREED_CACHE_BITS) - 1)];
+	if (f->ptr == ev->ptr && f->proc == e->pi) {
+		fe.kind = HTR_MISUSE_DOUBLE_FREE;
+		fe.alloc_stack = e->aggs[f->agg].stack;
+		fe.alloc_site = e->aggs[f->agg].site;
+		fe.free_stack = f->free_stack;
+		fe.free_site = f->free_site;
+	} else {
+		fe.kind = HTR_MISUSE_INVALID_FREE;
+	}
+	add_error(e, &fe);
+}
+
+/* Ends every live block: at a heap init or the end of a process. A block
+ * whose free may lie in lost data is "unknown", not a leak. */
+static void account_live(struct engine *e, bool all_unknown)
+{
+	struct live_table *t = &e->live;
+	for (size_t i = 0; i <= t->mask; i++) {
+		struct block *b = &t->slots[i];
+		if (b->ptr == 0)
+			continue;
+		struct agg *a = &e->aggs[b->agg];
+		struct seg_leak *l = seg_leak_get(e, b->seg, b->agg);
+		if (b->flags & BLK_PERSISTENT) {
+			a->persistent_blocks++;
+			a->persistent_bytes += b->size;
+			l->persistent_blocks++;
+			l->persistent_bytes += b->size;
+		} else if (all_unknown || b->order < e->p->loss_horizon) {
+			a->unknown_blocks++;
+			a->unknown_bytes += b->size;
+			l->unknown_blocks++;
+			l->unknown_bytes += b->size;
+		} else {
+			a->leaked_blocks++;
+			a->leaked_bytes += b->size;
+			if (a->naddrs < MAX_ADDRS)
+				a->addrs[a->naddrs++] = b->ptr;
+			l->blocks++;
+			l->bytes += b->size;
+			if (l->naddrs < MAX_ADDRS)
+				l->addrs[l->naddrs++] = b->ptr;
+		}
+		agg_touch(e, a);
+		a->live_blocks--;
+		a->live_bytes -= b->size;
+		b->ptr = 0;
+	}
+	t->count = 0;
+	e->p->cur_bytes = 0;
+	e->p->cur_blocks = 0;
+	e->last_alloc_ptr = 0;
+}
+
+/* ---- inputs ----------------------------------------------------------- */
+
+void eng_begin_input(struct engine *e, const char *path, const char *format, int origin)
+{
+	GROW(e->inputs, e->ninputs, e->capinputs);
+	struct input *in = &e->inputs[e->ninputs];
+	memset(in, 0, sizeof(*in));
+	in->path = xstrdup(path);
+	in->format = xstrdup(format);
+	in->complete = true;
+	in->proc = (uint32_t)e->nprocs;
+	e->ninputs++;
+
+	GROW(e->procs, e->nprocs, e->capprocs);
+	struct process *p = &e->procs[e->nprocs];
+	memset(p, 0, sizeof(*p));
+	p->origin = origin;
+	p->input = e->ninputs - 1;
+	p->agg_first = e->naggs;
+	e->pi = (uint32_t)e->nprocs;
+	e->nprocs++;
+	e->p = p;
+	e->last_seq = 0;
+	e->last_time = 0;
+	e->last_alloc_ptr = 0;
+	e->have_heap = false;
+	seg_new(e, "", 0);
+}
+
+void eng_set_format(struct engine *e, const char *format)
+{
+	struct input *in = &e->inputs[e->ninputs - 1];
+	free(in->format);
+	in->format = xstrdup(format);
+}
+
+void eng_set_process(struct engine *e, uint64_t pid, uint64_t ppid, uint64_t parent_pid, bool fork_child)
+{
+	e->p->pid = pid;
+	e->p->ppid = ppid;
+	e->p->parent_pid = parent_pid;
+	e->p->fork_child = fork_child;
+}
+
+void eng_end_input(struct engine *e)
+{
+	struct process *p = e->p;
+	struct input *in = &e->inputs[e->ninputs - 1];
+	account_live(e, p->file_short);
+	for (size_t n = p->agg_first; n < e->naggs; n++) {
+		struct agg *a = &e->aggs[n];
+		a->proc_peak = a->mod_epoch == p->epoch ? a->at_peak : a->live_bytes;
+	}
+	in->lost_events = p->lost_events;
+}
+
+/* ---- the sink ----------------------------------------------------------- */
+
+static uint32_t alloc_agg(struct engine *e, const struct htr_event *ev)
+{
+	return agg_get(e, ev->stack, ev->site);
+}
+
+static void on_alloc(struct engine *e, const struct htr_event *ev)
+{
+	uint32_t agg = alloc_agg(e, ev);
+	count_alloc(e, agg, ev->size, ev->ptr == 0);
+	if (ev->ptr != 0)
+		block_start(e, ev->ptr, ev->size, agg);
+	timeline_note(e);
+}
+
+static void on_free(struct engine *e, const struct htr_event *ev)
+{
+	struct block *b = ev->ptr ? live_find(&e->live, ev->ptr) : NULL;
+	if (b == NULL) {
+		if (e->p->origin == HTR_ORIGIN_HOST) {
+			/* Allocated before tracing or inherited over fork: the
+			 * recorder's MISUSE records are the errors. */
+			if (ev->ptr)
+				e->unmatched_frees++;
+		} else {
+			judge_unknown_free(e, ev);
+		}
+		return;
+	}
+	e->frees++;
+	e->segs[e->cur_seg].frees++;
+	uint32_t agg = b->agg;
+	block_end(e, b, true);
+	e->last_alloc_ptr = 0;
+	remember_free(e, ev->ptr, agg, ev->stack, ev->site);
+	timeline_note(e);
+}
+
+static void on_realloc(struct engine *e, const struct htr_event *ev)
+{
+	e->reallocs++;
+	if (ev->ptr == 0) {
+		on_alloc(e, &(struct htr_event){.ptr = ev->ptr2, .size = ev->size, .stack = ev->stack,
+						.site = ev->site});
+		return;
+	}
+	if (ev->ptr2 == 0 && ev->size != 0) {
+		/* Failed: the old block stays as it was. */
+		count_alloc(e, alloc_agg(e, ev), ev->size, true);
+		return;
+	}
+	struct block *b = live_find(&e->live, ev->ptr);
+	bool was_persistent = false;
+	if (b) {
+		was_persistent = b->flags & BLK_PERSISTENT;
+		e->frees++;
+		e->segs[e->cur_seg].frees++;
+		uint32_t agg = b->agg;
+		block_end(e, b, false);
+		remember_free(e, ev->ptr, agg, ev->stack, ev->site);
+	} else if (e->p->origin != HTR_ORIGIN_HOST) {
+		judge_unknown_free(e, ev);
+	}
+	if (ev->ptr2 != 0) {
+		uint32_t agg = alloc_agg(e, ev);
+		count_alloc(e, agg, ev->size, false);
+		block_start(e, ev->ptr2, ev->size, agg);
+		if (was_persistent) {
+			struct block *nb = live_find(&e->live, ev->ptr2);
+			nb->flags |= BLK_PERSISTENT;
+		}
+	}
+	timeline_note(e);
+}
+
+static void on_misuse(struct engine *e, const struct htr_event *ev)
+{
+	struct free_error fe = {0};
+	fe.kind = ev->kind;
+	fe.proc = e->pi;
+	fe.seg = e->cur_seg;
+	fe.stack = ev->stack;
+	fe.site = ev->site;
+	fe.alloc_stack = ev->alloc_stack;
+	fe.alloc_site = ev->alloc_site;
+	fe.free_stack = ev->free_stack;
+	fe.free_site = ev->free_site;
+	fe.call = ev->call;
+	fe.alloc_call = ev->alloc_call;
+	fe.ptr = ev->ptr;
+	fe.size = ev->size;
+	fe.offset = ev->offset;
+	fe.seq = ev->seq;
+	struct block *b = ev->ptr ? live_find(&e->live, ev->ptr) : NULL;
+	if (b && fe.alloc_stack == 0 && fe.alloc_site == 0) {
+		fe.alloc_stack = e->aggs[b->agg].stack;
+		fe.alloc_site = e->aggs[b->agg].site;
+	}
+	if (b && fe.size == 0)
+		fe.size = b->size;
+	if (fe.kind == HTR_MISUSE_DOUBLE_FREE && fe.free_stack == 0 && fe.free_site == 0) {
+		struct freed_slot *f = &e->freed[mix64(ev->ptr) & (((size_t)1 << FREED_CACHE_BITS) - 1)];
+		if (f->ptr == ev->ptr && f->proc == e->pi) {
+			fe.free_stack = f->free_stack;
+			fe.free_site = f->free_site;
+			if (fe.alloc_stack == 0 && fe.alloc_site == 0) {
+				fe.alloc_stack = e->aggs[f->agg].stack;
+				fe.alloc_site = e->aggs[f->agg].site;
+			}
+		}
+	}
+	add_error(e, &fe);
+	/* A mismatched free still frees the block (the program meant it). */
+	if (ev->kind == HTR_MISUSE_MISMATCH && b) {
+		e->frees++;
+		e->segs[e->cur_seg].frees++;
+		uint32_t agg = b->agg;
+		block_end(e, b, false);
+		remember_free(e, ev->ptr, agg, ev->stack, ev->site);
+	}
+}
+
+static void def_stack(struct engine *e, const struct htr_event *ev)
+{
+	struct process *p = e->p;
+	if (ev->id == 0)
+		return;
+	if (ev->id >= p->nstack) {
+		size_t n = p->nstack ? p->nstack : 64;
+		while (n <= ev->id)
+			n *= 2;
+		p->stack_off = xrealloc(p->stack_off, n * sizeof(size_t));
+		memset(p->stack_off + p->nstack, 0, (n - p->nstack) * sizeof(size_t));
+		p->nstack = n;
+	}
+	if (p->stack_off[ev->id])
+		return;
+	while (e->nframes + ev->depth + 1 > e->capframes) {
+		e->capframes = e->capframes ? e->capframes * 2 : 4096;
+		e->frames = xrealloc(e->frames, e->capframes * sizeof(uint64_t));
+	}
+	e->frames[e->nframes] = ev->depth;
+	if (ev->depth)
+		memcpy(&e->frames[e->nframes + 1], ev->frames, ev->depth * sizeof(uint64_t));
+	p->stack_off[ev->id] = e->nframes + 1;
+	e->nframes += ev->depth + 1;
+}
+
+static void def_site(struct engine *e, const struct htr_event *ev)
+{
+	struct process *p = e->p;
+	if (ev->id == 0)
+		return;
+	if (ev->id >= p->nsite) {
+		size_t n = p->nsite ? p->nsite : 64;
+		while (n <= ev->id)
+			n *= 2;
+		p->site_off = xrealloc(p->site_off, n * sizeof(size_t));
+		p->site_line = xrealloc(p->site_line, n * sizeof(uint32_t));
+		memset(p->site_off + p->nsite, 0, (n - p->nsite) * sizeof(size_t));
+		p->nsite = n;
+	}
+	if (p->site_off[ev->id])
+		return;
+	p->site_off[ev->id] = add_string(e, ev->text ? ev->text : "") + 1;
+	p->site_line[ev->id] = ev->line;
+}
+
+static void on_module(struct engine *e, const struct htr_event *ev)
+{
+	struct process *p = e->p;
+	if (ev->kind == HTR_MODULE_UNLOAD) {
+		for (size_t i = p->nmodules; i-- > 0;) {
+			if (p->modules[i].base == ev->base && !p->modules[i].unloaded) {
+				p->modules[i].unloaded = true;
+				break;
+			}
+		}
+		return;
+	}
+	GROW(p->modules, p->nmodules, p->capmodules);
+	struct module *m = &p->modules[p->nmodules++];
+	memset(m, 0, sizeof(*m));
+	m->path = xstrdup(ev->text ? ev->text : "");
+	m->base = ev->base;
+	m->start = ev->start;
+	m->end = ev->end;
+	for (uint32_t i = 0; i < ev->build_id_size && i < HTR_BUILD_ID_MAX; i++)
+		snprintf(m->build_id + 2 * i, 3, "%02x", ev->build_id[i]);
+}
+
+static void on_loss(struct engine *e, uint64_t count)
+{
+	struct process *p = e->p;
+	p->lost_events += count;
+	p->any_loss = true;
+	p->loss_horizon = e->order;
+	e->segs[e->cur_seg].lost_events += count;
+}
+
+static void on_checkpoint(struct engine *e, const struct htr_event *ev)
+{
+	const struct htr_heap_stats *s = ev->stats;
+	if (s == NULL)
+		return;
+	e->checks++;
+	e->check = *s;
+	e->have_check = true;
+	if (s->heap_size) {
+		e->have_heap = true;
+		e->heap_size = s->heap_size;
+	}
+	if (s->min_free_bytes && s->min_free_bytes < e->min_free_seen)
+		e->min_free_seen = s->min_free_bytes;
+	if (s->live_blocks == e->p->cur_blocks && s->used_bytes == e->p->cur_bytes) {
+		/* The target agrees with our live set: whatever was lost
+		 * before did not change it, so blocks older than the loss
+		 * are judged normally again. */
+		e->p->loss_horizon = 0;
+	} else {
+		e->check_mismatches++;
+	}
+}
+
+int eng_event(void *ctx, const struct htr_event *ev)
+{
+	struct engine *e = ctx;
+	e->order++;
+	if (ev->seq)
+		e->last_seq = ev->seq;
+	if (ev->time_ns)
+		e->last_time = ev->time_ns;
+	switch (ev->type) {
+	case HTR_EV_ALLOC:
+		on_alloc(e, ev);
+		break;
+	case HTR_EV_FREE:
+		on_free(e, ev);
+		break;
+	case HTR_EV_REALLOC:
+		on_realloc(e, ev);
+		break;
+	case HTR_EV_MISUSE:
+		on_misuse(e, ev);
+		break;
+	case HTR_EV_PERSIST: {
+		struct block *b = live_find(&e->live, ev->ptr);
+		e->persist_marks++;
+		if (b)
+			b->flags |= BLK_PERSISTENT;
+		break;
+	}
+	case HTR_EV_MARKER:
+		seg_new(e, ev->text ? ev->text : "", ev->kind == ENG_MARK_TEST ? 1 : 2);
+		break;
+	case HTR_EV_HEAP_INIT: {
+		account_live(e, false);
+		const char *name = e->segs[e->cur_seg].name;
+		char *keep = xstrdup(name);
+		e->have_heap = true;
+		e->heap_base = ev->ptr;
+		e->heap_size = ev->size;
+		seg_new(e, keep, 3);
+		free(keep);
+		/* The old heap's losses do not reach into the new one. */
+		e->p->loss_horizon = 0;
+		e->p->any_loss = false;
+		break;
+	}
+	case HTR_EV_CHECKPOINT:
+		on_checkpoint(e, ev);
+		break;
+	case HTR_EV_LOSS:
+		on_loss(e, ev->count);
+		break;
+	case HTR_EV_STACK:
+		def_stack(e, ev);
+		break;
+	case HTR_EV_SITE:
+		def_site(e, ev);
+		break;
+	case HTR_EV_MODULE:
+		on_module(e, ev);
+		break;
+	case HTR_EV_PROCESS: {
+		struct process *p = e->p;
+		p->pid = ev->tid ? ev->tid : p->pid;
+		if (ev->size)
+			p->pid = ev->size;
+		free(p->exe);
+		p->exe = xstrdup(ev->text ? ev->text : "");
+		const char *a = ev->args;
+		for (uint32_t i = 0; a && i < ev->argc; i++) {
+			p->args = xrealloc(p->args, (p->nargs + 1) * sizeof(char *));
+			p->args[p->nargs++] = xstrdup(a);
+			a += strlen(a) + 1;
+		}
+		break;
+	}
+	case HTR_EV_END:
+		e->p->has_end = true;
+		e->p->end_status = ev->size;
+		break;
+	case HTR_EV_TRUNCATED: {
+		struct input *in = &e->inputs[e->ninputs - 1];
+		if (ev->kind == HTR_TRUNC_NO_EXIT) {
+			in->no_exit = true;
+			if (in->has_stop)
+				break;
+		} else {
+			in->complete = false;
+			e->p->file_short = true;
+		}
+		in->has_stop = true;
+		in->stop_offset = ev->offset;
+		free(in->stop_reason);
+		in->stop_reason = xstrdup(ev->text ? ev->text : "input ends early");
+		break;
+	}
+	case HTR_EV_BAD_INPUT: {
+		struct input *in = &e->inputs[e->ninputs - 1];
+		if (in->bad_count++ == 0) {
+			in->bad_offset = ev->offset;
+			in->bad_reason = xstrdup(ev->text ? ev->text : "corrupt data");
+		}
+		break;
+	}
+	default:
+		break; /* THREAD, FORK, TIME carry nothing the results need */
+	}
+	e->inputs[e->ninputs - 1].events++;
+	return 0;
+}
+
+/* ---- JSON output ------------------------------------------------------ */
+
+static void jstr(FILE *o, const char *s)
+{
+	if (s == NULL) {
+		fputs("null", o);
+		return;
+	}
+	putc('"', o);
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		if (*c == '"' || *c == '\\') {
+			putc('\\', o);
+			putc(*c, o);
+		} else if (*c < 0x20 || *c >= 0x7f) {
+			/* Bytes, not characters: keeps the output valid JSON
+			 * whatever the encoding of the log was. */
+			fprintf(o, "\\u%04x", *c);
+		} else {
+			putc(*c, o);
+		}
+	}
+	putc('"', o);
+}
+
+static void jsite(struct engine *e, FILE *o, uint32_t proc, uint32_t site)
+{
+	struct process *p = &e->procs[proc];
+	if (site == 0 || site >= p->nsite || p->site_off[site] == 0) {
+		fputs("null", o);
+		return;
+	}
+	const char *file = e->strings + p->site_off[site] - 1;
+	if (p->site_line[site] == 0) {
+		jstr(o, file);
+		return;
+	}
+	size_t n = strlen(file) + 16;
+	char *buf = xrealloc(NULL, n);
+	snprintf(buf, n, "%s:%u", file, p->site_line[site]);
+	jstr(o, buf);
+	free(buf);
+}
+
+static void jframes(struct engine *e, FILE *o, uint32_t proc, uint32_t stack)
+{
+	struct process *p = &e->procs[proc];
+	putc('[', o);
+	if (stack && stack < p->nstack && p->stack_off[stack]) {
+		const uint64_t *f = &e->frames[p->stack_off[stack] - 1];
+		for (uint64_t i = 0; i < f[0]; i++)
+			fprintf(o, "%s\"0x%" PRIx64 "\"", i ? "," : "", f[1 + i]);
+	}
+	putc(']', o);
+}
+
+static const char *origin_name(int origin)
+{
+	switch (origin) {
+	case HTR_ORIGIN_HOST:
+		return "host";
+	case HTR_ORIGIN_BOARD:
+		return "board";
+	default:
+		return "text";
+	}
+}
+
+static const char *misuse_name(int kind)
+{
+	switch (kind) {
+	case HTR_MISUSE_DOUBLE_FREE:
+		return "double-free";
+	case HTR_MISUSE_INVALID_FREE:
+		return "invalid-free";
+	default:
+		return "mismatch";
+	}
+}
+
+static void jaddrs(FILE *o, const uint64_t *a, uint32_t n)
+{
+	putc('[', o);
+	for (uint32_t i = 0; i < n; i++)
+		fprintf(o, "%s\"0x%" PRIx64 "\"", i ? "," : "", a[i]);
+	putc(']', o);
+}
+
+static const char *seg_kind_name(int k)
+{
+	static const char *const names[] = {"start", "test", "marker", "init"};
+	return names[k];
+}
+
+void eng_write_json(struct engine *e, FILE *o)
+{
+	/* The process holding the highest peak owns the peak stacks. */
+	size_t peak_proc = 0;
+	uint64_t leaked_bytes = 0, leaked_blocks = 0, unknown_bytes = 0, unknown_blocks = 0;
+	uint64_t pers_bytes = 0, pers_blocks = 0, lost = 0;
+	for (size_t i = 0; i < e->nprocs; i++) {
+		if (e->procs[i].peak_bytes > e->procs[peak_proc].peak_bytes)
+			peak_proc = i;
+		lost += e->procs[i].lost_events;
+	}
+	for (size_t n = 0; n < e->naggs; n++) {
+		struct agg *a = &e->aggs[n];
+		leaked_bytes += a->leaked_bytes;
+		leaked_blocks += a->leaked_blocks;
+		unknown_bytes += a->unknown_bytes;
+		unknown_blocks += a->unknown_blocks;
+		pers_bytes += a->persistent_bytes;
+		pers_blocks += a->persistent_blocks;
+	}
+	struct process *pp = e->nprocs ? &e->procs[peak_proc] : NULL;
+
+	fputs("{\"engine_version\":1,\n\"totals\":{", o);
+	fprintf(o,
+		"\"events\":%" PRIu64 ",\"allocations\":%" PRIu64 ",\"frees\":%" PRIu64 ",\"reallocs\":%" PRIu64
+		",\"failed_allocations\":%" PRIu64 ",\"total_bytes\":%" PRIu64 ",\"temporary\":%" PRIu64
+		",\"peak_bytes\":%" PRIu64 ",\"peak_process\":%zu,\"peak_seq\":%" PRIu64 ",\"peak_time_ns\":%" PRIu64
+		",\"peak_event\":%" PRIu64 ",\"leaked_bytes\":%" PRIu64 ",\"leaked_blocks\":%" PRIu64
+		",\"unknown_bytes\":%" PRIu64 ",\"unknown_blocks\":%" PRIu64 ",\"persistent_bytes\":%" PRIu64
+		",\"persistent_blocks\":%" PRIu64 ",\"free_errors\":%" PRIu64 ",\"free_error_groups_dropped\":%" PRIu64
+		",\"unmatched_frees\":%" PRIu64 ",\"lost_events\":%" PRIu64 "},\n",
+		e->order, e->allocations, e->frees, e->reallocs, e->failed, e->total_bytes, e->temporary,
+		pp ? pp->peak_bytes : 0, peak_proc, pp ? pp->peak_seq : 0, pp ? pp->peak_time : 0,
+		pp ? pp->peak_order : 0, leaked_bytes, leaked_blocks, unknown_bytes, unknown_blocks, pers_bytes,
+		pers_blocks, e->total_errors, e->errs_dropped, e->unmatched_frees, lost);
+
+	fputs("\"inputs\":[", o);
+	for (size_t i = 0; i < e->ninputs; i++) {
+		struct input *in = &e->inputs[i];
+		fprintf(o, "%s\n{\"path\":", i ? "," : "");
+		jstr(o, in->path);
+		fputs(",\"format\":", o);
+		jstr(o, in->format);
+		fprintf(o, ",\"process\":%u,\"complete\":%s,\"exited\":%s,\"events\":%" PRIu64 ",\"lost_events\":%" PRIu64,
+			in->proc, in->complete ? "true" : "false", in->no_exit ? "false" : "true", in->events,
+			in->lost_events);
+		if (in->has_stop) {
+			fprintf(o, ",\"stopped_at\":{\"offset\":%" PRIu64 ",\"reason\":", in->stop_offset);
+			jstr(o, in->stop_reason);
+			putc('}', o);
+		} else {
+			fputs(",\"stopped_at\":null", o);
+		}
+		if (in->bad_count) {
+			fprintf(o, ",\"bad_input\":{\"count\":%" PRIu64 ",\"offset\":%" PRIu64 ",\"reason\":",
+				in->bad_count, in->bad_offset);
+			jstr(o, in->bad_reason);
+			putc('}', o);
+		} else {
+			fputs(",\"bad_input\":null", o);
+		}
+		putc('}', o);
+	}
+	fputs("],\n\"processes\":[", o);
+	for (size_t i = 0; i < e->nprocs; i++) {
+		struct process *p = &e->procs[i];
+		fprintf(o,
+			"%s\n{\"index\":%zu,\"input\":%zu,\"origin\":\"%s\",\"pid\":%" PRIu64 ",\"ppid\":%" PRIu64
+			",\"parent_pid\":%" PRIu64 ",\"fork_child\":%s,\"peak_bytes\":%" PRIu64 ",\"lost_events\":%" PRIu64
+			",\"exe\":",
+			i ? "," : "", i, p->input, origin_name(p->origin), p->pid, p->ppid, p->parent_pid,
+			p->fork_child ? "true" : "false", p->peak_bytes, p->lost_events);
+		jstr(o, p->exe);
+		fputs(",\"args\":[", o);
+		for (uint32_t k = 0; k < p->nargs; k++) {
+			if (k)
+				putc(',', o);
+			jstr(o, p->args[k]);
+		}
+		fputs("],\"end_status\":", o);
+		if (p->has_end)
+			fprintf(o, "%" PRIu64, p->end_status);
+		else
+			fputs("null", o);
+		fputs(",\"modules\":[", o);
+		for (size_t k = 0; k < p->nmodules; k++) {
+			struct module *m = &p->modules[k];
+			fprintf(o, "%s{\"path\":", k ? "," : "");
+			jstr(o, m->path);
+			fprintf(o,
+				",\"base\":\"0x%" PRIx64 "\",\"start\":\"0x%" PRIx64 "\",\"end\":\"0x%" PRIx64
+				"\",\"build_id\":\"%s\",\"unloaded\":%s}",
+				m->base, m->start, m->end, m->build_id, m->unloaded ? "true" : "false");
+		}
+		fputs("]}", o);
+	}
+
+	fputs("],\n\"aggregates\":[", o);
+	for (size_t n = 0; n < e->naggs; n++) {
+		struct agg *a = &e->aggs[n];
+		fprintf(o, "%s\n{\"id\":%zu,\"process\":%u,\"site\":", n ? "," : "", n, a->proc);
+		jsite(e, o, a->proc, a->site);
+		fputs(",\"frames\":", o);
+		jframes(e, o, a->proc, a->stack);
+		fprintf(o,
+			",\"allocations\":%" PRIu64 ",\"total_bytes\":%" PRIu64 ",\"failed\":%" PRIu64
+			",\"temporary\":%" PRIu64 ",\"max_size\":%" PRIu64 ",\"peak_bytes\":%" PRIu64
+			",\"leaked_blocks\":%" PRIu64 ",\"leaked_bytes\":%" PRIu64 ",\"unknown_blocks\":%" PRIu64
+			",\"unknown_bytes\":%" PRIu64 ",\"persistent_blocks\":%" PRIu64 ",\"persistent_bytes\":%" PRIu64
+			",\"addresses\":",
+			a->allocations, a->total_bytes, a->failed, a->temporary, a->max_size,
+			a->proc == peak_proc ? a->proc_peak : 0, a->leaked_blocks, a->leaked_bytes, a->unknown_blocks,
+			a->unknown_bytes, a->persistent_blocks, a->persistent_bytes);
+		jaddrs(o, a->addrs, a->naddrs);
+		putc('}', o);
+	}
+
+	fputs("],\n\"free_errors\":[", o);
+	for (size_t n = 0; n < e->nerrs; n++) {
+		struct free_error *f = &e->errs[n];
+		fprintf(o, "%s\n{\"kind\":\"%s\",\"process\":%u,\"segment\":%u,\"count\":%" PRIu64 ",\"ptr\":\"0x%" PRIx64
+			"\",\"size\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"offset\":%" PRIu64 ",\"call\":%u,\"alloc_call\":%u,\"site\":",
+			n ? "," : "", misuse_name(f->kind), f->proc, f->seg, f->count, f->ptr, f->size, f->seq, f->offset,
+			f->call, f->alloc_call);
+		jsite(e, o, f->proc, f->site);
+		fputs(",\"frames\":", o);
+		jframes(e, o, f->proc, f->stack);
+		fputs(",\"alloc_site\":", o);
+		jsite(e, o, f->proc, f->alloc_site);
+		fputs(",\"alloc_frames\":", o);
+		jframes(e, o, f->proc, f->alloc_stack);
+		fputs(",\"free_site\":", o);
+		jsite(e, o, f->proc, f->free_site);
+		fputs(",\"free_frames\":", o);
+		jframes(e, o, f->proc, f->free_stack);
+		putc('}', o);
+	}
+
+	fputs("],\n\"segments\":[", o);
+	for (size_t s = 0; s < e->nsegs; s++) {
+		struct segment *g = &e->segs[s];
+		uint64_t lb = 0, lbytes = 0, ub = 0, ubytes = 0, pb = 0, pbytes = 0;
+		for (size_t n = 0; n < e->nleaks; n++) {
+			if (e->leaks[n].seg != s)
+				continue;
+			lb += e->leaks[n].blocks;
+			lbytes += e->leaks[n].bytes;
+			ub += e->leaks[n].unknown_blocks;
+			ubytes += e->leaks[n].unknown_bytes;
+			pb += e->leaks[n].persistent_blocks;
+			pbytes += e->leaks[n].persistent_bytes;
+		}
+		fprintf(o, "%s\n{\"index\":%zu,\"name\":", s ? "," : "", s);
+		jstr(o, g->name);
+		fprintf(o,
+			",\"kind\":\"%s\",\"process\":%u,\"start_seq\":%" PRIu64 ",\"allocations\":%" PRIu64
+			",\"frees\":%" PRIu64 ",\"total_bytes\":%" PRIu64 ",\"peak_bytes\":%" PRIu64
+			",\"failed_allocations\":%" PRIu64 ",\"free_errors\":%" PRIu64 ",\"lost_events\":%" PRIu64
+			",\"heap_base\":\"0x%" PRIx64 "\",\"heap_size\":%" PRIu64 ",\"leaked_blocks\":%" PRIu64
+			",\"leaked_bytes\":%" PRIu64 ",\"unknown_blocks\":%" PRIu64 ",\"unknown_bytes\":%" PRIu64
+			",\"persistent_blocks\":%" PRIu64 ",\"persistent_bytes\":%" PRIu64 ",\"leaks\":[",
+			seg_kind_name(g->kind), g->proc, g->start_seq, g->allocations, g->frees, g->total_bytes,
+			g->peak_bytes, g->failed, g->free_errors, g->lost_events, g->heap_base, g->heap_size, lb,
+			lbytes, ub, ubytes, pb, pbytes);
+		bool first = true;
+		for (size_t n = 0; n < e->nleaks; n++) {
+			struct seg_leak *l = &e->leaks[n];
+			if (l->seg != s || (l->blocks == 0 && l->unknown_blocks == 0 && l->persistent_blocks == 0))
+				continue;
+			fprintf(o,
+				"%s{\"aggregate\":%u,\"blocks\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"unknown_blocks\":%" PRIu64
+				",\"unknown_bytes\":%" PRIu64 ",\"persistent_blocks\":%" PRIu64 ",\"persistent_bytes\":%" PRIu64
+				",\"addresses\":",
+				first ? "" : ",", l->agg, l->blocks, l->bytes, l->unknown_blocks, l->unknown_bytes,
+				l->persistent_blocks, l->persistent_bytes);
+			jaddrs(o, l->addrs, l->naddrs);
+			putc('}', o);
+			first = false;
+		}
+		fputs("]}", o);
+	}
+
+	fputs("],\n\"heap\":", o);
+	if (e->have_heap || e->have_check) {
+		uint64_t seg_peak = 0, size = e->heap_size;
+		for (size_t s = 0; s < e->nsegs; s++)
+			if (e->segs[s].heap_size && e->segs[s].peak_bytes > seg_peak)
+				seg_peak = e->segs[s].peak_bytes;
+		fprintf(o, "{\"base\":\"0x%" PRIx64 "\",\"size\":%" PRIu64 ",\"peak_bytes\":%" PRIu64 ",\"checks\":%" PRIu64
+			",\"check_mismatches\":%" PRIu64,
+			e->heap_base, size, seg_peak, e->checks, e->check_mismatches);
+		if (e->have_check) {
+			const struct htr_heap_stats *c = &e->check;
+			fprintf(o,
+				",\"free\":%zu,\"largest_free\":%zu,\"free_blocks\":%zu,\"min_free\":%" PRIu64
+				",\"fragmentation_permille\":%u,\"live_blocks\":%zu,\"used_bytes\":%zu",
+				c->free_bytes, c->largest_free, c->free_blocks,
+				e->min_free_seen == UINT64_MAX ? (uint64_t)c->min_free_bytes : e->min_free_seen,
+				htr_fragmentation_permille(c), c->live_blocks, c->used_bytes);
+		} else {
+			fputs(",\"free\":null,\"largest_free\":null,\"free_blocks\":null,\"min_free\":null,"
+			      "\"fragmentation_permille\":null",
+			      o);
+		}
+		putc('}', o);
+	} else {
+		fputs("null", o);
+	}
+
+	fputs(",\n\"timeline\":[", o);
+	for (size_t i = 0; i < e->ntl; i++)
+		fprintf(o, "%s[%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "]", i ? "," : "", e->tl[i].order,
+			e->tl[i].seq, e->tl[i].time_ns, e->tl[i].bytes);
+	fputs("],\n\"histogram\":[", o);
+	bool first = true;
+	for (int i = 0; i < 65; i++) {
+		if (!e->hist[i])
+			continue;
+		/* bucket i holds sizes in [2^(i-1), 2^i) (bucket 0: size 0) */
+		fprintf(o, "%s{\"min\":%" PRIu64 ",\"count\":%" PRIu64 "}", first ? "" : ",",
+			i ? (uint64_t)1 << (i - 1) : 0, e->hist[i]);
+		first = false;
+	}
+	fputs("]}\n", o);
+}
