@@ -339,6 +339,43 @@ struct htr_rec_persist {
 	uint64_t ptr;
 };
 
+/* Packed traces. The raw file above is built for recording: per-thread
+ * chunks, fixed-size records, crash safety. Once the program has ended,
+ * `heaptrail run` (or `heaptrail pack`) rewrites it for keeping: one stream in
+ * seq order, compactly coded, zstd-compressed. Readers open both forms the
+ * same way. docs/trace-format.md describes the coding.
+ *
+ *   struct htr_pack_header, then one zstd stream of packed records that
+ *   ends with the HTR_PACK_END tag (a stream without it was cut short). */
+#define HTR_PACK_MAGIC "HTRPACK\0" /* 8 bytes */
+#define HTR_PACK_VERSION_MAJOR 1
+#define HTR_PACK_VERSION_MINOR 0
+
+struct htr_pack_header {
+	char magic[8];
+	uint16_t version_major;
+	uint16_t version_minor;
+	uint32_t header_size;         /* sizeof(struct htr_pack_header) */
+	uint64_t records;             /* packed records, END tag excluded */
+	struct htr_file_header trace; /* the raw trace's header when it was packed */
+};
+
+/* Tag byte of a packed record: a code in the low nibble, flags above. */
+enum htr_pack_code {
+	HTR_PACK_END = 0,     /* end of stream */
+	HTR_PACK_ALLOC = 1,   /* [thread] [seq] [stack] [extra: kind site alignment] ptr size */
+	HTR_PACK_FREE = 2,    /* [thread] [seq] [stack] [extra: kind site] ptr */
+	HTR_PACK_REALLOC = 3, /* [thread] [seq] [stack] [extra: kind site] old new size */
+	HTR_PACK_RAW = 4,     /* [thread] length, then the record as in a raw trace */
+	HTR_PACK_NOTICE = 5,  /* event type, kind, offset, count, text length, text: what the
+			       * reader said about the raw file (cut, corrupt, lost) */
+};
+#define HTR_PACK_SEQ_NEXT 0x10u    /* seq = previous seq + 1; else a varint delta follows */
+#define HTR_PACK_SAME_THREAD 0x20u /* thread = previous record's; else a varint follows */
+#define HTR_PACK_SAME_STACK 0x40u  /* stack = previous of this code; else a varint follows */
+#define HTR_PACK_EXTRA 0x80u       /* kind, site (and alignment) follow; else: previous kind, 0, 0 */
+#define HTR_PACK_PTR_CACHE 16u     /* pointer codes below this index a recency cache */
+
 /* The bytes that follow a record's fixed part (frames, strings). */
 #define HTR_REC_PAYLOAD(rec) ((const void *)((rec) + 1))
 

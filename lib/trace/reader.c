@@ -1,6 +1,6 @@
 /* Host trace reader: chunk scan, per-thread cursors, seq merge. */
 #define _GNU_SOURCE
-#include "reader.h"
+#include "reader_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,23 +26,6 @@ struct thread_stream {
 	bool done;
 };
 
-struct htr_reader {
-	char *path;
-	const uint8_t *map;
-	uint64_t size;
-	struct htr_file_header header;
-	uint64_t nchunks;      /* whole or partial chunks present in the file */
-	uint64_t chunk_size;
-	struct thread_stream *threads;
-	size_t nthreads;
-	size_t *heap; /* min-heap of stream indexes by next_seq */
-	size_t heap_len;
-	uint64_t time_ns;
-	uint64_t drops_seen;
-	bool saw_end;
-	bool saw_short; /* a chunk ran past the end of the file */
-	bool ran;
-};
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -72,6 +55,24 @@ int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t
 		set_err(err, errlen, "%s: not a regular file", path);
 		close(fd);
 		return -1;
+	}
+	char magic[8] = {0};
+	if (pread(fd, magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
+	    memcmp(magic, HTR_PACK_MAGIC, sizeof(magic)) == 0) {
+		struct htr_reader *r = calloc(1, sizeof(*r));
+		if (r == NULL || (r->path = strdup(path)) == NULL) {
+			free(r);
+			close(fd);
+			set_err(err, errlen, "%s: out of memory", path);
+			return -1;
+		}
+		if (htr_packed_open(r, fd, err, errlen) != 0) {
+			free(r->path);
+			free(r);
+			return -1; /* htr_packed_open closed fd */
+		}
+		*out = r;
+		return 0;
 	}
 	if ((uint64_t)st.st_size < sizeof(struct htr_file_header)) {
 		set_err(err, errlen, "%s: %lld bytes, too short for a heaptrail trace header (%zu bytes)", path,
@@ -144,7 +145,10 @@ void htr_reader_close(struct htr_reader *reader)
 		free(reader->threads[i].chunks);
 	free(reader->threads);
 	free(reader->heap);
-	munmap((void *)reader->map, (size_t)reader->size);
+	if (reader->packed != NULL)
+		htr_packed_close(reader);
+	else
+		munmap((void *)reader->map, (size_t)reader->size);
 	free(reader->path);
 	free(reader);
 }
@@ -232,7 +236,7 @@ static int scan_chunks(struct htr_reader *r, htr_event_sink sink, void *ctx)
 	return 0;
 }
 
-static size_t fixed_size(uint8_t type)
+size_t htr_record_fixed_size(uint8_t type)
 {
 	switch (type) {
 	case HTR_REC_ALLOC: return sizeof(struct htr_rec_alloc);
@@ -256,7 +260,7 @@ static size_t fixed_size(uint8_t type)
 
 static bool has_seq(uint8_t type)
 {
-	return type != HTR_REC_STACK && type != HTR_REC_SITE && fixed_size(type) != 0;
+	return type != HTR_REC_STACK && type != HTR_REC_SITE && htr_record_fixed_size(type) != 0;
 }
 
 /* All records with a seq keep it at offset 8. */
@@ -311,7 +315,7 @@ static enum cursor_result peek(struct htr_reader *r, struct thread_stream *s, co
 			}
 			return CURSOR_CORRUPT;
 		}
-		size_t fixed = fixed_size(h.type);
+		size_t fixed = htr_record_fixed_size(h.type);
 		if (fixed != 0 && h.size < fixed)
 			return CURSOR_CORRUPT;
 		*rec_out = rec;
@@ -338,7 +342,7 @@ static void skip_chunk(struct thread_stream *s)
 
 /* Fills ev from one record. Returns false when the record's payload is
  * inconsistent (a string without its NUL, a depth past the record). */
-static bool decode(struct htr_reader *r, const uint8_t *rec, uint32_t thread, struct htr_event *ev)
+bool htr_record_decode(struct htr_reader *r, const uint8_t *rec, uint32_t thread, struct htr_event *ev)
 {
 	struct htr_rec_header h;
 	memcpy(&h, rec, sizeof(h));
@@ -546,11 +550,11 @@ static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event
 		}
 		first = false;
 		struct htr_event ev;
-		if (fixed_size(type) == 0) {
+		if (htr_record_fixed_size(type) == 0) {
 			advance(s, rec); /* a record type from a newer minor version */
 			continue;
 		}
-		if (!decode(r, rec, s->thread_index, &ev)) {
+		if (!htr_record_decode(r, rec, s->thread_index, &ev)) {
 			int rc = emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
 					     "corrupt record at offset %" PRIu64 " (thread %u); skipped", off,
 					     s->thread_index);
@@ -570,7 +574,7 @@ static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event
 			s->last_seq = ev.seq;
 		}
 		advance(s, rec);
-		int rc = sink(ctx, &ev);
+		int rc = r->record_hook ? r->record_hook(r->hook_ctx, &ev, rec) : sink(ctx, &ev);
 		if (rc != 0)
 			return rc;
 	}
@@ -617,6 +621,8 @@ int htr_reader_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 	if (r->ran)
 		return 0;
 	r->ran = true;
+	if (r->packed != NULL)
+		return htr_packed_run(r, sink, ctx);
 	int rc = scan_chunks(r, sink, ctx);
 	if (rc != 0)
 		return rc;

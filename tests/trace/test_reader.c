@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "pack.h"
 #include "reader.h"
 
 #define CHUNK 4096u
@@ -119,6 +120,7 @@ static char *builder_write(struct builder *b, size_t size)
 /* What a test saw, flattened to a string per event, e.g. "alloc:1:0x10",
  * so a whole run compares in one assertion. */
 struct seen {
+	uint64_t hash; /* over every event, for streams too long for log */
 	char log[4096];
 	uint64_t offsets[64];
 	size_t n;
@@ -136,6 +138,10 @@ static int record(void *ctx, const struct htr_event *ev)
 	case HTR_EV_FREE:
 		snprintf(item, sizeof(item), "free:%llu:%llx ", (unsigned long long)ev->seq,
 			 (unsigned long long)ev->ptr);
+		break;
+	case HTR_EV_REALLOC:
+		snprintf(item, sizeof(item), "realloc:%llu:%llx:%llx:%llu ", (unsigned long long)ev->seq,
+			 (unsigned long long)ev->ptr, (unsigned long long)ev->ptr2, (unsigned long long)ev->size);
 		break;
 	case HTR_EV_STACK:
 		snprintf(item, sizeof(item), "stack:%u:%u:%llx ", ev->id, ev->depth,
@@ -160,6 +166,14 @@ static int record(void *ctx, const struct htr_event *ev)
 	default:
 		snprintf(item, sizeof(item), "type%u ", ev->type);
 	}
+	/* The hash also covers what the short log leaves out. */
+	char detail[96];
+	snprintf(detail, sizeof(detail), "t%u:s%u:i%u:c%u:a%u:k%u:%llu", ev->thread, ev->stack, ev->site, ev->call,
+		 ev->alignment, ev->kind, (unsigned long long)ev->count);
+	for (const char *c = item; *c; c++)
+		s->hash = (s->hash ^ (uint8_t)*c) * 1099511628211ull;
+	for (const char *c = detail; *c; c++)
+		s->hash = (s->hash ^ (uint8_t)*c) * 1099511628211ull;
 	strncat(s->log, item, sizeof(s->log) - strlen(s->log) - 1);
 	if (s->n < 64)
 		s->offsets[s->n] = ev->offset;
@@ -167,14 +181,34 @@ static int record(void *ctx, const struct htr_event *ev)
 	return 0;
 }
 
-static void run_reader(const char *path, struct seen *seen)
+static void read_all(const char *path, struct seen *seen)
 {
 	char err[256];
 	struct htr_reader *r;
 	memset(seen, 0, sizeof(*seen));
-	assert_int_equal(htr_reader_open(&r, path, err, sizeof(err)), 0);
+	if (htr_reader_open(&r, path, err, sizeof(err)) != 0)
+		fail_msg("open %s: %s", path, err);
 	assert_int_equal(htr_reader_run(r, record, seen), 0);
 	htr_reader_close(r);
+}
+
+/* Reads the raw trace, then packs it and checks that the packed form reads
+ * back as exactly the same events. */
+static void run_reader(const char *path, struct seen *seen)
+{
+	read_all(path, seen);
+	char packed[256];
+	snprintf(packed, sizeof(packed), "%s.packed", path);
+	char err[256];
+	struct htr_pack_result res;
+	if (htr_pack(path, packed, 3, &res, err, sizeof(err)) != 0)
+		fail_msg("pack: %s", err);
+	struct seen again;
+	read_all(packed, &again);
+	assert_string_equal(again.log, seen->log);
+	assert_int_equal(again.n, seen->n);
+	assert_int_equal(again.hash, seen->hash);
+	unlink(packed);
 }
 
 static void test_single_thread_clean(void **state)
@@ -403,6 +437,117 @@ static void test_open_errors(void **state)
 	assert_string_equal(err, "/nonexistent/trace.htr: No such file or directory");
 }
 
+/* A long random stream over three threads: every field survives packing,
+ * and the packed file is much smaller than the raw one. */
+static void test_pack_random_stream(void **state)
+{
+	(void)state;
+	enum { THREADS = 3, PER_CHUNK = 4096 / 48 - 1 };
+	struct builder b;
+	uint64_t chunks = 15;
+	builder_init(&b, chunks, HTR_STATE_CLEAN_EXIT);
+	uint64_t live[64] = {0};
+	uint64_t seq = 0, x = 88172645463325252ull;
+	for (uint64_t c = 0; c < chunks; c++) {
+		builder_chunk(&b, c, (uint32_t)(c % THREADS));
+		for (int i = 0; i < PER_CHUNK; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			unsigned slot = (unsigned)(x % 64);
+			seq++;
+			if (live[slot] == 0) {
+				live[slot] = 0x7f0000001000ull + (x % 4096) * 16;
+				struct htr_rec_alloc a = {.h = {HTR_REC_ALLOC, (uint8_t)(x % 7 == 0 ? HTR_CALL_NEW : HTR_CALL_MALLOC),
+								sizeof(a)},
+							  .stack = (uint32_t)(x % 5),
+							  .seq = seq,
+							  .ptr = live[slot],
+							  .size = x % 300,
+							  .site = (uint32_t)(x % 11 == 0 ? 3 : 0),
+							  .alignment = (uint32_t)(x % 13 == 0 ? 64 : 0)};
+				put(&b, c, &a, sizeof(a));
+			} else if (x % 3 == 0) {
+				struct htr_rec_realloc ra = {.h = {HTR_REC_REALLOC, HTR_CALL_REALLOC, sizeof(ra)},
+							     .stack = 2,
+							     .seq = seq,
+							     .old_ptr = live[slot],
+							     .new_ptr = live[slot] + (x % 2) * 4096,
+							     .size = x % 1000};
+				live[slot] = ra.new_ptr;
+				put(&b, c, &ra, sizeof(ra));
+			} else {
+				put_free(&b, c, seq, live[slot]);
+				live[slot] = 0;
+			}
+		}
+	}
+	put_end(&b, chunks - 1, ++seq);
+	size_t raw_size = b.size;
+	char *path = builder_write(&b, b.size);
+	struct seen seen;
+	run_reader(path, &seen); /* asserts the packed events are the same */
+	assert_int_equal(seen.n, chunks * PER_CHUNK + 1);
+
+	char packed[256];
+	snprintf(packed, sizeof(packed), "%s.p", path);
+	char err[256];
+	struct htr_pack_result res;
+	assert_int_equal(htr_pack(path, packed, 6, &res, err, sizeof(err)), 0);
+	assert_int_equal(res.raw_bytes, raw_size);
+	assert_true(res.packed_bytes * 4 < res.raw_bytes);
+	unlink(packed);
+	unlink(path);
+	free(path);
+}
+
+static void test_packed_cut_and_corrupt(void **state)
+{
+	(void)state;
+	struct builder b;
+	builder_init(&b, 1, HTR_STATE_CLEAN_EXIT);
+	builder_chunk(&b, 0, 1);
+	for (uint64_t i = 1; i <= 60; i++)
+		put_alloc(&b, 0, i, 0x1000 * i, i, 1);
+	put_end(&b, 0, 61);
+	char *path = builder_write(&b, b.size);
+	char packed[256];
+	snprintf(packed, sizeof(packed), "%s.p", path);
+	char err[256];
+	struct htr_pack_result res;
+	assert_int_equal(htr_pack(path, packed, 3, &res, err, sizeof(err)), 0);
+
+	FILE *f = fopen(packed, "rb");
+	assert_non_null(f);
+	uint8_t buf[8192];
+	size_t len = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	assert_true(len > sizeof(struct htr_pack_header) + 20);
+
+	/* Cut in the middle of the compressed stream. */
+	f = fopen(packed, "wb");
+	fwrite(buf, 1, len - 10, f);
+	fclose(f);
+	struct seen seen;
+	read_all(packed, &seen);
+	assert_non_null(strstr(seen.log, "truncated:file_short"));
+
+	/* Garbage in the compressed stream. */
+	memset(buf + sizeof(struct htr_pack_header) + 4, 0xA5, 16);
+	f = fopen(packed, "wb");
+	fwrite(buf, 1, len, f);
+	fclose(f);
+	read_all(packed, &seen);
+	assert_non_null(strstr(seen.log, "bad truncated:file_short"));
+
+	/* Packing a packed trace is refused. */
+	assert_int_equal(htr_pack(packed, path, 3, &res, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "already packed"));
+	unlink(packed);
+	unlink(path);
+	free(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -416,6 +561,8 @@ int main(void)
 		cmocka_unit_test(test_string_without_nul_is_bad_input),
 		cmocka_unit_test(test_drops_become_loss),
 		cmocka_unit_test(test_open_errors),
+		cmocka_unit_test(test_pack_random_stream),
+		cmocka_unit_test(test_packed_cut_and_corrupt),
 	};
 	return cmocka_run_group_tests_name("trace reader", tests, NULL, NULL);
 }

@@ -19,7 +19,7 @@ from . import __version__
 from .errors import HeaptrailError
 
 # Order is the order of `heaptrail --help`.
-SUBCOMMANDS = ("run", "report", "diff", "capture", "dump")
+SUBCOMMANDS = ("run", "report", "diff", "capture", "pack", "dump")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Paths:
     shim: str  # libheaptrail.so
     engine: str  # htr-engine
     dump: str  # htr-dump
+    pack: str = ""  # htr-pack
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,287 @@
+/* The packer: a raw trace, read through the reader's record hook, written
+ * as a packed one. */
+#define _GNU_SOURCE
+#include "pack.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zstd.h>
+
+#include "reader_internal.h"
+
+#define STAGE (128u * 1024u) /* coded bytes collected before compressing */
+
+struct packer {
+	struct htr_pack_state st;
+	ZSTD_CCtx *cctx;
+	int fd;
+	uint8_t stage[STAGE + 70000];
+	size_t used;
+	uint8_t out[64 * 1024];
+	uint64_t records;
+	uint64_t written;
+	int write_errno;
+};
+
+static void put_byte(struct packer *p, uint8_t b)
+{
+	p->stage[p->used++] = b;
+}
+
+static void put_varint(struct packer *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		p->stage[p->used++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p->stage[p->used++] = (uint8_t)v;
+}
+
+static int write_all(struct packer *p, const uint8_t *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(p->fd, buf, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			p->write_errno = errno;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+		p->written += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Compresses what is staged; with end set, closes the zstd frame. */
+static int flush_stage(struct packer *p, bool end)
+{
+	ZSTD_inBuffer ib = {p->stage, p->used, 0};
+	for (;;) {
+		ZSTD_outBuffer ob = {p->out, sizeof(p->out), 0};
+		size_t left = ZSTD_compressStream2(p->cctx, &ob, &ib, end ? ZSTD_e_end : ZSTD_e_continue);
+		if (ZSTD_isError(left)) {
+			p->write_errno = EIO;
+			return -1;
+		}
+		if (write_all(p, p->out, ob.pos) != 0)
+			return -1;
+		if (end ? left == 0 : ib.pos == ib.size)
+			break;
+	}
+	p->used = 0;
+	return 0;
+}
+
+static int maybe_flush(struct packer *p)
+{
+	return p->used >= STAGE ? flush_stage(p, false) : 0;
+}
+
+static uint8_t code_for(uint8_t type)
+{
+	switch (type) {
+	case HTR_EV_ALLOC: return HTR_PACK_ALLOC;
+	case HTR_EV_FREE: return HTR_PACK_FREE;
+	case HTR_EV_REALLOC: return HTR_PACK_REALLOC;
+	default: return HTR_PACK_RAW;
+	}
+}
+
+static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec)
+{
+	struct packer *p = ctx;
+	struct htr_pack_state *st = &p->st;
+	uint8_t code = code_for(ev->type);
+	size_t tag_at = p->used;
+	uint8_t tag = code;
+	put_byte(p, 0);
+	if (ev->thread == st->last_thread)
+		tag |= HTR_PACK_SAME_THREAD;
+	else
+		put_varint(p, ev->thread);
+	st->last_thread = ev->thread;
+
+	if (code == HTR_PACK_RAW) {
+		uint16_t size;
+		memcpy(&size, rec + 2, sizeof(size));
+		put_varint(p, size);
+		memcpy(p->stage + p->used, rec, size);
+		p->used += size;
+		if (ev->seq != 0)
+			st->last_seq = ev->seq;
+	} else {
+		if (ev->seq == st->last_seq + 1)
+			tag |= HTR_PACK_SEQ_NEXT;
+		else
+			put_varint(p, ev->seq - st->last_seq);
+		st->last_seq = ev->seq;
+		if (ev->stack == st->last_stack[code])
+			tag |= HTR_PACK_SAME_STACK;
+		else
+			put_varint(p, ev->stack);
+		st->last_stack[code] = ev->stack;
+		bool extra = ev->call != st->last_kind[code] || ev->site != 0 ||
+			     (code == HTR_PACK_ALLOC && ev->alignment != 0);
+		if (extra) {
+			tag |= HTR_PACK_EXTRA;
+			put_byte(p, ev->call);
+			put_varint(p, ev->site);
+			if (code == HTR_PACK_ALLOC)
+				put_varint(p, ev->alignment);
+			st->last_kind[code] = ev->call;
+		}
+		switch (code) {
+		case HTR_PACK_ALLOC:
+			put_varint(p, htr_pack_code_allocated(st, ev->ptr));
+			put_varint(p, ev->size);
+			break;
+		case HTR_PACK_FREE:
+			put_varint(p, htr_pack_code_freed(st, ev->ptr));
+			break;
+		default:
+			put_varint(p, htr_pack_code_freed(st, ev->ptr));
+			put_varint(p, htr_pack_code_allocated(st, ev->ptr2));
+			put_varint(p, ev->size);
+			break;
+		}
+	}
+	p->stage[tag_at] = tag;
+	p->records++;
+	return maybe_flush(p);
+}
+
+/* What the reader says about the raw file itself. */
+static int pack_notice(void *ctx, const struct htr_event *ev)
+{
+	struct packer *p = ctx;
+	size_t len = ev->text ? strlen(ev->text) : 0;
+	if (len > 500)
+		len = 500;
+	put_byte(p, HTR_PACK_NOTICE);
+	put_varint(p, ev->type);
+	put_byte(p, ev->kind);
+	put_varint(p, ev->offset);
+	put_varint(p, ev->count);
+	put_varint(p, len);
+	memcpy(p->stage + p->used, ev->text ? ev->text : "", len);
+	p->used += len;
+	p->records++;
+	return maybe_flush(p);
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_pack_result *result, char *err,
+	     size_t errlen)
+{
+	struct htr_reader *r;
+	if (htr_reader_open(&r, raw_path, err, errlen) != 0)
+		return -1;
+	if (r->packed != NULL) {
+		set_err(err, errlen, "%s: already packed", raw_path);
+		htr_reader_close(r);
+		return -1;
+	}
+
+	char *dir_copy = strdup(out_path);
+	char *tmp = NULL;
+	struct packer *p = calloc(1, sizeof(*p));
+	if (dir_copy == NULL || p == NULL ||
+	    asprintf(&tmp, "%s/.%s.XXXXXX", dirname(dir_copy), "heaptrail-pack") < 0) {
+		set_err(err, errlen, "%s: out of memory", out_path);
+		free(dir_copy);
+		free(p);
+		htr_reader_close(r);
+		return -1;
+	}
+	free(dir_copy);
+	p->fd = mkostemp(tmp, O_CLOEXEC);
+	if (p->fd < 0) {
+		set_err(err, errlen, "%s: cannot create a file beside it: %s", out_path, strerror(errno));
+		free(tmp);
+		free(p);
+		htr_reader_close(r);
+		return -1;
+	}
+	fchmod(p->fd, 0600);
+	p->cctx = ZSTD_createCCtx();
+	htr_pack_state_init(&p->st);
+	int rc = -1;
+	if (p->cctx == NULL) {
+		set_err(err, errlen, "%s: out of memory", out_path);
+		goto out;
+	}
+	ZSTD_CCtx_setParameter(p->cctx, ZSTD_c_compressionLevel, level);
+
+	struct htr_pack_header h = {0};
+	memcpy(h.magic, HTR_PACK_MAGIC, sizeof(h.magic));
+	h.version_major = HTR_PACK_VERSION_MAJOR;
+	h.version_minor = HTR_PACK_VERSION_MINOR;
+	h.header_size = sizeof(h);
+	if (write_all(p, (const uint8_t *)&h, sizeof(h)) != 0)
+		goto write_failed;
+
+	r->record_hook = pack_record;
+	r->hook_ctx = p;
+	if (htr_reader_run(r, pack_notice, p) != 0 || p->write_errno != 0)
+		goto write_failed;
+	put_byte(p, HTR_PACK_END);
+	if (flush_stage(p, true) != 0)
+		goto write_failed;
+
+	/* The header last: the live counters as the program left them. */
+	h.records = p->records;
+	memcpy(&h.trace, r->map, sizeof(h.trace));
+	if (pwrite(p->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+		p->write_errno = errno;
+		goto write_failed;
+	}
+	if (close(p->fd) != 0) {
+		p->fd = -1;
+		p->write_errno = errno;
+		goto write_failed;
+	}
+	p->fd = -1;
+	if (rename(tmp, out_path) != 0) {
+		set_err(err, errlen, "%s: cannot rename into place: %s", out_path, strerror(errno));
+		goto out;
+	}
+	if (result != NULL) {
+		result->records = p->records;
+		result->raw_bytes = r->size;
+		result->packed_bytes = p->written;
+	}
+	rc = 0;
+	goto out;
+
+write_failed:
+	set_err(err, errlen, "%s: cannot write: %s", out_path, strerror(p->write_errno ? p->write_errno : EIO));
+out:
+	if (p->fd >= 0)
+		close(p->fd);
+	if (rc != 0)
+		unlink(tmp);
+	ZSTD_freeCCtx(p->cctx);
+	free(tmp);
+	free(p);
+	htr_reader_close(r);
+	return rc;
+}

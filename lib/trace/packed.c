@@ -1,0 +1,392 @@
+/* Packed traces: the coding state shared with the packer, and the streaming
+ * reader. Memory stays fixed whatever the trace length: one input buffer,
+ * one window of decompressed bytes. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zstd.h>
+
+#include "reader_internal.h"
+
+void htr_pack_state_init(struct htr_pack_state *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->last_kind[HTR_PACK_ALLOC] = HTR_CALL_MALLOC;
+	st->last_kind[HTR_PACK_FREE] = HTR_CALL_FREE;
+	st->last_kind[HTR_PACK_REALLOC] = HTR_CALL_REALLOC;
+}
+
+/* Recency caches: a malloc/free loop hands the same few addresses around,
+ * so most pointers code as a small index. Removal and insertion are the same
+ * on both sides, which keeps the packer and the reader in step. */
+static void cache_remove_at(uint64_t cache[16], unsigned i)
+{
+	memmove(&cache[i], &cache[i + 1], (15 - i) * sizeof(cache[0]));
+	cache[15] = 0;
+}
+
+static int cache_find(const uint64_t cache[16], uint64_t ptr)
+{
+	for (int i = 0; i < 16; i++)
+		if (cache[i] == ptr)
+			return i;
+	return -1;
+}
+
+static void cache_push(uint64_t cache[16], uint64_t ptr)
+{
+	memmove(&cache[1], &cache[0], 15 * sizeof(cache[0]));
+	cache[0] = ptr;
+}
+
+static uint64_t zigzag(uint64_t delta)
+{
+	return (delta << 1) ^ (uint64_t)((int64_t)delta >> 63);
+}
+
+static uint64_t unzigzag(uint64_t z)
+{
+	return (z >> 1) ^ (uint64_t)-(int64_t)(z & 1);
+}
+
+/* An allocated pointer is looked for among the recently freed ones (an
+ * allocator reuses them first); a freed one among the recently allocated. */
+static uint64_t code_ptr(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t ptr)
+{
+	int i = cache_find(search, ptr);
+	uint64_t code;
+	if (i >= 0) {
+		cache_remove_at(search, (unsigned)i);
+		code = (uint64_t)i;
+	} else {
+		code = HTR_PACK_PTR_CACHE + zigzag(ptr - st->last_ptr);
+	}
+	cache_push(other, ptr);
+	st->last_ptr = ptr;
+	return code;
+}
+
+static bool decode_ptr(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t code,
+		       uint64_t *ptr)
+{
+	uint64_t p;
+	if (code < HTR_PACK_PTR_CACHE) {
+		p = search[code];
+		cache_remove_at(search, (unsigned)code);
+	} else {
+		p = st->last_ptr + unzigzag(code - HTR_PACK_PTR_CACHE);
+	}
+	cache_push(other, p);
+	st->last_ptr = p;
+	*ptr = p;
+	return true;
+}
+
+uint64_t htr_pack_code_allocated(struct htr_pack_state *st, uint64_t ptr)
+{
+	return code_ptr(st, st->freed, st->live, ptr);
+}
+
+uint64_t htr_pack_code_freed(struct htr_pack_state *st, uint64_t ptr)
+{
+	return code_ptr(st, st->live, st->freed, ptr);
+}
+
+bool htr_pack_decode_allocated(struct htr_pack_state *st, uint64_t code, uint64_t *ptr)
+{
+	return decode_ptr(st, st->freed, st->live, code, ptr);
+}
+
+bool htr_pack_decode_freed(struct htr_pack_state *st, uint64_t code, uint64_t *ptr)
+{
+	return decode_ptr(st, st->live, st->freed, code, ptr);
+}
+
+/* ---- reading ---- */
+
+#define WINDOW (256u * 1024u)
+#define RECORD_MAX (65536u + 64u) /* a RAW record's u16 size plus its prefix */
+
+struct htr_packed_input {
+	int fd;
+	ZSTD_DCtx *dctx;
+	uint8_t in[64 * 1024];
+	ZSTD_inBuffer ib;
+	uint64_t in_offset; /* file offset of in[0] */
+	bool in_eof;
+	bool corrupt;
+	const char *zstd_error;
+	uint8_t *win;
+	size_t start, end;
+	_Alignas(8) uint8_t raw[RECORD_MAX]; /* a RAW record, aligned for decoding */
+};
+
+int htr_packed_open(struct htr_reader *r, int fd, char *err, size_t errlen)
+{
+	struct htr_pack_header h;
+	ssize_t got = pread(fd, &h, sizeof(h), 0);
+	const char *why = NULL;
+	char buf[160];
+	if (got != (ssize_t)sizeof(h)) {
+		why = "packed trace header is cut short";
+	} else if (h.version_major != HTR_PACK_VERSION_MAJOR) {
+		snprintf(buf, sizeof(buf), "packed trace version %u.%u; this reader reads version %u.x",
+			 h.version_major, h.version_minor, HTR_PACK_VERSION_MAJOR);
+		why = buf;
+	} else if (h.header_size != sizeof(h) || memcmp(h.trace.magic, HTR_TRACE_MAGIC, 8) != 0) {
+		why = "packed trace header at offset 0 is corrupt";
+	}
+	struct htr_packed_input *in = why ? NULL : calloc(1, sizeof(*in));
+	if (why == NULL && in == NULL)
+		why = "out of memory";
+	if (in != NULL) {
+		in->win = malloc(WINDOW + RECORD_MAX);
+		in->dctx = ZSTD_createDCtx();
+		if (in->win == NULL || in->dctx == NULL)
+			why = "out of memory";
+	}
+	if (why != NULL) {
+		if (in != NULL) {
+			free(in->win);
+			ZSTD_freeDCtx(in->dctx);
+			free(in);
+		}
+		close(fd);
+		if (errlen)
+			snprintf(err, errlen, "%s: %s", r->path, why);
+		return -1;
+	}
+	in->fd = fd;
+	in->in_offset = sizeof(h);
+	in->ib = (ZSTD_inBuffer){in->in, 0, 0};
+	if (lseek(fd, (off_t)sizeof(h), SEEK_SET) < 0) {
+		/* pread worked, so a regular file: cannot happen, but say so if it does */
+		if (errlen)
+			snprintf(err, errlen, "%s: %s", r->path, strerror(errno));
+		htr_packed_close(r);
+		return -1;
+	}
+	r->header = h.trace;
+	r->packed = in;
+	return 0;
+}
+
+void htr_packed_close(struct htr_reader *r)
+{
+	struct htr_packed_input *in = r->packed;
+	if (in == NULL)
+		return;
+	close(in->fd);
+	ZSTD_freeDCtx(in->dctx);
+	free(in->win);
+	free(in);
+	r->packed = NULL;
+}
+
+/* Makes at least `need` bytes available in the window unless the stream
+ * ends first. */
+static void fill(struct htr_packed_input *in, size_t need)
+{
+	if (in->end - in->start >= need || in->corrupt)
+		return;
+	memmove(in->win, in->win + in->start, in->end - in->start);
+	in->end -= in->start;
+	in->start = 0;
+	while (in->end - in->start < need && !in->corrupt) {
+		if (in->ib.pos == in->ib.size) {
+			if (in->in_eof)
+				return;
+			in->in_offset += in->ib.size;
+			ssize_t n = read(in->fd, in->in, sizeof(in->in));
+			if (n <= 0) {
+				in->in_eof = true;
+				in->ib = (ZSTD_inBuffer){in->in, 0, 0};
+				return;
+			}
+			in->ib = (ZSTD_inBuffer){in->in, (size_t)n, 0};
+		}
+		ZSTD_outBuffer ob = {in->win, WINDOW + RECORD_MAX, in->end};
+		size_t rc = ZSTD_decompressStream(in->dctx, &ob, &in->ib);
+		if (ZSTD_isError(rc)) {
+			in->corrupt = true;
+			in->zstd_error = ZSTD_getErrorName(rc);
+			return;
+		}
+		in->end = ob.pos;
+		if (ob.pos == ob.size)
+			return; /* window full: enough for any record */
+	}
+}
+
+/* Bounded cursor over the window. */
+struct cursor {
+	const uint8_t *p, *end;
+	bool short_read;
+};
+
+static uint64_t get_varint(struct cursor *c)
+{
+	uint64_t v = 0;
+	for (unsigned shift = 0; shift < 64; shift += 7) {
+		if (c->p >= c->end) {
+			c->short_read = true;
+			return 0;
+		}
+		uint8_t b = *c->p++;
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return v;
+	}
+	c->short_read = true; /* over-long varint: corrupt */
+	return 0;
+}
+
+static uint8_t get_byte(struct cursor *c)
+{
+	if (c->p >= c->end) {
+		c->short_read = true;
+		return 0;
+	}
+	return *c->p++;
+}
+
+static int notice(struct htr_reader *r, htr_event_sink sink, void *ctx, uint8_t type, uint8_t kind,
+		  uint64_t offset, const char *text)
+{
+	struct htr_event ev = {0};
+	ev.type = type;
+	ev.kind = kind;
+	ev.offset = offset;
+	ev.time_ns = r->time_ns;
+	ev.text = text;
+	return sink(ctx, &ev);
+}
+
+int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
+{
+	struct htr_packed_input *in = r->packed;
+	struct htr_pack_state st;
+	htr_pack_state_init(&st);
+	uint64_t ordinal = 0;
+	char text[512];
+
+	for (;; ordinal++) {
+		fill(in, 128);
+		if (in->start == in->end)
+			break; /* the stream ended before its END tag */
+		struct cursor c = {in->win + in->start, in->win + in->end, false};
+		uint8_t tag = get_byte(&c);
+		uint8_t code = tag & 0x0f;
+		if (code == HTR_PACK_END)
+			return 0;
+		struct htr_event ev = {0};
+		ev.offset = ordinal;
+		if (code == HTR_PACK_ALLOC || code == HTR_PACK_FREE || code == HTR_PACK_REALLOC || code == HTR_PACK_RAW) {
+			if (!(tag & HTR_PACK_SAME_THREAD))
+				st.last_thread = (uint32_t)get_varint(&c);
+			ev.thread = st.last_thread;
+		}
+		if (code == HTR_PACK_ALLOC || code == HTR_PACK_FREE || code == HTR_PACK_REALLOC) {
+			st.last_seq += (tag & HTR_PACK_SEQ_NEXT) ? 1 : get_varint(&c);
+			ev.seq = st.last_seq;
+			if (!(tag & HTR_PACK_SAME_STACK))
+				st.last_stack[code] = (uint32_t)get_varint(&c);
+			ev.stack = st.last_stack[code];
+			if (tag & HTR_PACK_EXTRA) {
+				st.last_kind[code] = get_byte(&c);
+				ev.site = (uint32_t)get_varint(&c);
+				if (code == HTR_PACK_ALLOC)
+					ev.alignment = (uint32_t)get_varint(&c);
+			}
+			ev.call = st.last_kind[code];
+			ev.time_ns = r->time_ns;
+		}
+		switch (code) {
+		case HTR_PACK_ALLOC:
+			ev.type = HTR_EV_ALLOC;
+			htr_pack_decode_allocated(&st, get_varint(&c), &ev.ptr);
+			ev.size = get_varint(&c);
+			break;
+		case HTR_PACK_FREE:
+			ev.type = HTR_EV_FREE;
+			htr_pack_decode_freed(&st, get_varint(&c), &ev.ptr);
+			break;
+		case HTR_PACK_REALLOC:
+			ev.type = HTR_EV_REALLOC;
+			htr_pack_decode_freed(&st, get_varint(&c), &ev.ptr);
+			htr_pack_decode_allocated(&st, get_varint(&c), &ev.ptr2);
+			ev.size = get_varint(&c);
+			break;
+		case HTR_PACK_RAW: {
+			uint64_t len = get_varint(&c);
+			if (c.short_read || len < 8 || len > 65535 || len % 8 != 0)
+				goto corrupt;
+			size_t prefix = (size_t)(c.p - (in->win + in->start));
+			fill(in, prefix + len);
+			c.p = in->win + in->start + prefix;
+			c.end = in->win + in->end;
+			if ((size_t)(c.end - c.p) < len)
+				goto cut;
+			memcpy(in->raw, c.p, len);
+			c.p += len;
+			uint32_t thread = ev.thread;
+			uint16_t size;
+			memcpy(&size, in->raw + 2, sizeof(size));
+			if (size != len)
+				goto corrupt;
+			size_t fixed = htr_record_fixed_size(in->raw[0]);
+			if (fixed == 0 || len < fixed || !htr_record_decode(r, in->raw, thread, &ev))
+				goto corrupt;
+			ev.offset = ordinal;
+			if (ev.seq != 0)
+				st.last_seq = ev.seq;
+			break;
+		}
+		case HTR_PACK_NOTICE: {
+			ev.type = (uint8_t)get_varint(&c);
+			ev.kind = get_byte(&c);
+			ev.offset = get_varint(&c);
+			ev.count = get_varint(&c);
+			uint64_t len = get_varint(&c);
+			if (c.short_read || len >= sizeof(text) || (size_t)(c.end - c.p) < len ||
+			    (ev.type != HTR_EV_TRUNCATED && ev.type != HTR_EV_BAD_INPUT && ev.type != HTR_EV_LOSS))
+				goto corrupt;
+			memcpy(text, c.p, len);
+			text[len] = '\0';
+			c.p += len;
+			ev.text = text;
+			ev.time_ns = r->time_ns;
+			break;
+		}
+		default:
+			goto corrupt;
+		}
+		if (c.short_read)
+			goto cut;
+		in->start = (size_t)(c.p - in->win);
+		int rc = sink(ctx, &ev);
+		if (rc != 0)
+			return rc;
+	}
+cut:
+	if (in->corrupt)
+		goto corrupt;
+	snprintf(text, sizeof(text),
+		 "packed stream ends after %" PRIu64 " records without its end mark: the file was cut short",
+		 ordinal);
+	return notice(r, sink, ctx, HTR_EV_TRUNCATED, HTR_TRUNC_FILE_SHORT, in->in_offset + in->ib.pos, text);
+corrupt:
+	snprintf(text, sizeof(text), "corrupt packed data near file offset %" PRIu64 " (record %" PRIu64 "%s%s)",
+		 in->in_offset + in->ib.pos, ordinal, in->zstd_error ? ": " : "",
+		 in->zstd_error ? in->zstd_error : "");
+	int rc = notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, in->in_offset + in->ib.pos, text);
+	if (rc != 0)
+		return rc;
+	return notice(r, sink, ctx, HTR_EV_TRUNCATED, HTR_TRUNC_FILE_SHORT, in->in_offset + in->ib.pos,
+		      "reading stopped at the corrupt packed data; events after it are lost");
+}

@@ -1,0 +1,46 @@
+"""`heaptrail pack`: rewrite finished raw traces in the packed form."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+from typing import Any
+
+from .errors import ToolError, UsageError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "pack",
+        help="compress finished traces (merged, coded, zstd)",
+        description=(
+            "Rewrite raw traces of programs that have ended in the packed form: one stream in "
+            "event order, compactly coded and zstd-compressed. Every "
+            "heaptrail command reads both forms. Do not pack a trace whose program still runs."
+        ),
+    )
+    parser.add_argument("traces", nargs="+", metavar="TRACE")
+    parser.add_argument("-l", "--level", type=int, default=6, help="zstd level, 1-19 (default 6)")
+    parser.set_defaults(func=run)
+
+
+def pack_files(pack_tool: str, traces: list[str], level: int = 6) -> list[str]:
+    """Packs traces in place; returns the tool's one line per file."""
+    if not pack_tool or not os.access(pack_tool, os.X_OK):
+        raise ToolError(f"the trace packer is missing ({pack_tool or 'not built'})")
+    result = subprocess.run(
+        [pack_tool, "-l", str(level), *traces], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        message = result.stderr.strip().splitlines()
+        raise ToolError(message[0].removeprefix("htr-pack: ") if message else "packing failed")
+    return result.stdout.splitlines()
+
+
+def run(args: argparse.Namespace, paths: Any) -> int:
+    if not 1 <= args.level <= 19:
+        raise UsageError(f"--level {args.level}: the level is a number from 1 to 19")
+    for line in pack_files(paths.pack, args.traces, args.level):
+        print(line)
+    return 0
