@@ -1,0 +1,448 @@
+/* The binary board encoding, decoded. Spec: docs/board-wire.md. */
+#include <string.h>
+
+#include "heaptrail/trace_format.h"
+#include "wire_decode.h"
+
+struct cursor {
+	const uint8_t *b;
+	size_t pos, end;
+	int bad;
+};
+
+static uint64_t get(struct cursor *c)
+{
+	uint64_t v = 0;
+	if (!c->bad && htr_wire_get_varint(c->b, c->end, &c->pos, &v) != 0)
+		c->bad = 1;
+	return c->bad ? 0 : v;
+}
+
+static uint8_t get_u8(struct cursor *c)
+{
+	if (c->bad || c->pos >= c->end) {
+		c->bad = 1;
+		return 0;
+	}
+	return c->b[c->pos++];
+}
+
+static int emit(struct htr_wire_decoder *dec, struct htr_event *ev)
+{
+	if (dec->stopped)
+		return dec->stopped;
+	dec->stopped = dec->sink(dec->ctx, ev);
+	return dec->stopped;
+}
+
+static void event_init(struct htr_wire_decoder *dec, struct htr_event *ev, uint8_t type)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->type = type;
+	ev->offset = dec->frame_start;
+	ev->seq = dec->seq;
+}
+
+static void bad_input(struct htr_wire_decoder *dec, const char *why)
+{
+	struct htr_event ev;
+	dec->bad_frames++;
+	event_init(dec, &ev, HTR_EV_BAD_INPUT);
+	ev.seq = 0;
+	ev.text = why;
+	emit(dec, &ev);
+}
+
+static void loss(struct htr_wire_decoder *dec, uint64_t count, uint8_t kind, uint64_t first_seq)
+{
+	struct htr_event ev;
+	dec->lost += count;
+	event_init(dec, &ev, HTR_EV_LOSS);
+	ev.kind = kind;
+	ev.count = count;
+	ev.seq = first_seq;
+	emit(dec, &ev);
+}
+
+/* Turns the record's 5-bit number into the full one, reporting a gap. */
+static void advance_seq(struct htr_wire_decoder *dec, unsigned s5)
+{
+	if (!dec->have_seq) {
+		dec->have_seq = 1;
+		dec->seq = s5;
+		return;
+	}
+	uint64_t expected = dec->seq + 1u;
+	uint64_t gap = (s5 - expected) & HTR_WIRE_SEQ_MASK;
+	if (gap != 0) {
+		loss(dec, gap, HTR_WIRE_LOSS_GAP, expected);
+		dec->gap_since_drop += gap;
+	}
+	dec->seq = expected + gap;
+}
+
+/* A full sequence number (INIT, CHECK) re-anchors: gaps of 32 or more
+ * records wrap the 5-bit number and show up only here. */
+static void anchor_seq(struct htr_wire_decoder *dec, uint64_t full)
+{
+	if (full > dec->seq) {
+		loss(dec, full - dec->seq, HTR_WIRE_LOSS_CHECKPOINT, dec->seq + 1u);
+		dec->gap_since_drop += full - dec->seq;
+	}
+	dec->seq = full;
+}
+
+static int ptr_ok(const struct htr_wire_decoder *dec, uint64_t enc, uint64_t *ptr)
+{
+	if (enc == 0) {
+		*ptr = 0;
+		return 1;
+	}
+	int64_t units = htr_wire_unzigzag(enc - 1u);
+	if (!dec->have_base || units < -((int64_t)1 << 40) || units > ((int64_t)1 << 40))
+		return 0;
+	uint64_t p = (uint64_t)((int64_t)dec->base + units * 8);
+	/* A pointer outside every announced region is noise that passed the
+	 * CRC, not an allocation. */
+	for (unsigned i = 0; i < dec->region_count; i++) {
+		if (p >= dec->regions[i].base && p - dec->regions[i].base < dec->regions[i].size) {
+			*ptr = p;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void add_region(struct htr_wire_decoder *dec, uint64_t base, uint64_t size)
+{
+	if (dec->region_count < HTR_WIRE_MAX_REGIONS) {
+		dec->regions[dec->region_count].base = base;
+		dec->regions[dec->region_count].size = size;
+		dec->region_count++;
+	}
+}
+
+static uint32_t site_of(const struct htr_wire_decoder *dec, uint64_t id)
+{
+	return id < HTR_WIRE_MAX_SITE_IDS ? dec->site_map[id] : 0;
+}
+
+static void do_site(struct htr_wire_decoder *dec, struct cursor *c)
+{
+	uint64_t id = get(c), line = get(c), pc = get(c);
+	size_t flen = c->end - c->pos;
+	if (c->bad || id == 0 || id >= HTR_WIRE_MAX_SITE_IDS || line > 0xFFFFFFFFu || flen == 0 ||
+	    flen > HTR_WIRE_FILE_MAX || memchr(c->b + c->pos, 0, flen) != NULL) {
+		bad_input(dec, "malformed SITE record");
+		return;
+	}
+	char file[HTR_WIRE_FILE_MAX + 1u];
+	memcpy(file, c->b + c->pos, flen);
+	file[flen] = '\0';
+	uint32_t eid = ++dec->next_id;
+	dec->site_map[id] = eid;
+	struct htr_event ev;
+	event_init(dec, &ev, HTR_EV_SITE);
+	ev.seq = 0;
+	ev.id = eid;
+	ev.text = file;
+	ev.line = (uint32_t)line;
+	if (emit(dec, &ev) != 0)
+		return;
+	uint64_t frame = pc;
+	event_init(dec, &ev, HTR_EV_STACK);
+	ev.seq = 0;
+	ev.id = eid;
+	ev.depth = 1;
+	ev.frames = &frame;
+	emit(dec, &ev);
+}
+
+static void do_alloc(struct htr_wire_decoder *dec, struct cursor *c, int ext, int persist)
+{
+	uint8_t call = ext ? get_u8(c) : HTR_CALL_MALLOC;
+	uint64_t site = get(c), size = get(c), penc = get(c);
+	uint64_t align = ext ? get(c) : 0;
+	uint64_t ptr;
+	if (c->bad || c->pos != c->end || !ptr_ok(dec, penc, &ptr) || size > 0xFFFFFFFFu ||
+	    align > 0xFFFFFFFFu || (ext && (call == 0 || call > HTR_CALL_PVALLOC + 1u))) {
+		bad_input(dec, persist ? "malformed PERSIST record" : "malformed ALLOC record");
+		return;
+	}
+	struct htr_event ev;
+	event_init(dec, &ev, HTR_EV_ALLOC);
+	ev.call = call;
+	ev.ptr = ptr;
+	ev.size = size;
+	ev.site = ev.stack = site_of(dec, site);
+	ev.alignment = (uint32_t)align;
+	if (emit(dec, &ev) != 0 || !persist || ptr == 0)
+		return;
+	event_init(dec, &ev, HTR_EV_PERSIST);
+	ev.ptr = ptr;
+	ev.size = size;
+	ev.site = ev.stack = site_of(dec, site);
+	emit(dec, &ev);
+}
+
+static void do_free(struct htr_wire_decoder *dec, struct cursor *c)
+{
+	uint64_t site = get(c), penc = get(c), ptr;
+	if (c->bad || c->pos != c->end || penc == 0 || !ptr_ok(dec, penc, &ptr)) {
+		bad_input(dec, "malformed FREE record");
+		return;
+	}
+	struct htr_event ev;
+	event_init(dec, &ev, HTR_EV_FREE);
+	ev.call = HTR_CALL_FREE;
+	ev.ptr = ptr;
+	ev.site = ev.stack = site_of(dec, site);
+	emit(dec, &ev);
+}
+
+static void do_realloc(struct htr_wire_decoder *dec, struct cursor *c)
+{
+	uint64_t site = get(c), size = get(c), oenc = get(c), nenc = get(c), old_ptr, new_ptr;
+	if (c->bad || c->pos != c->end || !ptr_ok(dec, oenc, &old_ptr) || !ptr_ok(dec, nenc, &new_ptr) ||
+	    size > 0xFFFFFFFFu) {
+		bad_input(dec, "malformed REALLOC record");
+		return;
+	}
+	struct htr_event ev;
+	event_init(dec, &ev, HTR_EV_REALLOC);
+	ev.call = HTR_CALL_REALLOC;
+	ev.ptr = old_ptr;
+	ev.ptr2 = new_ptr;
+	ev.size = size;
+	ev.site = ev.stack = site_of(dec, site);
+	emit(dec, &ev);
+}
+
+static void do_check(struct htr_wire_decoder *dec, struct cursor *c)
+{
+	uint64_t v[15];
+	for (unsigned i = 0; i < 15u; i++)
+		v[i] = get(c);
+	if (c->bad || c->pos != c->end) {
+		bad_input(dec, "malformed CHECK record");
+		return;
+	}
+	anchor_seq(dec, v[0]);
+	if (!dec->have_base) {
+		dec->have_base = 1;
+		dec->base = v[1];
+		dec->heap_size = v[2];
+		add_region(dec, v[1], v[2]);
+	}
+	struct htr_heap_stats *s = &dec->stats;
+	memset(s, 0, sizeof(*s));
+	s->heap_size = (size_t)v[2];
+	s->live_blocks = (size_t)v[3];
+	s->used_bytes = (size_t)v[4];
+	s->free_bytes = (size_t)v[5];
+	s->largest_free = (size_t)v[6];
+	s->free_blocks = (size_t)v[7];
+	s->min_free_bytes = (size_t)v[8];
+	s->peak_used_bytes = (size_t)v[9];
+	s->alloc_count = (uint32_t)v[10];
+	s->free_count = (uint32_t)v[11];
+	s->failed_count = (uint32_t)v[12];
+	s->misuse_count = (uint32_t)v[13];
+	struct htr_event ev;
+	event_init(dec, &ev, HTR_EV_CHECKPOINT);
+	ev.stats = s;
+	ev.ptr = v[1];
+	ev.size = v[2];
+	ev.count = v[3];
+	emit(dec, &ev);
+}
+
+static void do_ext(struct htr_wire_decoder *dec, struct cursor *c)
+{
+	uint8_t x = get_u8(c);
+	struct htr_event ev;
+	switch (x) {
+	case HTR_WIRE_X_INIT: {
+		uint64_t full = get(c), base = get(c), size = get(c), version = get(c);
+		if (c->bad || c->pos != c->end || version != HTR_WIRE_VERSION) {
+			bad_input(dec, "malformed or unknown-version INIT record");
+			return;
+		}
+		/* A restarted target starts numbering again: not a loss. */
+		if (dec->have_seq && full > dec->seq + 1u)
+			loss(dec, full - dec->seq - 1u, HTR_WIRE_LOSS_CHECKPOINT, dec->seq + 1u);
+		dec->have_seq = 1;
+		dec->seq = full;
+		dec->gap_since_drop = 0;
+		dec->have_base = 1;
+		dec->base = base;
+		dec->heap_size = size;
+		dec->region_count = 0;
+		add_region(dec, base, size);
+		memset(dec->site_map, 0, sizeof(dec->site_map));
+		event_init(dec, &ev, HTR_EV_HEAP_INIT);
+		ev.ptr = base;
+		ev.size = size;
+		emit(dec, &ev);
+		return;
+	}
+	case HTR_WIRE_X_MARK: {
+		size_t n = c->end - c->pos;
+		char name[HTR_WIRE_NAME_MAX + 1u];
+		if (n > HTR_WIRE_NAME_MAX || memchr(c->b + c->pos, 0, n) != NULL) {
+			bad_input(dec, "malformed MARK record");
+			return;
+		}
+		memcpy(name, c->b + c->pos, n);
+		name[n] = '\0';
+		event_init(dec, &ev, HTR_EV_MARKER);
+		ev.text = name;
+		emit(dec, &ev);
+		return;
+	}
+	case HTR_WIRE_X_DROP: {
+		uint64_t count = get(c);
+		if (c->bad || c->pos != c->end) {
+			bad_input(dec, "malformed DROP record");
+			return;
+		}
+		/* The gaps before this record already counted most drops; report
+		 * only what they missed. */
+		if (count > dec->gap_since_drop)
+			loss(dec, count - dec->gap_since_drop, HTR_WIRE_LOSS_DROPS, dec->seq);
+		dec->gap_since_drop = 0;
+		return;
+	}
+	case HTR_WIRE_X_MISUSE: {
+		uint8_t kind = get_u8(c);
+		uint64_t site = get(c), addr = get(c);
+		if (c->bad || c->pos != c->end || (kind != 1 && kind != 2)) {
+			bad_input(dec, "malformed MISUSE record");
+			return;
+		}
+		event_init(dec, &ev, HTR_EV_MISUSE);
+		ev.kind = kind == 1 ? HTR_MISUSE_DOUBLE_FREE : HTR_MISUSE_INVALID_FREE;
+		ev.call = HTR_CALL_FREE;
+		ev.ptr = addr;
+		ev.site = ev.stack = site_of(dec, site);
+		emit(dec, &ev);
+		return;
+	}
+	case HTR_WIRE_X_ALLOC:
+		do_alloc(dec, c, 1, 0);
+		return;
+	case HTR_WIRE_X_REGION: {
+		uint64_t base = get(c), size = get(c);
+		if (c->bad || c->pos != c->end) {
+			bad_input(dec, "malformed REGION record");
+			return;
+		}
+		add_region(dec, base, size);
+		return;
+	}
+	case HTR_WIRE_X_GUARD:
+		/* No event type carries this yet; a well-formed one is skipped. */
+		get(c);
+		get(c);
+		if (c->bad || c->pos != c->end)
+			bad_input(dec, "malformed GUARD record");
+		return;
+	default:
+		bad_input(dec, "unknown record type");
+		return;
+	}
+}
+
+static void do_frame(struct htr_wire_decoder *dec)
+{
+	uint8_t rec[HTR_WIRE_FRAME_MAX];
+	long n = htr_wire_cobs_decode(dec->frame, dec->len, rec);
+	if (n < 2) {
+		bad_input(dec, n < 0 ? "not a COBS frame" : "frame too short");
+		return;
+	}
+	if (htr_wire_crc8(rec, (size_t)n - 1u) != rec[n - 1]) {
+		bad_input(dec, "CRC mismatch");
+		return;
+	}
+	unsigned type = rec[0] >> HTR_WIRE_SEQ_BITS;
+	if (type == 0) {
+		bad_input(dec, "unknown record type");
+		return;
+	}
+	struct cursor c = {rec, 1, (size_t)n - 1u, 0};
+	dec->records++;
+	/* INIT carries its own full number; anything else advances by its
+	 * 5-bit one first. */
+	int is_init = type == HTR_WIRE_EXT && n >= 3 && rec[1] == HTR_WIRE_X_INIT;
+	if (!is_init)
+		advance_seq(dec, rec[0] & HTR_WIRE_SEQ_MASK);
+	switch (type) {
+	case HTR_WIRE_ALLOC:
+		do_alloc(dec, &c, 0, 0);
+		break;
+	case HTR_WIRE_PERSIST:
+		do_alloc(dec, &c, 0, 1);
+		break;
+	case HTR_WIRE_FREE:
+		do_free(dec, &c);
+		break;
+	case HTR_WIRE_REALLOC:
+		do_realloc(dec, &c);
+		break;
+	case HTR_WIRE_SITE:
+		do_site(dec, &c);
+		break;
+	case HTR_WIRE_CHECK:
+		do_check(dec, &c);
+		break;
+	default:
+		do_ext(dec, &c);
+		break;
+	}
+}
+
+void htr_wire_decoder_init(struct htr_wire_decoder *dec, htr_event_sink sink, void *ctx)
+{
+	memset(dec, 0, sizeof(*dec));
+	dec->sink = sink;
+	dec->ctx = ctx;
+}
+
+int htr_wire_decoder_feed(struct htr_wire_decoder *dec, const uint8_t *bytes, size_t len)
+{
+	for (size_t i = 0; i < len && !dec->stopped; i++) {
+		uint8_t b = bytes[i];
+		if (dec->len == 0 && !dec->overflow)
+			dec->frame_start = dec->offset;
+		dec->offset++;
+		if (b != 0) {
+			if (dec->len < sizeof(dec->frame))
+				dec->frame[dec->len++] = b;
+			else
+				dec->overflow = 1;
+			continue;
+		}
+		if (dec->overflow)
+			bad_input(dec, "frame too long");
+		else if (dec->len != 0)
+			do_frame(dec);
+		dec->len = 0;
+		dec->overflow = 0;
+	}
+	return dec->stopped;
+}
+
+int htr_wire_decoder_finish(struct htr_wire_decoder *dec)
+{
+	if (!dec->stopped && (dec->len != 0 || dec->overflow)) {
+		struct htr_event ev;
+		event_init(dec, &ev, HTR_EV_TRUNCATED);
+		ev.seq = 0;
+		ev.text = "stream ended inside a frame";
+		emit(dec, &ev);
+		dec->len = 0;
+		dec->overflow = 0;
+	}
+	return dec->stopped;
+}
