@@ -1,0 +1,294 @@
+/* Private interfaces between the parts of the host recorder (libheaptrail.so).
+ * Nothing here is exported: the library is built with -fvisibility=hidden and
+ * only the hooks and the ABI table carry HTR_EXPORT. */
+#ifndef HEAPTRAIL_HOST_INTERNAL_H
+#define HEAPTRAIL_HOST_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "heaptrail/trace_format.h"
+
+struct htr_heap_stats; /* heaptrail.h; not included here so C++ parts stay -Wshadow clean */
+
+#define HTR_EXPORT __attribute__((visibility("default")))
+#define HTR_TLS __attribute__((tls_model("initial-exec")))
+#define HTR_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HTR_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- spinlock.h-style helpers (tiny, header only) ---- */
+typedef struct {
+	int v;
+} htr_spinlock;
+
+void htr_spin_lock(htr_spinlock *l);
+static inline void htr_spin_unlock(htr_spinlock *l)
+{
+	__atomic_store_n(&l->v, 0, __ATOMIC_RELEASE);
+}
+
+/* ---- options.c ---- */
+enum htr_on_error {
+	HTR_ON_ERROR_CONTINUE = 0,
+	HTR_ON_ERROR_ABORT = 1,
+};
+
+struct htr_options {
+	char output[4096];   /* directory for trace files */
+	unsigned depth;      /* frames per backtrace, 1..HTR_MAX_DEPTH */
+	unsigned chunk_kb;   /* chunk size in KiB, multiple of 4 */
+	enum htr_on_error on_error;
+};
+
+#ifndef HTR_DEFAULT_DEPTH
+#define HTR_DEFAULT_DEPTH 64
+#endif
+#define HTR_DEFAULT_CHUNK_KB 64u
+#define HTR_MIN_CHUNK_KB 16u
+#define HTR_MAX_CHUNK_KB 65536u
+
+/* Reports one problem: `line` is a complete message without prefix or newline. */
+typedef void (*htr_warn_fn)(void *ctx, const char *line);
+
+/* Fills *out from the HEAPTRAIL_* entries of envp (defaults for the rest).
+ * Calls warn once per unknown variable or invalid value. Returns the number
+ * of warnings. Never allocates. */
+int htr_options_parse(char *const *envp, struct htr_options *out, htr_warn_fn warn, void *ctx);
+
+/* Writes "heaptrail: <line>\n" to stderr with one write(2). */
+void htr_warn_stderr(void *ctx, const char *line);
+
+/* Small formatting helpers that do not allocate. Each returns the new end of
+ * the string at dst (always NUL-terminated, never past dst_end - 1). */
+char *htr_str_append(char *dst, char *dst_end, const char *s);
+char *htr_str_append_u64(char *dst, char *dst_end, uint64_t v);
+
+/* ---- bootstrap.c ---- */
+void *htr_bootstrap_alloc(size_t size, size_t alignment);
+bool htr_bootstrap_owns(const void *p);
+size_t htr_bootstrap_size(const void *p);
+
+/* ---- real allocator (hooks_c.c) ---- */
+struct htr_real {
+	void *(*malloc)(size_t);
+	void (*free)(void *);
+	void *(*calloc)(size_t, size_t);
+	void *(*realloc)(void *, size_t);
+	int (*posix_memalign)(void **, size_t, size_t);
+	void *(*aligned_alloc)(size_t, size_t);
+	void *(*memalign)(size_t, size_t);
+	void *(*valloc)(size_t);
+	void *(*pvalloc)(size_t);
+	size_t (*malloc_usable_size)(void *);
+	pid_t (*fork)(void);
+};
+extern struct htr_real htr_real;
+/* Makes sure htr_real is filled (idempotent, thread-safe). */
+void htr_resolve_real(void);
+
+/* ---- tracefile.c ---- */
+/* Creates the trace file (flags: HTR_FILE_*). Returns 0, or -1 after one
+ * warning line (then the process runs untraced). */
+int htr_tracefile_open(const struct htr_options *opt, uint32_t flags, uint32_t parent_pid,
+		       uint64_t fork_seq);
+/* In a fork child: forget the parent's file and mappings (no syscall to the
+ * parent's file is made). */
+void htr_tracefile_forget(void);
+/* Orderly end: END record, CLEAN_EXIT, last_seq, truncation. */
+void htr_tracefile_finish(uint32_t end_kind, uint64_t status);
+bool htr_tracefile_active(void);
+struct htr_file_header *htr_tracefile_header(void);
+
+/* The process-wide sequence counter. */
+extern uint64_t htr_seq_counter;
+static inline uint64_t htr_next_seq(void)
+{
+	return __atomic_add_fetch(&htr_seq_counter, 1, __ATOMIC_RELAXED);
+}
+
+/* Per-thread writer state (one per thread, in TLS). */
+struct htr_writer {
+	uint8_t *cur;   /* next record goes here */
+	uint8_t *end;   /* end of the current chunk */
+	uint32_t thread_index;
+	uint32_t generation; /* file generation this chunk belongs to */
+	uint64_t pending_drops;
+};
+
+/* Makes room for `bytes` in the thread's chunk (claiming a new chunk, which
+ * starts with a TIME record, when needed). Returns a pointer to write the
+ * records at, or NULL (the caller counts a drop). */
+void *htr_writer_reserve(struct htr_writer *w, size_t bytes);
+/* Publishes a record built at rec: body first, then the first word with
+ * release order. rec must come from htr_writer_reserve; `bytes` is the
+ * record's size (multiple of 8). */
+void htr_record_commit(struct htr_writer *w, void *rec, uint8_t type, uint8_t kind, size_t bytes);
+/* Writes a TIME record. */
+void htr_writer_time(struct htr_writer *w);
+/* Counts an event that could not be written. */
+void htr_writer_drop(struct htr_writer *w);
+
+/* Raw chunk-level writer, also used by the unit tests on a plain buffer. */
+struct htr_chunk_writer {
+	uint8_t *base, *cur, *end;
+};
+void htr_chunk_init(struct htr_chunk_writer *cw, void *chunk, size_t chunk_size,
+		    uint32_t thread_index, uint64_t chunk_index, uint64_t first_seq);
+void *htr_chunk_reserve(struct htr_chunk_writer *cw, size_t bytes);
+void htr_rec_publish(void *rec, uint8_t type, uint8_t kind, size_t bytes);
+
+static inline size_t htr_align8(size_t n)
+{
+	return (n + 7u) & ~(size_t)7u;
+}
+
+/* ---- threads.c ---- */
+struct htr_thread {
+	struct htr_writer w;
+	int busy;            /* recursion guard: inside the recorder */
+	int started;         /* THREAD START written for the current generation */
+	int in_fork;         /* inside our fork() wrapper */
+	void *fork_slot;     /* reserved FORK record (see process.c) */
+	uint64_t fork_seq;
+	uint32_t stack_cache_gen;
+};
+extern __thread struct htr_thread htr_self HTR_TLS;
+/* Writes THREAD START for this thread if not done yet for the current file. */
+void htr_thread_attach(struct htr_thread *t);
+/* Gives the thread its index without writing anything (the first thread of
+ * a trace writes PROCESS before its THREAD START). */
+void htr_thread_assign(struct htr_thread *t);
+void htr_thread_write_start(struct htr_thread *t);
+void htr_threads_init(void);
+void htr_threads_after_fork_child(void);
+extern uint32_t htr_file_generation;
+
+/* ---- stacks.c ---- */
+/* Unwinds the caller's stack (skipping the recorder's own frames), interns
+ * it and returns its id (0 when unwinding gave nothing). Writes the STACK
+ * definition through w the first time an id is seen. */
+uint32_t htr_stack_capture(struct htr_writer *w, unsigned depth);
+void htr_stacks_init(void);
+void htr_stacks_fork_prepare(void);
+void htr_stacks_fork_parent(void);
+void htr_stacks_fork_child(void);
+void htr_stacks_forget_written(void);
+
+/* Interning table, exposed for the unit tests. */
+struct htr_stack_table;
+struct htr_stack_table *htr_stack_table_new(void);
+/* Returns the id; *is_new says whether it was just created. */
+uint32_t htr_stack_table_intern(struct htr_stack_table *t, const uint64_t *frames, uint32_t depth,
+				bool *is_new);
+uint64_t htr_stack_hash(const uint64_t *frames, uint32_t depth);
+
+/* ---- sites.c ---- */
+uint32_t htr_site_intern(struct htr_writer *w, const char *file, int line);
+void htr_sites_fork_prepare(void);
+void htr_sites_fork_parent(void);
+void htr_sites_fork_child(void);
+
+/* ---- modules.c ---- */
+void htr_modules_scan(struct htr_writer *w, bool force);
+void htr_modules_reset(void);
+void htr_modules_fork_prepare(void);
+void htr_modules_fork_parent(void);
+void htr_modules_fork_child(void);
+
+/* ---- live_table.c ---- */
+#define HTR_LIVE_UNTRACED 0x1u /* allocated while not recording: free it silently */
+#define HTR_LIVE_PERSIST 0x2u
+
+struct htr_live_entry {
+	uint64_t ptr;
+	uint64_t size;
+	uint32_t stack;
+	uint32_t site;
+	uint8_t call;  /* enum htr_call_kind */
+	uint8_t flags; /* HTR_LIVE_* */
+	uint16_t reserved;
+	uint32_t reserved2;
+};
+
+struct htr_freed_entry {
+	uint64_t ptr;
+	uint64_t size;
+	uint32_t alloc_stack, alloc_site;
+	uint32_t free_stack, free_site;
+	uint8_t alloc_call, free_call, flags, reserved;
+	uint32_t reserved2;
+};
+
+enum htr_live_result {
+	HTR_LIVE_FOUND = 1,      /* removed; *out holds the block */
+	HTR_LIVE_FREED = 2,      /* not live, freed before: *freed holds the first free */
+	HTR_LIVE_UNKNOWN = 3,    /* never seen */
+};
+
+void htr_live_insert(const struct htr_live_entry *e);
+/* Removes ptr; when found and `remember` is set, remembers the free with
+ * free_stack/free_site/free_call for double-free reports. */
+enum htr_live_result htr_live_remove(uint64_t ptr, struct htr_live_entry *out,
+				     struct htr_freed_entry *freed, bool remember, uint32_t free_stack,
+				     uint32_t free_site, uint8_t free_call);
+bool htr_live_lookup(uint64_t ptr, struct htr_live_entry *out);
+void htr_live_fork_prepare(void);
+void htr_live_fork_parent(void);
+void htr_live_fork_child(void);
+size_t htr_live_count(void);
+void htr_live_reset_for_tests(void);
+#define HTR_FREED_RING 1024u /* remembered frees per shard */
+
+/* ---- misuse.c / hooks ---- */
+struct htr_call {
+	uint8_t call;       /* enum htr_call_kind */
+	uint32_t site;      /* interned, or 0 */
+	const char *file;   /* API calls: where, else NULL */
+	int line;
+};
+
+/* The recording core (hooks_c.c). */
+void *htr_do_alloc(uint8_t call, size_t size, size_t alignment, const char *file, int line,
+		   bool persist);
+void htr_do_free(uint8_t call, void *ptr, const char *file, int line);
+void *htr_do_realloc(uint8_t call, void *ptr, size_t size, const char *file, int line);
+void htr_note_alloc(uint8_t call, void *p, size_t size, size_t alignment, const char *file,
+		    int line, bool persist);
+
+uint8_t htr_family_of(uint8_t call);
+/* Handles a free of a block that is not live. Returns after recording (or
+ * aborts when HEAPTRAIL_ON_ERROR=abort). */
+void htr_misuse_report(struct htr_writer *w, uint8_t kind, uint64_t ptr, uint8_t call,
+		       uint32_t stack, uint32_t site, const struct htr_live_entry *alloc,
+		       const struct htr_freed_entry *freed);
+
+/* ---- process.c ---- */
+extern struct htr_options htr_opts;
+/* 0 not started, 1 initialising, 2 recording, 3 untraced (disabled or ended) */
+extern int htr_state;
+enum {
+	HTR_ST_NONE = 0,
+	HTR_ST_INIT = 1,
+	HTR_ST_ON = 2,
+	HTR_ST_OFF = 3,
+};
+static inline bool htr_recording(void)
+{
+	return __atomic_load_n(&htr_state, __ATOMIC_ACQUIRE) == HTR_ST_ON;
+}
+void htr_write_process_record(struct htr_writer *w);
+uint64_t htr_now_ns(int clock);
+
+/* ---- stats (hooks_c.c) ---- */
+struct htr_counters {
+	int64_t used_bytes;
+	int64_t peak_used_bytes;
+	int64_t live_blocks;
+	uint32_t alloc_count, free_count, failed_count, misuse_count;
+};
+extern struct htr_counters htr_counters;
+int htr_stats_fill(struct htr_heap_stats *out);
+
+#endif /* HEAPTRAIL_HOST_INTERNAL_H */

@@ -1,0 +1,235 @@
+/* Backtraces and their interning. A backtrace is hashed; a small per-thread
+ * cache maps hashes to ids without a lock, and a global table behind one
+ * spinlock (taken on a cache miss only) holds the frames, compares them
+ * exactly and hands out new ids. The thread that creates an id writes its
+ * STACK record, once. */
+#define _GNU_SOURCE
+#include <link.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include "internal.h"
+
+#define CACHE_SLOTS 256u /* per thread, direct mapped */
+#define SKIP_MAX 8u      /* recorder frames we may have to drop */
+
+struct cache_slot {
+	uint64_t hash;
+	uint32_t id;
+	uint32_t depth;
+};
+static __thread struct cache_slot cache[CACHE_SLOTS] HTR_TLS;
+
+struct table_entry {
+	uint64_t hash;
+	const uint64_t *frames;
+	uint32_t id;
+	uint32_t depth;
+};
+
+struct htr_stack_table {
+	htr_spinlock lock;
+	uint32_t next_id;
+	uint64_t capacity, count;
+	struct table_entry *slots;
+	uint8_t *arena, *arena_end; /* frames storage, from mmap */
+};
+
+static struct htr_stack_table global_table;
+
+/* The recorder's own code: frames inside it are not the program's. */
+static uintptr_t self_start, self_end;
+
+uint64_t htr_stack_hash(const uint64_t *frames, uint32_t depth)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ depth;
+	for (uint32_t i = 0; i < depth; i++) {
+		h ^= frames[i];
+		h *= 0xff51afd7ed558ccdull;
+		h ^= h >> 29;
+	}
+	return h ? h : 1; /* 0 marks an empty cache slot */
+}
+
+static void *map_zeroed(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static const uint64_t *arena_copy(struct htr_stack_table *t, const uint64_t *frames,
+				  uint32_t depth)
+{
+	size_t bytes = depth * sizeof(uint64_t);
+	if (t->arena == NULL || (size_t)(t->arena_end - t->arena) < bytes) {
+		size_t size = 1u << 20;
+		uint8_t *a = map_zeroed(size);
+		if (a == NULL)
+			return NULL;
+		t->arena = a;
+		t->arena_end = a + size;
+	}
+	uint64_t *dst = (uint64_t *)t->arena;
+	memcpy(dst, frames, bytes);
+	t->arena += bytes;
+	return dst;
+}
+
+static bool table_grow(struct htr_stack_table *t)
+{
+	uint64_t cap = t->capacity ? t->capacity * 2 : 4096;
+	struct table_entry *n = map_zeroed(cap * sizeof(*n));
+	if (n == NULL)
+		return false;
+	for (uint64_t i = 0; i < t->capacity; i++) {
+		if (t->slots[i].id == 0)
+			continue;
+		uint64_t j = t->slots[i].hash & (cap - 1);
+		while (n[j].id != 0)
+			j = (j + 1) & (cap - 1);
+		n[j] = t->slots[i];
+	}
+	if (t->slots != NULL)
+		munmap(t->slots, t->capacity * sizeof(*t->slots));
+	t->slots = n;
+	t->capacity = cap;
+	return true;
+}
+
+static uint32_t intern_locked(struct htr_stack_table *t, const uint64_t *frames, uint32_t depth,
+			      uint64_t h, bool *is_new)
+{
+	*is_new = false;
+	if ((t->count + 1) * 2 > t->capacity && !table_grow(t) && t->count + 1 >= t->capacity)
+		return 0;
+	uint64_t i = h & (t->capacity - 1);
+	while (t->slots[i].id != 0) {
+		struct table_entry *e = &t->slots[i];
+		if (e->hash == h && e->depth == depth &&
+		    memcmp(e->frames, frames, depth * sizeof(uint64_t)) == 0)
+			return e->id;
+		i = (i + 1) & (t->capacity - 1);
+	}
+	const uint64_t *copy = arena_copy(t, frames, depth);
+	if (copy == NULL)
+		return 0;
+	struct table_entry *e = &t->slots[i];
+	e->hash = h;
+	e->frames = copy;
+	e->depth = depth;
+	e->id = ++t->next_id;
+	t->count++;
+	*is_new = true;
+	return e->id;
+}
+
+struct htr_stack_table *htr_stack_table_new(void)
+{
+	return map_zeroed(sizeof(struct htr_stack_table));
+}
+
+uint32_t htr_stack_table_intern(struct htr_stack_table *t, const uint64_t *frames, uint32_t depth,
+				bool *is_new)
+{
+	uint64_t h = htr_stack_hash(frames, depth);
+	htr_spin_lock(&t->lock);
+	uint32_t id = intern_locked(t, frames, depth, h, is_new);
+	htr_spin_unlock(&t->lock);
+	return id;
+}
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	uintptr_t probe = (uintptr_t)data;
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uintptr_t s = info->dlpi_addr + ph->p_vaddr;
+		if (s < lo)
+			lo = s;
+		if (s + ph->p_memsz > hi)
+			hi = s + ph->p_memsz;
+	}
+	if (probe >= lo && probe < hi) {
+		self_start = lo;
+		self_end = hi;
+		return 1;
+	}
+	return 0;
+}
+
+void htr_stacks_init(void)
+{
+	dl_iterate_phdr(find_self, (void *)(uintptr_t)&htr_stacks_init);
+}
+
+static void write_stack(struct htr_writer *w, uint32_t id, const uint64_t *frames, uint32_t depth)
+{
+	size_t bytes = sizeof(struct htr_rec_stack) + depth * sizeof(uint64_t);
+	struct htr_rec_stack *r = htr_writer_reserve(w, bytes);
+	if (r == NULL)
+		return; /* counted with the event that needed it */
+	r->id = id;
+	r->depth = depth;
+	r->reserved = 0;
+	memcpy(r + 1, frames, depth * sizeof(uint64_t));
+	htr_record_commit(w, r, HTR_REC_STACK, 0, bytes);
+}
+
+uint32_t htr_stack_capture(struct htr_writer *w, unsigned depth)
+{
+	uint64_t ips[HTR_MAX_DEPTH + SKIP_MAX];
+	int n = unw_backtrace((void **)ips, (int)(depth + SKIP_MAX));
+	int first = 0;
+	while (first < n && (uintptr_t)ips[first] >= self_start && (uintptr_t)ips[first] < self_end)
+		first++;
+	if (first >= n)
+		return 0;
+	uint32_t d = (uint32_t)(n - first);
+	if (d > depth)
+		d = depth;
+	const uint64_t *frames = &ips[first];
+
+	uint64_t h = htr_stack_hash(frames, d);
+	struct cache_slot *c = &cache[h & (CACHE_SLOTS - 1)];
+	if (c->hash == h && c->depth == d)
+		return c->id;
+
+	bool is_new;
+	htr_spin_lock(&global_table.lock);
+	uint32_t id = intern_locked(&global_table, frames, d, h, &is_new);
+	htr_spin_unlock(&global_table.lock);
+	if (id == 0)
+		return 0;
+	if (is_new) {
+		/* A new stack may run through a module loaded since the last
+		 * look: the module map must be in the trace before it. */
+		htr_modules_scan(w, false);
+		write_stack(w, id, frames, d);
+	}
+	c->hash = h;
+	c->id = id;
+	c->depth = d;
+	return id;
+}
+
+void htr_stacks_fork_prepare(void)
+{
+	htr_spin_lock(&global_table.lock);
+}
+
+void htr_stacks_fork_parent(void)
+{
+	htr_spin_unlock(&global_table.lock);
+}
+
+void htr_stacks_fork_child(void)
+{
+	global_table.lock.v = 0;
+}
