@@ -489,6 +489,14 @@ static struct seg_leak *seg_leak_get(struct engine *e, uint32_t seg, uint32_t ag
 	return l;
 }
 
+static bool seg_has_leaks(struct engine *e, uint32_t seg)
+{
+	for (size_t n = e->nleaks; n-- > 0;)
+		if (e->leaks[n].seg == seg)
+			return true;
+	return false;
+}
+
 /* ---- block life ------------------------------------------------------- */
 
 static inline void hist_add(struct engine *e, uint64_t size)
@@ -998,13 +1006,23 @@ int eng_event(void *ctx, const struct htr_event *ev)
 		break;
 	case HTR_EV_HEAP_INIT: {
 		account_live(e, false);
-		const char *name = e->segs[e->cur_seg].name;
-		char *keep = xstrdup(name);
+		struct segment *cur = &e->segs[e->cur_seg];
 		e->have_heap = true;
 		e->heap_base = ev->ptr;
 		e->heap_size = ev->size;
-		seg_new(e, keep, 3);
-		free(keep);
+		if (cur->allocations == 0 && cur->frees == 0 && cur->free_errors == 0 && cur->lost_events == 0 &&
+		    !seg_has_leaks(e, e->cur_seg)) {
+			/* Nothing happened since the test began (or the input
+			 * started): the new heap belongs to that segment. */
+			cur->heap_base = ev->ptr;
+			cur->heap_size = ev->size;
+			if (cur->kind == 0)
+				cur->kind = 3;
+		} else {
+			char *keep = xstrdup(cur->name);
+			seg_new(e, keep, 3);
+			free(keep);
+		}
 		/* The old heap's losses do not reach into the new one. */
 		e->p->loss_horizon = 0;
 		e->p->any_loss = false;

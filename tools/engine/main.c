@@ -31,7 +31,7 @@ static const char *sniff(const char *path, char *err, size_t errlen)
 	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = 0;
-	if (n >= 8 && memcmp(buf, "HTRTRACE", 8) == 0)
+	if (n >= 8 && (memcmp(buf, HTR_TRACE_MAGIC, 8) == 0 || memcmp(buf, "HTRPACK\0", 8) == 0))
 		return "host";
 	if (memmem(buf, n, "==MP ", 5) || memmem(buf, n, "==HT ", 5))
 		return "valground";

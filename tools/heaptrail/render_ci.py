@@ -1,0 +1,141 @@
+"""Machine formats: JSON (ours), JUnit XML and SARIF 2.1.0 for CI systems."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from typing import Any, Optional, Sequence
+
+from . import __version__
+from .model import FreeError, Leak, Report
+from .symbols import Frame
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+RULES = {
+    "leak": "Memory allocated here was never freed.",
+    "double-free": "A block was freed twice.",
+    "invalid-free": "free() of a pointer no allocator returned.",
+    "mismatch": "A block was freed through the wrong family (new/delete/free).",
+    "lost-data": "Events were lost; results may be incomplete.",
+}
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report.to_json(), indent=2, sort_keys=False) + "\n"
+
+
+def _stack_text(stack: Sequence[Frame], site: Optional[str]) -> str:
+    lines = []
+    if site:
+        lines.append(f"at {site}")
+    lines.extend(f"  {f.addr}: {f.describe()}" for f in stack)
+    return "\n".join(lines)
+
+
+def _leak_message(leak: Leak) -> str:
+    return f"{leak.bytes} bytes in {leak.blocks} blocks definitely lost at {leak.key()}"
+
+
+def _error_message(err: FreeError) -> str:
+    times = f" ({err.count} times)" if err.count > 1 else ""
+    return f"{err.kind} of {err.ptr}{times} at {err.site or (err.stack[0].describe() if err.stack else 'unknown')}"
+
+
+def render_junit(report: Report) -> str:
+    """One testsuite; a testcase per segment (test) when the input has them,
+    else one for the whole run, each failing with its findings."""
+    suites = ET.Element("testsuites", name="heaptrail")
+    suite = ET.SubElement(suites, "testsuite", name="heaptrail")
+    cases: list[tuple[str, list[tuple[str, str, str]]]] = []
+    if report.segments:
+        by_seg: dict[str, list[tuple[str, str, str]]] = {seg.name: [] for seg in report.segments}
+        for seg in report.segments:
+            for leak in seg.leaks:
+                if not leak.suppressed and not leak.baselined and "leak" in report.fail_on:
+                    by_seg[seg.name].append(("leak", _leak_message(leak), _stack_text(leak.stack, leak.site)))
+        for err in report.active_errors():
+            if err.kind in report.fail_on:
+                by_seg.setdefault(err.segment or "(start)", []).append(
+                    (err.kind, _error_message(err), _stack_text(err.stack, err.site))
+                )
+        cases = list(by_seg.items())
+    else:
+        findings: list[tuple[str, str, str]] = []
+        if "leak" in report.fail_on:
+            findings += [("leak", _leak_message(x), _stack_text(x.stack, x.site)) for x in report.active_leaks()]
+        findings += [
+            (e.kind, _error_message(e), _stack_text(e.stack, e.site)) for e in report.active_errors() if e.kind in report.fail_on
+        ]
+        cases = [("heap", findings)]
+    if "lost-data" in report.fail_on and report.findings()["lost-data"]:
+        cases.append(("lost-data", [("lost-data", f"{report.summary['lost_events']} events lost", "")]))
+    failures = 0
+    for name, findings in cases:
+        case = ET.SubElement(suite, "testcase", classname="heaptrail", name=name)
+        if findings:
+            failures += 1
+            fail = ET.SubElement(case, "failure", type=findings[0][0], message="; ".join(f[1] for f in findings[:5]))
+            fail.text = "\n\n".join(f"{f[1]}\n{f[2]}" for f in findings)
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    suites.set("tests", str(len(cases)))
+    suites.set("failures", str(failures))
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _location(site: Optional[str], stack: Sequence[Frame]) -> Optional[dict[str, Any]]:
+    uri: Optional[str] = None
+    line: Optional[int] = None
+    if site and ":" in site and site.rsplit(":", 1)[1].isdigit():
+        uri, ln = site.rsplit(":", 1)
+        line = int(ln)
+    else:
+        for f in stack:
+            if f.file and f.line:
+                uri, line = f.file, f.line
+                break
+    if uri is None:
+        return None
+    loc: dict[str, Any] = {"physicalLocation": {"artifactLocation": {"uri": uri[2:] if uri.startswith("./") else uri}}}
+    if line:
+        loc["physicalLocation"]["region"] = {"startLine": line}
+    return loc
+
+
+def render_sarif(report: Report) -> str:
+    results: list[dict[str, Any]] = []
+
+    def add(rule: str, message: str, site: Optional[str], stack: Sequence[Frame], key: str) -> None:
+        result: dict[str, Any] = {
+            "ruleId": rule,
+            "level": "error" if rule in report.fail_on else "warning",
+            "message": {"text": message},
+            "partialFingerprints": {"heaptrailKey/v1": key},
+        }
+        loc = _location(site, stack)
+        result["locations"] = [loc] if loc else []
+        results.append(result)
+
+    for leak in report.active_leaks():
+        add("leak", _leak_message(leak), leak.site, leak.stack, leak.key())
+    for err in report.active_errors():
+        add(err.kind, _error_message(err), err.site, err.stack, err.key())
+    doc = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "heaptrail",
+                        "version": __version__,
+                        "rules": [{"id": k, "shortDescription": {"text": v}} for k, v in RULES.items()],
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
+    return json.dumps(doc, indent=2) + "\n"

@@ -1,0 +1,190 @@
+"""The text report: summary first, then each finding with its stack, in
+words a valgrind user already knows."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from .model import Leak, Report
+from .symbols import Frame
+
+MAX_FRAMES = 12
+MAX_LISTED = 50
+
+
+class Style:
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+
+    def _c(self, code: str, text: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.colour else text
+
+    def bad(self, text: str) -> str:
+        return self._c("1;31", text)
+
+    def good(self, text: str) -> str:
+        return self._c("1;32", text)
+
+    def head(self, text: str) -> str:
+        return self._c("1", text)
+
+    def dim(self, text: str) -> str:
+        return self._c("2", text)
+
+
+def human(n: Optional[int]) -> str:
+    if n is None:
+        return "?"
+    return f"{n:,} bytes" if n != 1 else "1 byte"
+
+
+def _blocks(n: int) -> str:
+    return f"{n:,} block" + ("" if n == 1 else "s")
+
+
+def _stack_lines(stack: Sequence[Frame], site: Optional[str], indent: str = "    ") -> list[str]:
+    lines: list[str] = []
+    if site:
+        lines.append(f"{indent}at {site}")
+    for i, f in enumerate(stack[:MAX_FRAMES]):
+        word = "at" if i == 0 and not site else "by"
+        inl = " [inlined]" if f.inlined else ""
+        lines.append(f"{indent}{word} {f.addr}: {f.describe()}{inl}" if f.function or f.file else f"{indent}{word} {f.addr}")
+    if len(stack) > MAX_FRAMES:
+        lines.append(f"{indent}... {len(stack) - MAX_FRAMES} more frames")
+    if not lines:
+        lines.append(f"{indent}(no call site or stack recorded)")
+    return lines
+
+
+def _leak_block(leak: Leak, style: Style, what: str = "definitely lost") -> list[str]:
+    note = ""
+    if leak.suppressed:
+        note = style.dim(f"  [suppressed: {leak.suppressed}]")
+    elif leak.baselined:
+        note = style.dim("  [in baseline]")
+    addrs = ""
+    if leak.addresses:
+        addrs = " (e.g. " + ", ".join(leak.addresses[:3]) + ")"
+    return [f"{human(leak.bytes)} in {_blocks(leak.blocks)} {what}{addrs}{note}", *_stack_lines(leak.stack, leak.site)]
+
+
+def render(report: Report, quiet: bool = False, colour: bool = False) -> str:
+    st = Style(colour)
+    s = report.summary
+    out: list[str] = []
+    counts = report.findings()
+
+    out.append(st.head("HEAP SUMMARY"))
+    for i in report.inputs:
+        line = f"  input: {i['path']} ({i['format']}, {i['events']:,} events)"
+        if i.get("stopped_at"):
+            line += f" -- stopped at offset {i['stopped_at']['offset']}: {i['stopped_at']['reason']}"
+        out.append(line)
+    out.append(f"  total heap usage: {s['allocations']:,} allocs, {s['frees']:,} frees, {human(s['total_bytes'])} allocated")
+    if s["failed_allocations"]:
+        out.append(f"  failed allocations: {s['failed_allocations']:,}")
+    out.append(f"  peak: {human(s['peak_bytes'])}")
+    if report.heap and report.heap.get("size"):
+        out.append(f"  heap: {human(report.heap['size'])}, peak {report.heap['peak_percent']}% full")
+    out.append(f"  definitely lost: {human(s['leaked_bytes'])} in {_blocks(s['leaked_blocks'])} ({s['leak_sites']} sites)")
+    if s["unknown_blocks"]:
+        out.append(f"  unknown (free may be in lost data): {human(s['unknown_bytes'])} in {_blocks(s['unknown_blocks'])}")
+    if s["persistent_blocks"]:
+        out.append(f"  persistent (never a leak): {human(s['persistent_bytes'])} in {_blocks(s['persistent_blocks'])}")
+    out.append(
+        f"  free errors: {s['free_errors']:,} (double-free {counts['double-free']}, "
+        f"invalid-free {counts['invalid-free']}, mismatch {counts['mismatch']})"
+    )
+    if s["temporary"]:
+        out.append(f"  temporary allocations: {s['temporary']:,}")
+    if counts["lost-data"]:
+        out.append(st.bad(f"  lost data: {s['lost_events']:,} events lost") if "lost-data" in report.fail_on else f"  lost data: {s['lost_events']:,} events lost")
+    if s.get("suppressed_leaks"):
+        out.append(f"  suppressed: {human(s['suppressed_bytes'])} in {_blocks(s['suppressed_blocks'])} ({s['suppressed_leaks']} sites)")
+    if s.get("baselined_leaks"):
+        out.append(f"  leak sites in the baseline: {s['baselined_leaks']}")
+
+    if report.free_errors:
+        out.append("")
+        out.append(st.head("FREE ERRORS"))
+        for e in report.free_errors[:MAX_LISTED]:
+            title = {"double-free": "Double free", "invalid-free": "Invalid free", "mismatch": "Mismatched free"}[e.kind]
+            times = f" ({e.count} times)" if e.count > 1 else ""
+            note = st.dim(f"  [suppressed: {e.suppressed}]") if e.suppressed else ""
+            where = f" in {e.segment}" if e.segment else ""
+            out.append(st.bad(f"{title} of {e.ptr}{times}{where}") + note)
+            out.extend(_stack_lines(e.stack, e.site))
+            if e.alloc_site or e.alloc_stack:
+                out.append("  block allocated:")
+                out.extend(_stack_lines(e.alloc_stack, e.alloc_site))
+            if e.free_site or e.free_stack:
+                out.append("  block first freed:")
+                out.extend(_stack_lines(e.free_stack, e.free_site))
+        if len(report.free_errors) > MAX_LISTED:
+            out.append(f"... and {len(report.free_errors) - MAX_LISTED} more (see --format json)")
+
+    if report.leaks:
+        out.append("")
+        out.append(st.head("LEAKS"))
+        for leak in report.leaks[:MAX_LISTED]:
+            block = _leak_block(leak, st)
+            block[0] = st.bad(block[0]) if not (leak.suppressed or leak.baselined) else block[0]
+            out.extend(block)
+        if len(report.leaks) > MAX_LISTED:
+            out.append(f"... and {len(report.leaks) - MAX_LISTED} more sites (see --format json)")
+
+    if not quiet:
+        if report.unknown:
+            out.append("")
+            out.append(st.head("UNKNOWN (live when data was lost: maybe freed)"))
+            for leak in report.unknown[:MAX_LISTED]:
+                out.extend(_leak_block(leak, st, "possibly live"))
+        if report.persistent:
+            out.append("")
+            out.append(st.head("PERSISTENT"))
+            for p in report.persistent[:MAX_LISTED]:
+                out.append(f"{human(p.bytes)} in {_blocks(p.blocks)}")
+                out.extend(_stack_lines(p.stack, p.site))
+        if report.peak_sites:
+            out.append("")
+            out.append(st.head(f"PEAK: {human(report.peak['bytes'])}") + st.dim(f" (event {report.peak['event']:,})"))
+            for p in report.peak_sites:
+                out.append(f"{human(p.bytes)} live at the peak")
+                out.extend(_stack_lines(p.stack, p.site))
+        if report.segments:
+            out.append("")
+            out.append(st.head("SEGMENTS"))
+            for seg in report.segments:
+                full = f" ({seg.percent_full}% full)" if seg.percent_full is not None else ""
+                verdict = st.bad("FAIL") if (seg.leaked_blocks or seg.free_errors) else st.good("ok")
+                out.append(f"{seg.name} [{seg.kind}] {verdict}")
+                out.append(f"    Total overtime: {seg.total_bytes}  Max overtime: {seg.peak_bytes}{full}")
+                out.append(
+                    f"    allocations {seg.allocations}, frees {seg.frees}, failed {seg.failed_allocations}, "
+                    f"leaked {human(seg.leaked_bytes)} in {_blocks(seg.leaked_blocks)}, free errors {seg.free_errors}"
+                )
+                for leak in seg.leaks[:10]:
+                    out.append(f"    leak: {human(leak.bytes)} in {_blocks(leak.blocks)} at {leak.key()}")
+        if report.heap and report.heap.get("largest_free") is not None:
+            h = report.heap
+            out.append("")
+            out.append(st.head("HEAP"))
+            out.append(
+                f"  size {h['size']}, free {h['free']}, largest free block {h['largest_free']}, "
+                f"free blocks {h['free_blocks']}, lowest free {h['min_free']}, fragmentation {h['fragmentation_permille']}/1000"
+            )
+        if report.top_allocators:
+            out.append("")
+            out.append(st.head("MOST ALLOCATED"))
+            for p in report.top_allocators[:5]:
+                out.append(f"{human(p.bytes)} in {p.allocations:,} allocations")
+                out.extend(_stack_lines(p.stack[:3], p.site))
+
+    out.append("")
+    failing = [k for k in report.fail_on if counts[k]]
+    if failing:
+        out.append(st.bad("RESULT: FAIL (" + ", ".join(f"{k}: {counts[k]}" for k in failing) + ")"))
+    else:
+        out.append(st.good("RESULT: OK"))
+    return "\n".join(out) + "\n"

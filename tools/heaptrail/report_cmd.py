@@ -1,0 +1,116 @@
+"""`heaptrail report`: analyse traces and logs, print findings, gate CI.
+
+Exit status: 0 clean, 1 findings of a --fail-on kind, 2 bad usage or
+unreadable input."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Optional
+
+from . import baseline, suppress
+from .engine import FORMATS, run_engine
+from .errors import UsageError
+from .model import DEFAULT_FAIL_ON, KINDS, Report, build_report, parse_fail_on
+from .render_ci import render_json, render_junit, render_sarif
+from .render_text import render as render_text
+from .symbols import Symbolizer
+
+
+def add_symbol_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("symbols")
+    group.add_argument("--sysroot", default="", help="prefix for module paths (trace made on another machine)")
+    group.add_argument("--debug-dir", action="append", default=[], metavar="DIR",
+                       help="where separate debug info lives (DIR/.build-id/xx/rest.debug); repeatable")
+    group.add_argument("--elf", metavar="FW.elf", help="firmware ELF for board logs (and mtrace callers)")
+    group.add_argument("--no-symbols", action="store_true", help="do not run addr2line")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="analyse traces or logs and report leaks, free errors and peak",
+        description="Analyse host traces, board logs, valground ==MP logs or glibc mtrace logs. "
+        "Exit status: 0 clean, 1 findings (see --fail-on), 2 bad usage or unreadable input.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="trace files (a parent and its children together) or logs")
+    parser.add_argument("--input-format", default="auto", choices=FORMATS,
+                        help="input format (default: detected from the content)")
+    parser.add_argument("--format", default="text", choices=("text", "json", "junit", "sarif"),
+                        help="report format (default: text)")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
+    parser.add_argument("-q", "--quiet", action="store_true", help="text: errors and summary only")
+    parser.add_argument("--fail-on", default=",".join(DEFAULT_FAIL_ON), metavar="KIND[,KIND]",
+                        help=f"kinds that make the exit status 1: {', '.join(KINDS)}, all or none "
+                        f"(default: {','.join(DEFAULT_FAIL_ON)})")
+    parser.add_argument("--suppressions", action="append", default=[], metavar="FILE",
+                        help="leak:PATTERN / site:FILE:LINE rules; repeatable")
+    parser.add_argument("--no-default-suppressions", action="store_true",
+                        help="also report the C library's own buffers kept until exit (stdio)")
+    parser.add_argument("--baseline", metavar="FILE", help="accepted leaks: only new or grown ones fail")
+    parser.add_argument("--write-baseline", metavar="FILE", help="write the current leaks as a baseline")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    add_symbol_options(parser)
+    parser.set_defaults(func=run)
+
+
+def make_symbolizer(args: argparse.Namespace) -> Symbolizer:
+    if args.elf and not os.path.isfile(args.elf):
+        raise UsageError(f"--elf {args.elf}: no such file")
+    return Symbolizer(sysroot=args.sysroot, debug_dirs=args.debug_dir, elf=args.elf, enabled=not args.no_symbols)
+
+
+def analyse(args: argparse.Namespace, paths: Any, inputs: list[str], fmt: str) -> Report:
+    data = run_engine(paths.engine, inputs, fmt)
+    return build_report(data, make_symbolizer(args))
+
+
+def want_colour(choice: str, stream: Any, to_file: bool) -> bool:
+    if choice == "never" or to_file:
+        return False
+    if choice == "always":
+        return True
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def emit(text: str, output: Optional[str]) -> None:
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def run(args: argparse.Namespace, paths: Any) -> int:
+    fail_on = parse_fail_on(args.fail_on)
+    rules = [] if args.no_default_suppressions else suppress.default_rules()
+    for path in args.suppressions:
+        rules.extend(suppress.load(path))
+    accepted = baseline.load(args.baseline) if args.baseline else None
+    report = analyse(args, paths, args.inputs, args.input_format)
+    report.fail_on = fail_on
+    if rules:
+        suppress.apply(report, rules)
+    if args.write_baseline:
+        baseline.write(report, args.write_baseline)
+    if accepted is not None:
+        baseline.apply(report, accepted)
+    if args.format == "json":
+        text = render_json(report)
+    elif args.format == "junit":
+        text = render_junit(report)
+    elif args.format == "sarif":
+        text = render_sarif(report)
+    else:
+        colour = args.color == "always" or (
+            args.color == "auto" and want_colour("auto", sys.stdout, bool(args.output))
+        )
+        text = render_text(report, quiet=args.quiet, colour=colour)
+    emit(text, args.output)
+    return 1 if report.failed() else 0
