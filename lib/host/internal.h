@@ -171,6 +171,8 @@ extern uint32_t htr_file_generation;
  * definition through w the first time an id is seen. */
 uint32_t htr_stack_capture(struct htr_writer *w, unsigned depth);
 void htr_stacks_init(void);
+/* Which addresses count as the recorder's own frames (tests set none). */
+void htr_stacks_set_self(uintptr_t start, uintptr_t end);
 void htr_stacks_fork_prepare(void);
 void htr_stacks_fork_parent(void);
 void htr_stacks_fork_child(void);

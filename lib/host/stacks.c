@@ -164,6 +164,12 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *data)
 	return 0;
 }
 
+void htr_stacks_set_self(uintptr_t start, uintptr_t end)
+{
+	self_start = start;
+	self_end = end;
+}
+
 void htr_stacks_init(void)
 {
 	dl_iterate_phdr(find_self, (void *)(uintptr_t)&htr_stacks_init);
