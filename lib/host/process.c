@@ -202,10 +202,18 @@ HTR_EXPORT pid_t fork(void)
 
 /* ---- start and end ---- */
 
+static bool end_in_exit_handler;
+static void finish(uint64_t status);
+
+/* Registered from our constructor, which ld.so runs before libc registers
+ * _dl_fini: so this runs after every destructor and atexit handler, the
+ * latest point at which exit() still runs our code, and it knows the
+ * status. */
 static void on_exit_status(int status, void *arg)
 {
 	(void)arg;
 	exit_status = (uint64_t)(unsigned)status;
+	finish(exit_status);
 }
 
 __attribute__((constructor(101))) static void htr_start(void)
@@ -220,7 +228,7 @@ __attribute__((constructor(101))) static void htr_start(void)
 	htr_stacks_init();
 	htr_threads_init();
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-	on_exit(on_exit_status, NULL);
+	end_in_exit_handler = on_exit(on_exit_status, NULL) == 0;
 	if (htr_tracefile_open(&htr_opts, 0, 0, 0) != 0) {
 		__atomic_store_n(&htr_state, HTR_ST_OFF, __ATOMIC_RELEASE);
 		errno = saved_errno;
@@ -231,16 +239,23 @@ __attribute__((constructor(101))) static void htr_start(void)
 	errno = saved_errno;
 }
 
-/* Runs from _dl_fini, after the program's atexit handlers and the
- * destructors of everything loaded after the recorder. Whatever allocates
- * later still works: the hooks pass through, untraced. */
-__attribute__((destructor(101))) static void htr_stop(void)
+/* Whatever allocates after this still works: the hooks pass through,
+ * untraced. */
+static void finish(uint64_t status)
 {
 	int saved_errno = errno;
 	int expected = HTR_ST_ON;
 	if (!__atomic_compare_exchange_n(&htr_state, &expected, HTR_ST_OFF, false, __ATOMIC_ACQ_REL,
 					 __ATOMIC_ACQUIRE))
 		return;
-	htr_tracefile_finish(HTR_END_EXIT, exit_status);
+	htr_tracefile_finish(HTR_END_EXIT, status);
 	errno = saved_errno;
+}
+
+/* Only when on_exit could not be used: _dl_fini runs this after the
+ * destructors of everything loaded after the recorder. */
+__attribute__((destructor(101))) static void htr_stop(void)
+{
+	if (!end_in_exit_handler)
+		finish(exit_status);
 }
