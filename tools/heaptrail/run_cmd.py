@@ -1,0 +1,204 @@
+"""`heaptrail run [options] -- PROGRAM ARGS`: run a program under the host
+recorder (libheaptrail.so), list the traces it wrote and report on them.
+
+The program keeps its stdin, stdout and stderr; everything heaptrail says
+goes to stderr. Exit status: the program's (128+N when signal N killed it),
+or --error-exitcode's value when the report found problems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import signal
+import struct
+import subprocess
+import sys
+from typing import Any, Iterator, Optional
+
+from .errors import HeaptrailError, ToolError, UsageError
+
+# struct htr_file_header, the part we show (include/heaptrail/trace_format.h).
+_HEADER = struct.Struct("<8sHHHBBIIIII")
+_FORK_CHILD = 0x1
+_EXEC_IMAGE = 0x2
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a program under the recorder and report on its heap",
+        description="Run PROGRAM with libheaptrail.so preloaded. Traces of the process, its "
+        "fork children and exec'd images go to the output directory; then they are "
+        "listed and, when the report command is available, reported on stderr.",
+    )
+    parser.add_argument("-o", "--output", metavar="DIR",
+                        help="directory for the traces (default: ./heaptrail-<pid>); created if needed")
+    parser.add_argument("--depth", type=int, metavar="N", help="backtrace depth, 1..256 (HEAPTRAIL_DEPTH)")
+    parser.add_argument("--on-error", choices=("continue", "abort"),
+                        help="on a double, invalid or mismatched free: record and continue "
+                        "(default) or abort (HEAPTRAIL_ON_ERROR)")
+    parser.add_argument("--chunk-kb", type=int, metavar="KB",
+                        help="trace chunk size in KiB, a multiple of 4 from 16 to 65536")
+    parser.add_argument("--no-report", action="store_true", help="only list the traces")
+    parser.add_argument("--error-exitcode", type=int, metavar="N",
+                        help="exit with N when the report finds problems")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- PROGRAM ARGS",
+                        help="the program to run and its arguments")
+    parser.set_defaults(func=run)
+
+
+def _check_options(args: argparse.Namespace) -> list[str]:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("no program given (heaptrail run [options] -- PROGRAM ARGS)")
+    if args.depth is not None and not 1 <= args.depth <= 256:
+        raise UsageError(f"--depth {args.depth}: must be from 1 to 256")
+    if args.chunk_kb is not None and (args.chunk_kb % 4 or not 16 <= args.chunk_kb <= 65536):
+        raise UsageError(f"--chunk-kb {args.chunk_kb}: must be a multiple of 4 from 16 to 65536")
+    if args.error_exitcode is not None and not 0 <= args.error_exitcode <= 255:
+        raise UsageError(f"--error-exitcode {args.error_exitcode}: must be from 0 to 255")
+    return command
+
+
+def _environment(shim: str, outdir: str, args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    preload = env.get("LD_PRELOAD", "").strip()
+    # Appended: a preload the user set (a debug allocator) stays first in line.
+    env["LD_PRELOAD"] = f"{preload} {shim}" if preload else shim
+    env["HEAPTRAIL_OUTPUT"] = outdir
+    if args.depth is not None:
+        env["HEAPTRAIL_DEPTH"] = str(args.depth)
+    if args.on_error is not None:
+        env["HEAPTRAIL_ON_ERROR"] = args.on_error
+    if args.chunk_kb is not None:
+        env["HEAPTRAIL_CHUNK_KB"] = str(args.chunk_kb)
+    return env
+
+
+def _traces(outdir: str) -> set[str]:
+    try:
+        names = os.listdir(outdir)
+    except OSError:
+        return set()
+    return {n for n in names if n.startswith("heaptrail.") and n.endswith(".htr")}
+
+
+def _order(name: str) -> tuple[int, int]:
+    parts = name.split(".")
+    try:
+        return int(parts[1]), int(parts[2])
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
+def _describe(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_HEADER.size)
+        fields = _HEADER.unpack(raw)
+    except (OSError, struct.error):
+        return "unreadable"
+    if fields[0] != b"HTRTRACE":
+        return "not a trace"
+    flags, pid, parent_pid = fields[7], fields[8], fields[10]
+    if flags & _FORK_CHILD:
+        return f"pid {pid}, fork child of {parent_pid}"
+    if flags & _EXEC_IMAGE:
+        return f"pid {pid}, exec'd image"
+    return f"pid {pid}"
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """The report prints to stdout; here stdout belongs to the program."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _report(paths: Any, traces: list[str]) -> Optional[int]:
+    """Runs `heaptrail report` over the traces; None when it is not there."""
+    package = __package__ or "heaptrail"
+    if importlib.util.find_spec(f"{package}.report_cmd") is None:
+        return None
+    if not getattr(paths, "engine", "") or not os.path.exists(paths.engine):
+        print("heaptrail run: no analysis engine in this build; traces not reported", file=sys.stderr)
+        return None
+    from . import cli
+
+    parser = cli.build_parser()
+    report_args = parser.parse_args(["report", *traces])
+    try:
+        with _stdout_to_stderr():
+            return int(report_args.func(report_args, paths))
+    except HeaptrailError as error:
+        print(f"heaptrail run: report: {error}", file=sys.stderr)
+        return None
+
+
+def _wait(proc: subprocess.Popen[bytes]) -> int:
+    # The terminal's ^C and ^\ are the program's business: it decides whether
+    # to die, and we still list the traces afterwards.
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old_quit = signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+    try:
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGQUIT, old_quit)
+
+
+def run(args: argparse.Namespace, paths: Any) -> int:
+    command = _check_options(args)
+    shim = getattr(paths, "shim", "")
+    if not shim or not os.path.exists(shim):
+        raise ToolError(f"the recorder libheaptrail.so is not built or not found ({shim or 'no path'})")
+    outdir = os.path.abspath(args.output or f"heaptrail-{os.getpid()}")
+    try:
+        os.makedirs(outdir, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"-o {outdir}: {error.strerror}") from None
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        raise UsageError(f"-o {outdir}: not writable")
+
+    before = _traces(outdir)
+    env = _environment(os.path.abspath(shim), outdir, args)
+    try:
+        proc = subprocess.Popen(command, env=env)
+    except FileNotFoundError:
+        raise UsageError(f"{command[0]}: command not found") from None
+    except PermissionError:
+        raise UsageError(f"{command[0]}: permission denied") from None
+    code = _wait(proc)
+    status = 128 - code if code < 0 else code
+
+    produced = sorted(_traces(outdir) - before, key=_order)
+    paths_out = [os.path.join(outdir, name) for name in produced]
+    if not paths_out:
+        print(f"heaptrail run: no trace written in {outdir}", file=sys.stderr)
+        return status
+    print(f"heaptrail run: {len(paths_out)} trace file{'s' if len(paths_out) != 1 else ''} "
+          f"in {outdir}:", file=sys.stderr)
+    for path in paths_out:
+        print(f"  {os.path.basename(path)}  ({_describe(path)})", file=sys.stderr)
+    sys.stderr.flush()
+
+    if args.no_report:
+        return status
+    found = _report(paths, paths_out)
+    if found == 1 and args.error_exitcode is not None:
+        return args.error_exitcode
+    return status
+
