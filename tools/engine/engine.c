@@ -726,6 +726,9 @@ void eng_set_format(struct engine *e, const char *format)
 	struct input *in = &e->inputs[e->ninputs - 1];
 	free(in->format);
 	in->format = xstrdup(format);
+	/* Caller PCs in board lines are Thumb addresses in the firmware. */
+	if (strcmp(format, "board-text") == 0)
+		e->p->origin = HTR_ORIGIN_BOARD;
 }
 
 void eng_set_process(struct engine *e, uint64_t pid, uint64_t ppid, uint64_t parent_pid, bool fork_child)
@@ -1091,6 +1094,11 @@ int eng_event(void *ctx, const struct htr_event *ev)
 	}
 	e->inputs[e->ninputs - 1].events++;
 	return 0;
+}
+
+uint64_t eng_events(const struct engine *e)
+{
+	return e->order;
 }
 
 /* ---- JSON output ------------------------------------------------------ */

@@ -270,7 +270,7 @@ def build_report(data: dict[str, Any], sym: Optional[Symbolizer] = None) -> Repo
     for a in aggs:
         if a["leaked_blocks"]:
             leaks.append(
-                Leak(a["leaked_bytes"], a["leaked_blocks"], a["addresses"], a["site"], frames(a["process"], a["frames"]), a["process"])
+                Leak(a["leaked_bytes"], a["leaked_blocks"], sorted(a["addresses"], key=lambda x: int(x, 16)), a["site"], frames(a["process"], a["frames"]), a["process"])
             )
         if a["unknown_blocks"]:
             unknown.append(Leak(a["unknown_bytes"], a["unknown_blocks"], [], a["site"], frames(a["process"], a["frames"]), a["process"]))
@@ -319,15 +319,15 @@ def build_report(data: dict[str, Any], sym: Optional[Symbolizer] = None) -> Repo
     segments: list[Segment] = []
     for s in segs:
         empty = not (s["allocations"] or s["frees"] or s["free_errors"] or s["leaks"] or s["lost_events"])
-        if empty and s["kind"] == "start":
-            continue  # the implicit segment before any marker, unused
+        if empty:
+            continue  # nothing happened in it (e.g. the implicit one before the first marker)
         seg_leaks = []
         for item in s["leaks"]:
             if not item["blocks"]:
                 continue
             a = aggs[item["aggregate"]]
             seg_leaks.append(
-                Leak(item["bytes"], item["blocks"], item["addresses"], a["site"], frames(a["process"], a["frames"]), a["process"], s["name"])
+                Leak(item["bytes"], item["blocks"], sorted(item["addresses"], key=lambda x: int(x, 16)), a["site"], frames(a["process"], a["frames"]), a["process"], s["name"])
             )
         seg_leaks.sort(key=lambda x: (-x.bytes, x.site or ""))
         segments.append(

@@ -126,7 +126,7 @@ class Symbolizer:
         if cache_dir is None:
             base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
             cache_dir = os.path.join(base, "heaptrail", "symbols")
-        self.cache_dir = cache_dir if os.environ.get("HEAPTRAIL_NO_SYMBOL_CACHE") is None else None
+        self.cache_dir = cache_dir if os.environ.get("HTR_NO_SYMBOL_CACHE") is None else None
         self._memo: dict[tuple[str, int], list[tuple[Optional[str], Optional[str], Optional[int]]]] = {}
 
     # -- file lookup ---------------------------------------------------

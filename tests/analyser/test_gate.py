@@ -1,0 +1,213 @@
+"""The CI gate: exit status per --fail-on kind, suppressions, baselines,
+`heaptrail diff`."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import unittest
+
+import helpers
+from helpers import CALL_MALLOC, MISUSE_DOUBLE, MISUSE_INVALID, MISUSE_MISMATCH, TraceWriter, report_json, run_heaptrail
+
+
+def one_finding(kind: str) -> TraceWriter:
+    """A trace with exactly one finding of `kind`."""
+    w = TraceWriter()
+    w.process()
+    w.stack(1, [0x4000])
+    w.site(1, "src/only.c", 7)
+    if kind == "leak":
+        w.alloc(0x10, 8, stack=1, site=1)
+    elif kind == "lost-data":
+        w.drops(5)
+    else:
+        code = {"double-free": MISUSE_DOUBLE, "invalid-free": MISUSE_INVALID, "mismatch": MISUSE_MISMATCH}[kind]
+        w.misuse(code, 0x10, stack=1, site=1, call=11, alloc_call=CALL_MALLOC)
+    w.end(0)
+    return w
+
+
+class FailOn(unittest.TestCase):
+    def setUp(self) -> None:
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def test_each_kind(self) -> None:
+        kinds = ("leak", "double-free", "invalid-free", "mismatch", "lost-data")
+        for kind in kinds:
+            path = one_finding(kind).write(os.path.join(self.tmp.name, kind + ".htr"))
+            for gate in kinds:
+                with self.subTest(finding=kind, fail_on=gate):
+                    status, doc, err = report_json([path], "--fail-on", gate)
+                    self.assertEqual(err, "")
+                    self.assertEqual(status, 1 if gate == kind else 0)
+                    self.assertEqual(doc["findings"][kind], 5 if kind == "lost-data" else 1)
+
+    def test_default_excludes_lost_data(self) -> None:
+        lost = one_finding("lost-data").write(os.path.join(self.tmp.name, "l.htr"))
+        leak = one_finding("leak").write(os.path.join(self.tmp.name, "k.htr"))
+        self.assertEqual(report_json([lost])[0], 0)
+        self.assertEqual(report_json([leak])[0], 1)
+        self.assertEqual(report_json([leak], "--fail-on", "none")[0], 0)
+        self.assertEqual(report_json([lost], "--fail-on", "all")[0], 1)
+
+    def test_bad_kind_is_usage_error(self) -> None:
+        leak = one_finding("leak").write(os.path.join(self.tmp.name, "k.htr"))
+        proc = run_heaptrail(["report", "--fail-on", "leak,bogus", leak])
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("unknown kind 'bogus'", proc.stderr)
+
+
+LOG = os.path.join("golden", "valground_tests.log")
+
+
+class Suppressions(unittest.TestCase):
+    def run_with(self, text: str, *extra: str) -> tuple[int, dict]:
+        with tempfile.TemporaryDirectory() as tmp:
+            supp = os.path.join(tmp, "supp.txt")
+            with open(supp, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            status, doc, err = report_json([LOG], "--suppressions", supp, *extra)
+            self.assertEqual(err, "")
+            return status, doc
+
+    def test_leak_pattern_on_file(self) -> None:
+        status, doc = self.run_with("# parser leaks are known\nleak:parser.c\n", "--fail-on", "leak")
+        self.assertEqual(status, 0)
+        self.assertEqual(doc["leaks"][0]["suppressed"], "leak:parser.c")
+        self.assertEqual(doc["summary"]["leaked_bytes"], 0)
+        self.assertEqual(doc["summary"]["suppressed_bytes"], 96)
+
+    def test_wildcard(self) -> None:
+        status, _ = self.run_with("leak:src/*er.c\n", "--fail-on", "leak")
+        self.assertEqual(status, 0)
+        status, _ = self.run_with("leak:src/*xyz*\n", "--fail-on", "leak")
+        self.assertEqual(status, 1)
+
+    def test_site_rule(self) -> None:
+        status, _ = self.run_with("site:parser.c:100\n", "--fail-on", "leak")
+        self.assertEqual(status, 0)
+        status, _ = self.run_with("site:parser.c:101\n", "--fail-on", "leak")
+        self.assertEqual(status, 1)
+
+    def test_error_kinds(self) -> None:
+        status, _ = self.run_with("double-free:handler.c\ninvalid-free:ui.c\n", "--fail-on", "double-free,invalid-free")
+        self.assertEqual(status, 0)
+        status, _ = self.run_with("double-free:handler.c\n", "--fail-on", "double-free,invalid-free")
+        self.assertEqual(status, 1)
+
+    def test_function_pattern_on_host_stack(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            leaky = one_finding("leak").write(os.path.join(tmp, "k.htr"))
+            supp = os.path.join(tmp, "s")
+            with open(supp, "w", encoding="utf-8") as handle:
+                handle.write("leak:only.c\n")
+            self.assertEqual(report_json([leaky], "--suppressions", supp)[0], 0)
+
+    def test_malformed_file(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            supp = os.path.join(tmp, "s")
+            with open(supp, "w", encoding="utf-8") as handle:
+                handle.write("leak:ok\nnonsense\n")
+            proc = run_heaptrail(["report", "--suppressions", supp, LOG])
+            self.assertEqual(proc.returncode, 2)
+            self.assertIn(f"{supp}: line 2:", proc.stderr)
+
+
+def leak_log(path: str, leaks: list[tuple[int, str]], peak_extra: int = 0) -> str:
+    lines = ["==MP init;0x1000;100000"]
+    ptr = 0x2000
+    for size, site in leaks:
+        lines.append(f"==MP alloc;{size};0x{ptr:x};{site}")
+        ptr += 0x1000
+    if peak_extra:
+        lines.append(f"==MP alloc;{peak_extra};0x{ptr:x};src/tmp.c:1")
+        lines.append(f"==MP free;0x{ptr:x};src/tmp.c:2")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+class Baseline(unittest.TestCase):
+    def test_write_and_apply(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            old = leak_log(os.path.join(tmp, "old.log"), [(10, "src/a.c:1"), (20, "src/b.c:2")])
+            base = os.path.join(tmp, "base.json")
+            status, _, _ = report_json([old], "--write-baseline", base)
+            self.assertEqual(status, 1)
+            with open(base, encoding="utf-8") as handle:
+                doc = json.load(handle)
+            self.assertEqual(doc["leaks"], [{"key": "src/a.c:1", "bytes": 10, "blocks": 1}, {"key": "src/b.c:2", "bytes": 20, "blocks": 1}])
+            # The same leaks at other addresses: accepted.
+            same = leak_log(os.path.join(tmp, "same.log"), [(20, "src/b.c:2"), (10, "src/a.c:1")])
+            status, rep, _ = report_json([same], "--baseline", base)
+            self.assertEqual(status, 0)
+            self.assertEqual(rep["summary"]["baselined_leaks"], 2)
+            # A new leak fails; a grown one fails too.
+            new = leak_log(os.path.join(tmp, "new.log"), [(10, "src/a.c:1"), (20, "src/b.c:2"), (5, "src/c.c:3")])
+            status, rep, _ = report_json([new], "--baseline", base)
+            self.assertEqual(status, 1)
+            self.assertEqual([leak["site"] for leak in rep["leaks"] if not leak.get("baselined")], ["src/c.c:3"])
+            grown = leak_log(os.path.join(tmp, "grown.log"), [(10, "src/a.c:1"), (99, "src/b.c:2")])
+            self.assertEqual(report_json([grown], "--baseline", base)[0], 1)
+
+    def test_bad_baseline(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            bad = os.path.join(tmp, "b.json")
+            with open(bad, "w", encoding="utf-8") as handle:
+                handle.write("[1, 2]")
+            proc = run_heaptrail(["report", "--baseline", bad, LOG])
+            self.assertEqual(proc.returncode, 2)
+            self.assertIn("not a heaptrail baseline", proc.stderr)
+
+
+class Diff(unittest.TestCase):
+    def test_regressions(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            old = leak_log(os.path.join(tmp, "old.log"), [(10, "src/a.c:1")], peak_extra=100)
+            same = leak_log(os.path.join(tmp, "same.log"), [(10, "src/a.c:1")], peak_extra=100)
+            newleak = leak_log(os.path.join(tmp, "n.log"), [(10, "src/a.c:1"), (4, "src/z.c:9")], peak_extra=100)
+            bigger = leak_log(os.path.join(tmp, "b.log"), [(10, "src/a.c:1")], peak_extra=200)
+            fixed = leak_log(os.path.join(tmp, "f.log"), [], peak_extra=100)
+
+            proc = run_heaptrail(["diff", old, same])
+            self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+            self.assertIn("RESULT: OK", proc.stdout)
+
+            proc = run_heaptrail(["diff", "--format", "json", old, newleak])
+            self.assertEqual(proc.returncode, 1)
+            d = json.loads(proc.stdout)
+            self.assertEqual([x["key"] for x in d["new_leaks"]], ["src/z.c:9"])
+
+            proc = run_heaptrail(["diff", "--format", "json", old, bigger])
+            self.assertEqual(proc.returncode, 1)
+            d = json.loads(proc.stdout)
+            self.assertEqual(d["peak"], {"old": 110, "new": 210, "regressed": True})
+            self.assertEqual(run_heaptrail(["diff", "--peak-tolerance", "100", old, bigger]).returncode, 0)
+
+            proc = run_heaptrail(["diff", "--format", "json", old, fixed])
+            self.assertEqual(proc.returncode, 0)
+            self.assertEqual([x["key"] for x in json.loads(proc.stdout)["fixed_leaks"]], ["src/a.c:1"])
+
+    def test_json_reports_as_inputs(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            old = leak_log(os.path.join(tmp, "old.log"), [(10, "src/a.c:1")])
+            new = leak_log(os.path.join(tmp, "new.log"), [(10, "src/a.c:1"), (1, "src/q.c:1")])
+            oj, nj = os.path.join(tmp, "o.json"), os.path.join(tmp, "n.json")
+            run_heaptrail(["report", "--format", "json", "-o", oj, old])
+            run_heaptrail(["report", "--format", "json", "-o", nj, new])
+            proc = run_heaptrail(["diff", oj, nj])
+            self.assertEqual(proc.returncode, 1)
+            self.assertIn("NEW LEAK: 1 bytes in 1 blocks at src/q.c:1", proc.stdout)
+
+    def test_unreadable(self) -> None:
+        proc = run_heaptrail(["diff", "/nonexistent/a", "/nonexistent/b"])
+        self.assertEqual(proc.returncode, 2)
+        self.assertNotIn("Traceback", proc.stderr)
+
+
+if __name__ == "__main__":
+    os.chdir(helpers.HERE)
+    unittest.main()
