@@ -86,8 +86,9 @@ static void *alloc_common(int call, int persist, size_t align, size_t size, cons
 	struct htr_site site = {file, line, pc};
 	uint32_t saved = htr_port_lock();
 	announce();
-	void *p = align > HTR_HEAP_ALIGN ? htr_heap_alloc_aligned(&board.heap, align, size)
-					 : htr_heap_alloc(&board.heap, size);
+	/* The aligned path also refuses alignments that are not powers of two. */
+	int special = align > HTR_HEAP_ALIGN || (align & (align - 1u)) != 0;
+	void *p = special ? htr_heap_alloc_aligned(&board.heap, align, size) : htr_heap_alloc(&board.heap, size);
 	board.enc.ops->alloc(&board.enc, call, persist, p, size, align, &site);
 	after_event();
 	htr_port_unlock(saved);
@@ -119,8 +120,8 @@ void *htr_calloc_at(size_t count, size_t size, const char *file, int line)
 void *htr_aligned_alloc_at(size_t alignment, size_t size, const char *file, int line)
 {
 	uintptr_t pc = HTR_PORT_CALLER();
-	if (alignment == 0 || (alignment & (alignment - 1u)) != 0)
-		alignment = 3; /* not a power of two: the heap refuses it, logged */
+	if (alignment == 0)
+		alignment = 3; /* C11 makes 0 invalid: refused like any non-power of two, logged */
 	return alloc_common(HTR_CALL_ALIGNED_ALLOC, 0, alignment, size, file, line, pc);
 }
 

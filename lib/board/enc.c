@@ -10,8 +10,21 @@ void htr_enc_init(struct htr_enc *e, const struct htr_enc_ops *ops, const struct
 	e->tp = tp;
 }
 
+/* Pending drops are reported here, before the next record takes its
+ * number, so numbers go out in order: the drop record is numbered (and
+ * sent) ahead of the record that follows the loss. */
 uint32_t htr_enc_next_seq(struct htr_enc *e)
 {
+	if (e->pending_drops != 0 && !e->in_drop) {
+		uint32_t count = e->pending_drops;
+		e->pending_drops = 0;
+		e->in_drop = 1;
+		/* A failed drop record re-adds count (its own loss is counted by
+		 * the send). */
+		if (e->ops->drop(e, count) != 0)
+			e->pending_drops += count;
+		e->in_drop = 0;
+	}
 	return e->seq++;
 }
 
@@ -34,13 +47,6 @@ static int raw_send(struct htr_enc *e, const uint8_t *buf, size_t len)
 
 int htr_enc_send(struct htr_enc *e, const uint8_t *buf, size_t len)
 {
-	if (e->pending_drops != 0) {
-		uint32_t count = e->pending_drops;
-		e->pending_drops = 0;
-		/* A failed drop record re-adds count (+1 for itself) via raw_send. */
-		if (e->ops->drop(e, count) != 0)
-			e->pending_drops += count;
-	}
 	return raw_send(e, buf, len);
 }
 

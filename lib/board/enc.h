@@ -38,7 +38,8 @@ struct htr_enc_ops {
 			const struct htr_site *site);
 	void (*mark)(struct htr_enc *e, const char *name);
 	void (*check)(struct htr_enc *e, const struct htr_heap_stats *stats, uint32_t ticks);
-	/* Sends the pending drop count; 0 when it went out. */
+	/* Sends the pending drop count (with htr_enc_send_raw); 0 when it went
+	 * out. */
 	int (*drop)(struct htr_enc *e, uint32_t count);
 };
 
@@ -57,6 +58,7 @@ struct htr_enc {
 	uint32_t total_drops;
 	uint32_t records;       /* records that went out */
 	uint32_t bytes;         /* bytes that went out */
+	uint8_t in_drop;        /* sending a drop record: do not recurse */
 	uintptr_t base;         /* binary: pointers travel relative to it */
 	struct htr_enc_site_slot sites[HTR_ENC_SITES];
 };
@@ -65,11 +67,12 @@ extern const struct htr_enc_ops htr_enc_text_ops;
 extern const struct htr_enc_ops htr_enc_bin_ops;
 
 void htr_enc_init(struct htr_enc *e, const struct htr_enc_ops *ops, const struct htr_transport *tp);
-/* Sends one record whose number was taken with htr_enc_next_seq(); first
- * reports pending drops. 0 sent, -1 dropped (and counted). */
+/* Sends one record whose number was taken with htr_enc_next_seq().
+ * 0 sent, -1 dropped (and counted). */
 int htr_enc_send(struct htr_enc *e, const uint8_t *buf, size_t len);
+/* Takes the next record number, first sending any pending drop record. */
 uint32_t htr_enc_next_seq(struct htr_enc *e);
-/* Sends without reporting drops first: for the encoders' drop(). */
+/* The same as htr_enc_send, for the encoders' drop(). */
 int htr_enc_send_raw(struct htr_enc *e, const uint8_t *buf, size_t len);
 /* Counts a record as lost without sending it (its number was taken). */
 void htr_enc_lost(struct htr_enc *e);

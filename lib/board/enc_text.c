@@ -94,15 +94,14 @@ static void text_init(struct htr_enc *e, uintptr_t base, size_t size)
 	send_line(e, &l, 0);
 }
 
+/* valground and the analyser know one heap per init line, and an unknown
+ * ==HT verb would stop the analyser: the text encoding leaves extra regions
+ * out (the init line's size and each check line's heap= count them). */
 static void text_region(struct htr_enc *e, uintptr_t base, size_t size)
 {
-	struct line l = {.len = 0};
-	put_str(&l, "==HT region;");
-	put_hex(&l, base);
-	put_str(&l, ";");
-	put_hex(&l, size);
-	put_seq(&l, e);
-	send_line(e, &l, 0);
+	(void)e;
+	(void)base;
+	(void)size;
 }
 
 static void alloc_line(struct htr_enc *e, const char *verb, const void *ptr, size_t size,
@@ -146,7 +145,7 @@ static void text_free(struct htr_enc *e, const void *ptr, int status, const stru
 {
 	const char *err = status == HTR_HEAP_DOUBLE ? ";err=double"
 			  : status == HTR_HEAP_INVALID ? ";err=invalid"
-			  : status == HTR_HEAP_GUARD_HIT ? ";err=guard"
+			  : status == HTR_HEAP_GUARD_HIT ? ";guard=broken"
 			  : "";
 	free_line(e, ptr, site, err);
 }
