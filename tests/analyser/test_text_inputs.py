@@ -104,6 +104,57 @@ class BoardText(unittest.TestCase):
             self.assertTrue(grab <= (pc & ~1) - 1)
 
 
+EMIT = os.environ.get("HTR_BOARD_EMIT") or os.path.join(helpers.ROOT, "build-analyser", "tests", "analyser", "board_emit")
+
+
+@unittest.skipUnless(os.path.exists(EMIT), "board_emit not built")
+class BoardBinary(unittest.TestCase):
+    """One workload on the board backend, sent as text and as binary: the
+    engine must find the same things in both."""
+
+    def test_binary_matches_text(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            docs = {}
+            for enc in ("text", "binary"):
+                path = os.path.join(tmp, enc)
+                subprocess.run([EMIT, enc, path], check=True)
+                status, doc, err = report_json([path])
+                self.assertEqual((status, err), (1, ""))
+                docs[enc] = doc
+            t, b = docs["text"], docs["binary"]
+            self.assertEqual((t["inputs"][0]["format"], b["inputs"][0]["format"]), ("board-text", "board"))
+            keys = ("allocations", "frees", "failed_allocations", "total_bytes", "peak_bytes", "leaked_bytes",
+                    "leaked_blocks", "persistent_bytes", "free_errors", "lost_events")
+            self.assertEqual({k: t["summary"][k] for k in keys}, {k: b["summary"][k] for k in keys})
+            self.assertEqual(b["summary"]["leaked_bytes"], 48)
+            self.assertEqual(b["summary"]["persistent_bytes"], 256)
+            errs = [sorted((e["kind"], e["site"], e["alloc_site"], e["free_site"]) for e in d["free_errors"]) for d in (t, b)]
+            self.assertEqual(errs[0], errs[1])
+            self.assertEqual([e[0] for e in errs[1]], ["double-free", "invalid-free"])
+            self.assertEqual([leak["site"] for leak in b["leaks"]], [leak["site"] for leak in t["leaks"]])
+            self.assertTrue(b["leaks"][0]["site"].endswith("board_emit.c:43"))
+            seg = [(s["name"], s["leaked_bytes"], s["total_bytes"], s["peak_bytes"]) for s in b["segments"]]
+            self.assertEqual(seg, [(s["name"], s["leaked_bytes"], s["total_bytes"], s["peak_bytes"]) for s in t["segments"]])
+            self.assertEqual([x[0] for x in seg], ["setup", "work"])
+            for key in ("size", "largest_free", "free_blocks", "fragmentation_permille"):
+                self.assertEqual(t["heap"][key], b["heap"][key], key)
+            self.assertEqual(b["heap"]["size"], 16384)
+
+    def test_cut_binary_log(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "bin")
+            subprocess.run([EMIT, "binary", path], check=True)
+            with open(path, "rb") as handle:
+                data = handle.read()
+            cut = os.path.join(tmp, "cut")
+            with open(cut, "wb") as handle:
+                handle.write(data[: len(data) - 3])
+            status, doc, err = report_json([cut], "--input-format", "board")
+            self.assertEqual(err, "")
+            self.assertFalse(doc["inputs"][0]["complete"])
+            self.assertIsNotNone(doc["inputs"][0]["stopped_at"])
+
+
 class Mtrace(unittest.TestCase):
     def test_findings(self) -> None:
         status, doc, err = report_json([MTRACE])
