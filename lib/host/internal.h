@@ -98,6 +98,8 @@ int htr_tracefile_open(const struct htr_options *opt, uint32_t flags, uint32_t p
 void htr_tracefile_forget(void);
 /* Orderly end: END record, CLEAN_EXIT, last_seq, truncation. */
 void htr_tracefile_finish(uint32_t end_kind, uint64_t status);
+/* After a failed exec: undo the END of htr_tracefile_finish. */
+void htr_tracefile_resume(void);
 bool htr_tracefile_active(void);
 struct htr_file_header *htr_tracefile_header(void);
 

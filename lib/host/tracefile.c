@@ -31,6 +31,7 @@ static struct {
 	htr_spinlock claim_lock;
 	bool active;
 	bool ended;
+	void *end_rec;          /* the END record, until the process is gone */
 } tf = { .fd = -1 };
 
 void htr_spin_lock(htr_spinlock *l)
@@ -417,6 +418,25 @@ void htr_record_commit(struct htr_writer *w, void *rec, uint8_t type, uint8_t ki
 	htr_rec_publish(rec, type, kind, bytes);
 }
 
+/* An exec that failed: the END written for it becomes a TIME record (same
+ * size, same seq) and the file takes chunks again. */
+void htr_tracefile_resume(void)
+{
+	if (!tf.active || !tf.ended)
+		return;
+	htr_spin_lock(&tf.claim_lock);
+	if (tf.end_rec != NULL) {
+		struct htr_rec_time *t = tf.end_rec;
+		t->monotonic_ns = htr_now_ns(CLOCK_MONOTONIC);
+		htr_rec_publish(t, HTR_REC_TIME, 0, sizeof(*t));
+		tf.end_rec = NULL;
+	}
+	tf.hdr->last_seq = 0;
+	__atomic_store_n(&tf.hdr->state, HTR_STATE_RUNNING, __ATOMIC_RELEASE);
+	tf.ended = false;
+	htr_spin_unlock(&tf.claim_lock);
+}
+
 void htr_tracefile_finish(uint32_t end_kind, uint64_t status)
 {
 	if (!tf.active || tf.ended)
@@ -432,6 +452,7 @@ void htr_tracefile_finish(uint32_t end_kind, uint64_t status)
 		e->status = status;
 		htr_record_commit(&t->w, e, HTR_REC_END, (uint8_t)end_kind, sizeof(*e));
 	}
+	tf.end_rec = e;
 	htr_spin_lock(&tf.claim_lock);
 	tf.ended = true; /* no chunk is claimed from now on */
 	uint64_t used = HTR_FILE_HEADER_SIZE +

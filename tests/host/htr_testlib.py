@@ -81,7 +81,8 @@ class Run:
 
 def run(argv: list[str], env: Optional[dict[str, str]] = None, preload: bool = True,
         outdir: Optional[str] = None, cwd: Optional[str] = None,
-        preexec: Optional[Callable[[], None]] = None, timeout: float = 120) -> Run:
+        preexec: Optional[Callable[[], None]] = None, timeout: float = 120,
+        stdout_path: Optional[str] = None) -> Run:
     outdir = outdir or tempfile.mkdtemp(prefix="htr-test-")
     full_env = dict(os.environ)
     for k in list(full_env):
@@ -91,8 +92,15 @@ def run(argv: list[str], env: Optional[dict[str, str]] = None, preload: bool = T
         full_env["LD_PRELOAD"] = SHIM
         full_env["HEAPTRAIL_OUTPUT"] = outdir
     full_env.update(env or {})
-    p = subprocess.run(argv, capture_output=True, text=True, env=full_env, cwd=cwd,
-                       preexec_fn=preexec, timeout=timeout)
+    if stdout_path is not None:
+        # Binary output straight into a file.
+        with open(stdout_path, "wb") as out:
+            p = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, text=True, env=full_env,
+                               cwd=cwd, preexec_fn=preexec, timeout=timeout)
+        p.stdout = ""
+    else:
+        p = subprocess.run(argv, capture_output=True, text=True, env=full_env, cwd=cwd,
+                           preexec_fn=preexec, timeout=timeout)
     traces = sorted(
         (os.path.join(outdir, f) for f in os.listdir(outdir) if f.endswith(".htr")),
         key=lambda f: tuple(int(x) for x in os.path.basename(f).split(".")[1:3]))

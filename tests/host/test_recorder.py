@@ -311,6 +311,19 @@ class ForkExecTest(unittest.TestCase):
         self.assertEqual(image.of_type("process")[0]["args"][1:], ["image"])
         self.assertEqual(image.of_type("end")[0]["size"], 5)
         self.assertEqual([e["size"] for e in child.of_type("alloc") if e["size"] == 6002], [6002])
+        # The replaced image ended its trace on the way out.
+        self.assertEqual([e["kind"] for e in child.of_type("end")], ["exec"])
+        self.assertTrue(child.summary["clean_exit"])
+        self.assertTrue(image.summary["clean_exit"])
+
+    def test_failed_exec_keeps_recording(self) -> None:
+        r = lib.run([lib.program("forker"), "badexec"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(r.traces), 1)
+        t = r.trace()
+        self.assertEqual([e["kind"] for e in t.of_type("end")], ["exit"])
+        self.assertEqual([e["size"] for e in t.of_type("alloc") if e["size"] == 6005], [6005])
+        self.assertTrue(t.summary["clean_exit"])
 
 
 class DlopenTest(unittest.TestCase):

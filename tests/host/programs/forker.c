@@ -1,6 +1,6 @@
 /* fork: the parent allocates 6001 before and 6003 after; the child 6002.
  * With an argument "exec", the child execs this program with "image",
- * which allocates 6004. */
+ * which allocates 6004. "badexec": a failing exec, then 6005. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +15,12 @@ int main(int argc, char **argv)
 		sink = malloc(6004);
 		free(sink);
 		return 5;
+	}
+	if (argc > 1 && strcmp(argv[1], "badexec") == 0) {
+		execl("/nonexistent/heaptrail-test", "x", (char *)NULL);
+		sink = malloc(6005); /* still recorded after the failed exec */
+		free(sink);
+		return 0;
 	}
 	sink = malloc(6001);
 	fflush(stdout);
