@@ -44,6 +44,7 @@ def register(subparsers: Any) -> None:
                    help="seconds to keep trying to connect or to wait for a stub's reply (default 10)")
     p.add_argument("--report", action="store_true",
                    help="run `heaptrail report` on the capture when the stream ends")
+    p.add_argument("--report-format", metavar="FORMAT", help="--format passed to `heaptrail report`")
     p.add_argument("--quiet", action="store_true", help="no summary line on stderr")
     p.set_defaults(func=run)
 
@@ -98,6 +99,8 @@ def run(args: argparse.Namespace, paths: Any) -> int:
         from . import cli
 
         argv = ["report", args.output]
+        if args.report_format:
+            argv += ["--format", args.report_format]
         if args.elf:
             argv += ["--elf", os.path.abspath(args.elf)]
         return cli.main(argv, paths)

@@ -169,14 +169,21 @@ class GdbClient:
                 return
         raise InputError(f"gdbstub at {self.where} keeps rejecting packets")
 
+    def _ack(self, ok: bool) -> None:
+        try:
+            self.sock.sendall(b"+" if ok else b"-")
+        except (BrokenPipeError, ConnectionResetError):
+            # The stub said its last word (an exit reply) and hung up.
+            pass
+
     def _reply(self, timeout: Optional[float] = None) -> bytes:
         while True:
             kind, payload = self._next_event(timeout)
             if kind == "packet":
-                self.sock.sendall(b"+")
+                self._ack(True)
                 return payload
             if kind == "bad":
-                self.sock.sendall(b"-")
+                self._ack(False)
 
     def command(self, payload: bytes) -> bytes:
         self._send(payload)
