@@ -98,14 +98,16 @@ class HostTraces(unittest.TestCase):
     def test_fork_child_trace(self) -> None:
         parent = TraceWriter(pid=10)
         parent.process()
-        parent.alloc(A, 10)
+        parent.stack(7, [0xAAA0, 0xBBB0])
+        parent.site(3, "src/parent.c", 33)
+        parent.alloc(A, 10, stack=7, site=3)
         fork_seq = parent.fork(11)
         parent.free(A)
         parent.end(0)
         child = TraceWriter(pid=11, ppid=10, fork_child_of=10, fork_seq=fork_seq)
         child.process()
         child.free(A)       # inherited block: not an error, not a leak
-        child.alloc(B, 77)  # the child's own leak
+        child.alloc(B, 77, stack=7, site=3)  # the child's own leak, through ids defined before the fork
         child.end(0)
         p = parent.write(self.path("p.htr"))
         c = child.write(self.path("c.htr"))
@@ -113,6 +115,11 @@ class HostTraces(unittest.TestCase):
         self.assertEqual(status, 1)
         self.assertEqual([(x["pid"], x["fork_child"]) for x in doc["processes"]], [(10, False), (11, True)])
         self.assertEqual([(leak["bytes"], leak["process"]) for leak in doc["leaks"]], [(77, 1)])
+        self.assertEqual([f["addr"] for f in doc["leaks"][0]["stack"]], ["0xaaa0", "0xbbb0"])
+        self.assertEqual(doc["leaks"][0]["site"], "src/parent.c:33")
+        # given child first, the ids still resolve
+        _, doc2, _ = report_json([c, p])
+        self.assertEqual(doc2["leaks"][0]["site"], "src/parent.c:33")
         self.assertEqual(doc["free_errors"], [])
 
     def test_truncated_trace_reports_where_it_stopped(self) -> None:

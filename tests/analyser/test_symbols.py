@@ -107,6 +107,19 @@ class Symbols(unittest.TestCase):
         self.assertEqual(frames[0]["function"], f"prog+{hex(self.ret)}")
 
 
+class ForkChildModules(unittest.TestCase):
+    def test_child_without_module_map_uses_parents(self) -> None:
+        from heaptrail.symbols import ProcessSymbols, Symbolizer
+
+        parent = {"origin": "host", "exe": "/bin/p", "modules": [
+            {"path": "", "base": "0x1000", "start": "0x1000", "end": "0x2000", "build_id": ""}]}
+        child = {"origin": "host", "exe": None, "modules": [], "fork_child": True}
+        ps = ProcessSymbols(Symbolizer(enabled=False), child, parent)
+        self.assertEqual(ps.frames(["0x1234"])[0].function, "p+0x234")
+        alone = ProcessSymbols(Symbolizer(enabled=False), child)
+        self.assertIsNone(alone.frames(["0x1234"])[0].function)
+
+
 class ParseAddr2line(unittest.TestCase):
     def test_elfutils_and_binutils(self) -> None:
         from heaptrail.symbols import parse_addr2line

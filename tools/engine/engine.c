@@ -1048,9 +1048,11 @@ int eng_event(void *ctx, const struct htr_event *ev)
 		break;
 	case HTR_EV_PROCESS: {
 		struct process *p = e->p;
-		p->pid = ev->tid ? ev->tid : p->pid;
-		if (ev->size)
-			p->pid = ev->size;
+		/* The reader puts the pid in tid (and ptr), the ppid in ptr2. */
+		if (ev->tid)
+			p->pid = ev->tid;
+		if (ev->ptr2)
+			p->ppid = ev->ptr2;
 		free(p->exe);
 		p->exe = xstrdup(ev->text ? ev->text : "");
 		const char *a = ev->args;
@@ -1125,10 +1127,39 @@ static void jstr(FILE *o, const char *s)
 	putc('"', o);
 }
 
+/* A fork child uses the stack and site ids its parent defined before the
+ * fork without repeating them: undefined ids are looked up in the parent
+ * (when its trace is among the inputs), and its parent's. */
+static struct process *parent_of(struct engine *e, const struct process *p)
+{
+	if (!p->fork_child || p->parent_pid == 0)
+		return NULL;
+	for (size_t i = 0; i < e->nprocs; i++)
+		if (&e->procs[i] != p && e->procs[i].pid == p->parent_pid && e->procs[i].origin == p->origin)
+			return &e->procs[i];
+	return NULL;
+}
+
+static struct process *site_owner(struct engine *e, struct process *p, uint32_t site)
+{
+	for (int depth = 0; p && depth < 64; depth++, p = parent_of(e, p))
+		if (site < p->nsite && p->site_off[site])
+			return p;
+	return NULL;
+}
+
+static struct process *stack_owner(struct engine *e, struct process *p, uint32_t stack)
+{
+	for (int depth = 0; p && depth < 64; depth++, p = parent_of(e, p))
+		if (stack < p->nstack && p->stack_off[stack])
+			return p;
+	return NULL;
+}
+
 static void jsite(struct engine *e, FILE *o, uint32_t proc, uint32_t site)
 {
-	struct process *p = &e->procs[proc];
-	if (site == 0 || site >= p->nsite || p->site_off[site] == 0) {
+	struct process *p = site ? site_owner(e, &e->procs[proc], site) : NULL;
+	if (p == NULL) {
 		fputs("null", o);
 		return;
 	}
@@ -1146,9 +1177,9 @@ static void jsite(struct engine *e, FILE *o, uint32_t proc, uint32_t site)
 
 static void jframes(struct engine *e, FILE *o, uint32_t proc, uint32_t stack)
 {
-	struct process *p = &e->procs[proc];
+	struct process *p = stack ? stack_owner(e, &e->procs[proc], stack) : NULL;
 	putc('[', o);
-	if (stack && stack < p->nstack && p->stack_off[stack]) {
+	if (p) {
 		const uint64_t *f = &e->frames[p->stack_off[stack] - 1];
 		for (uint64_t i = 0; i < f[0]; i++)
 			fprintf(o, "%s\"0x%" PRIx64 "\"", i ? "," : "", f[1 + i]);

@@ -240,8 +240,10 @@ def build_report(data: dict[str, Any], sym: Optional[Symbolizer] = None) -> Repo
 
     psym: list[Optional[ProcessSymbols]] = []
     if sym is not None:
+        by_pid = {p["pid"]: p for p in procs if not p.get("fork_child")}
         for p in procs:
-            psym.append(ProcessSymbols(sym, p))
+            parent = by_pid.get(p.get("parent_pid")) if p.get("fork_child") else None
+            psym.append(ProcessSymbols(sym, p, parent))
         wanted: dict[int, list[list[str]]] = {}
         for a in aggs:
             if a["leaked_blocks"] or a["unknown_blocks"] or a["persistent_blocks"] or a["peak_bytes"] or a["temporary"]:

@@ -235,7 +235,7 @@ def _find_module(modules: Sequence[Module], addr: int) -> Optional[Module]:
 class ProcessSymbols:
     """Symbolises every stack of one process in one batch per module."""
 
-    def __init__(self, sym: Symbolizer, process: dict[str, object]) -> None:
+    def __init__(self, sym: Symbolizer, process: dict[str, object], parent: Optional[dict[str, object]] = None) -> None:
         self.sym = sym
         self.origin = str(process.get("origin", "text"))
         self.exe = process.get("exe") if isinstance(process.get("exe"), str) else None
@@ -243,6 +243,11 @@ class ProcessSymbols:
             Module(str(m["path"]), int(m["base"], 16), int(m["start"], 16), int(m["end"], 16), str(m["build_id"]))
             for m in process.get("modules", [])  # type: ignore[union-attr]
         ]
+        if not self.modules and parent is not None:
+            # A fork child that did not repeat its inherited module map.
+            self.modules = ProcessSymbols(sym, parent).modules
+            if self.exe is None and isinstance(parent.get("exe"), str):
+                self.exe = str(parent.get("exe"))
         self._files: dict[int, Optional[str]] = {}
 
     def _where(self, addr: int) -> tuple[Optional[Module], Optional[str], int, bool]:
