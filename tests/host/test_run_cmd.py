@@ -1,0 +1,101 @@
+"""`heaptrail run`: the program keeps its streams and exit status, traces
+of the process and its children are listed, LD_PRELOAD is appended to, and
+--error-exitcode turns report findings into a status."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import htr_testlib as lib  # noqa: E402
+
+
+def heaptrail(args: list[str], cwd: str | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("HEAPTRAIL_") and k != "LD_PRELOAD"}
+    full.update(env or {})
+    return subprocess.run([sys.executable, lib.LAUNCHER, *args], capture_output=True, text=True,
+                          cwd=cwd, env=full, timeout=120)
+
+
+@unittest.skipUnless(lib.LAUNCHER and os.path.exists(lib.LAUNCHER), "no build/heaptrail launcher")
+class RunCommandTest(unittest.TestCase):
+    def test_streams_status_and_listing(self) -> None:
+        out = tempfile.mkdtemp(prefix="htr-run-")
+        bare = lib.run([lib.program("basic")], preload=False)
+        r = heaptrail(["run", "-o", out, "--no-report", "--", lib.program("basic")])
+        self.assertEqual(r.returncode, bare.returncode)
+        self.assertEqual(r.stdout, bare.stdout)
+        self.assertTrue(r.stderr.startswith(bare.stderr), r.stderr)
+        listing = r.stderr[len(bare.stderr):].splitlines()
+        traces = [n for n in os.listdir(out) if n.endswith(".htr")]
+        self.assertEqual(len(traces), 1)
+        self.assertEqual(listing[0], f"heaptrail run: 1 trace file in {out}:")
+        self.assertRegex(listing[1], r"^  heaptrail\.\d+\.0\.htr  \(pid \d+\)$")
+        self.assertEqual(len(listing), 2)
+        t = lib.read_trace(os.path.join(out, traces[0]))
+        self.assertTrue(t.summary["clean_exit"])
+
+    def test_fork_and_exec_traces_listed(self) -> None:
+        out = tempfile.mkdtemp(prefix="htr-run-")
+        r = heaptrail(["run", "-o", out, "--no-report", "--", lib.program("forker"), "exec"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("heaptrail run: 3 trace files in", r.stderr)
+        self.assertRegex(r.stderr, r"\(pid \d+, fork child of \d+\)")
+        self.assertRegex(r.stderr, r"\(pid \d+, exec'd image\)")
+
+    def test_exit_status_and_signals(self) -> None:
+        out = tempfile.mkdtemp(prefix="htr-run-")
+        for how, status in (("_exit", 9), ("segv", 128 + signal.SIGSEGV), ("abort", 128 + signal.SIGABRT)):
+            r = heaptrail(["run", "-o", out, "--no-report", "--", lib.program("crash"), how])
+            self.assertEqual(r.returncode, status, how)
+
+    def test_preload_appended_and_options_passed(self) -> None:
+        out = tempfile.mkdtemp(prefix="htr-run-")
+        libm = "/lib/x86_64-linux-gnu/libm.so.6"
+        if not os.path.exists(libm):
+            self.skipTest("no libm at the Debian path")
+        script = "import os; print(os.environ['LD_PRELOAD']); print(os.environ['HEAPTRAIL_DEPTH'])"
+        r = heaptrail(["run", "-o", out, "--no-report", "--depth", "7", "--", sys.executable, "-c", script],
+                      env={"LD_PRELOAD": libm})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(), [f"{libm} {lib.SHIM}", "7"])
+
+    def test_default_output_dir(self) -> None:
+        cwd = tempfile.mkdtemp(prefix="htr-run-")
+        r = heaptrail(["run", "--no-report", "--", lib.program("basic")], cwd=cwd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        dirs = [d for d in os.listdir(cwd) if d.startswith("heaptrail-")]
+        self.assertEqual(len(dirs), 1)
+        self.assertEqual(len(os.listdir(os.path.join(cwd, dirs[0]))), 1)
+
+    def test_usage_errors_one_line(self) -> None:
+        for args in (["run"], ["run", "--", "/nonexistent/program"], ["run", "--depth", "0", "--", "true"]):
+            r = heaptrail(args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+            self.assertTrue(r.stderr.startswith("heaptrail run: "), r.stderr)
+            self.assertNotIn("Traceback", r.stderr)
+
+    def test_error_exitcode_with_report(self) -> None:
+        out = tempfile.mkdtemp(prefix="htr-run-")
+        r = heaptrail(["run", "-o", out, "--error-exitcode", "42", "--", lib.program("misuse")])
+        if "report" not in r.stderr.lower() and "RESULT" not in r.stderr:
+            self.skipTest("no report in this build")
+        self.assertEqual(r.stdout, "still running\n")
+        self.assertEqual(r.returncode, 42, r.stderr[-2000:])
+        # Without the option the program's own status stands.
+        r = heaptrail(["run", "-o", out, "--", lib.program("misuse")])
+        self.assertEqual(r.returncode, 0)
+        # And a clean program does not trigger it.
+        r = heaptrail(["run", "-o", out, "--error-exitcode", "42", "--", lib.program("sites")])
+        self.assertNotEqual(r.returncode, 42, r.stderr[-2000:])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

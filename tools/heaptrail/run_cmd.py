@@ -45,13 +45,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-report", action="store_true", help="only list the traces")
     parser.add_argument("--error-exitcode", type=int, metavar="N",
                         help="exit with N when the report finds problems")
-    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- PROGRAM ARGS",
+    # dest must not be "command": the top-level parser keeps the subcommand there.
+    parser.add_argument("program_argv", nargs=argparse.REMAINDER, metavar="-- PROGRAM ARGS",
                         help="the program to run and its arguments")
     parser.set_defaults(func=run)
 
 
 def _check_options(args: argparse.Namespace) -> list[str]:
-    command = list(args.command)
+    command = list(args.program_argv)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
