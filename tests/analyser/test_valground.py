@@ -18,66 +18,72 @@ CLEAN = os.path.join("golden", "valground_clean.log")
 
 def valground_rules(path: str) -> dict[str, Any]:
     """valground's counting, as documented: a pytest test-name line starts a
-    test; `init` starts a new heap segment (the live set is emptied and the
-    previous segment's summary printed); alloc and persist add to the
+    test (a new segment; the heap and its live blocks carry on); `init`
+    starts a new heap (a new segment; the blocks still live are leaks, and
+    the previous segment's summary is printed); alloc and persist add to the
     totals (ptr 0x0 included: a failed allocation counts in "Total
     overtime" and as an allocation; it never becomes live); a free of a
-    pointer not live is a free error; blocks live at the segment's end are
-    leaks unless persistent; exit 1 if any segment had leaks or errors."""
+    pointer not live is a free error; a block is a leak of the segment that
+    allocated it when its heap ends with it still live, unless persistent;
+    exit 1 if any segment had leaks or errors. Max overtime is the highest
+    live byte count of the heap while the segment lasts."""
     segments: list[dict[str, Any]] = []
     test = ""
-    live: dict[int, tuple[int, bool]] = {}
-    cur: dict[str, Any] | None = None
+    heap = 0
+    live: dict[int, tuple[int, bool, int]] = {}  # ptr -> size, persistent, segment
+    current = 0
 
-    def close() -> None:
-        nonlocal cur
-        if cur is None:
-            return
-        cur["leaked_blocks"] = sum(1 for size, pers in live.values() if not pers)
-        cur["leaked_bytes"] = sum(size for size, pers in live.values() if not pers)
-        segments.append(cur)
-        cur = None
+    def new_segment() -> dict[str, Any]:
+        seg = {"name": test, "total": 0, "max": current, "heap": heap, "errors": 0, "allocs": 0,
+               "leaked_blocks": 0, "leaked_bytes": 0}
+        segments.append(seg)
+        return seg
 
-    def start(heap: int) -> None:
-        nonlocal cur
-        cur = {"name": test, "total": 0, "current": 0, "max": 0, "heap": heap, "errors": 0, "allocs": 0}
+    def end_heap() -> None:
+        nonlocal current
+        for size, pers, seg in live.values():
+            if not pers:
+                segments[seg]["leaked_blocks"] += 1
+                segments[seg]["leaked_bytes"] += size
+        live.clear()
+        current = 0
 
+    cur = new_segment()
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().splitlines()
     for line in lines:
         m = re.search(r"==MP (\w+);(.*)$", line)
+        words = line.split()
+        if words and ".py::" in words[0] and words[0] != test:
+            test = words[0]
+            cur = new_segment()
         if m is None:
-            words = line.split()
-            if words and ".py::" in words[0] and words[0] != test:
-                close()
-                live.clear()
-                test = words[0]
-                cur = None
             continue
         op, fields = m.group(1), m.group(2).split(";")
         if op == "init":
-            close()
-            live.clear()
-            start(int(fields[1]))
+            end_heap()
+            heap = int(fields[1], 0)
+            if cur["allocs"] or cur["errors"] or any(s is cur for s in segments if s["leaked_blocks"]):
+                cur = new_segment()
+            else:
+                cur["heap"] = heap
+                cur["max"] = 0
             continue
-        if cur is None:
-            start(0)
-        assert cur is not None
         if op in ("alloc", "persist"):
-            size, ptr = int(fields[0]), int(fields[1], 16)
+            size, ptr = int(fields[0], 0), int(fields[1], 16)
             cur["total"] += size
             cur["allocs"] += 1
             if ptr:
-                live[ptr] = (size, op == "persist")
-                cur["current"] += size
-                cur["max"] = max(cur["max"], cur["current"])
+                live[ptr] = (size, op == "persist", segments.index(cur))
+                current += size
+                cur["max"] = max(cur["max"], current)
         elif op == "free":
             ptr = int(fields[0], 16)
             if ptr in live:
-                cur["current"] -= live.pop(ptr)[0]
-            else:
+                current -= live.pop(ptr)[0]
+            elif ptr:
                 cur["errors"] += 1
-    close()
+    end_heap()
     # A segment where nothing happened is not reported.
     segments = [s for s in segments if s["allocs"] or s["errors"] or s["leaked_blocks"]]
     status = 1 if any(s["leaked_blocks"] or s["errors"] for s in segments) else 0
@@ -120,6 +126,8 @@ class ValgroundParity(unittest.TestCase):
             "tests/test_sign.py::test_sign_tx[nanox]",  # init reset inside the test
             "tests/test_sign.py::test_reject[nanox]",
             "tests/test_sign.py::test_clean[nanox]",
+            "tests/test_more.py::test_no_init_a",  # no init: the heap carries on
+            "tests/test_more.py::test_no_init_b",
         ])
         first = segs[0]
         # 128 + 64 + 256 (persist) + 9000 (failed) + 32
@@ -144,11 +152,16 @@ class ValgroundParity(unittest.TestCase):
         self.assertEqual(double["segment"], "tests/test_sign.py::test_reject[nanox]")
         clean = segs[3]
         self.assertEqual((clean["total_bytes"], clean["peak_bytes"], clean["percent_full"]), (2048, 2048, 50.0))
+        # A block from test a freed in test b is no leak; the one never freed
+        # is test a's leak, found when the heap ends (end of log).
+        a, b = segs[4], segs[5]
+        self.assertEqual((a["total_bytes"], a["peak_bytes"], a["leaked_bytes"]), (48, 48, 8))
+        self.assertEqual((b["total_bytes"], b["peak_bytes"], b["leaked_bytes"], b["free_errors"]), (4, 48, 0, 0))
         s = doc["summary"]
-        self.assertEqual(s["allocations"], 9)
-        self.assertEqual(s["total_bytes"], 9480 + 16 + 200 + 2048)
+        self.assertEqual(s["allocations"], 9 + 3)
+        self.assertEqual(s["total_bytes"], 9480 + 16 + 200 + 2048 + 52)
         self.assertEqual(s["failed_allocations"], 1)
-        self.assertEqual(s["leaked_bytes"], 96)
+        self.assertEqual(s["leaked_bytes"], 96 + 8)
         self.assertEqual(s["free_errors"], 2)
         self.assertEqual(s["peak_bytes"], 2048)
         self.assertEqual(doc["heap"]["size"], 4096)
@@ -164,6 +177,28 @@ class ValgroundParity(unittest.TestCase):
         """"FAILED x.py::y" in pytest's summary names an old test: no segment."""
         _, doc, _ = report_json([LOG])
         self.assertEqual(sum(1 for s in doc["segments"] if s["kind"] == "test" and s["allocations"] == 0), 0)
+
+    def test_test_id_and_output_on_one_line(self) -> None:
+        """pytest -v -s: "tests/t.py::test_b[nanos] seproxyhal: printf: ==MP init;..."."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "x.log")
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write("tests/t.py::test_a[nanos] seproxyhal: printf: ==MP init;0x1000;100\n"
+                             "seproxyhal: printf: ==MP alloc;8;0x1010;a.c:1\n"
+                             "PASSED\n"
+                             "tests/t.py::test_b[nanos] seproxyhal: printf: ==MP init;0x1000;100\n"
+                             "seproxyhal: printf: ==MP alloc;9;0x1010;a.c:2\n"
+                             "seproxyhal: printf: ==MP free;0x1010;a.c:3\n"
+                             "PASSED\n")
+            status, doc, _ = report_json([path])
+            self.assertEqual(status, 1)
+            self.assertEqual([(s["name"], s["leaked_bytes"], s["total_bytes"]) for s in doc["segments"]],
+                             [("tests/t.py::test_a[nanos]", 8, 8), ("tests/t.py::test_b[nanos]", 0, 9)])
+            self.assertEqual(self.rules_segments(path), [("tests/t.py::test_a[nanos]", 8, 8), ("tests/t.py::test_b[nanos]", 0, 9)])
+
+    @staticmethod
+    def rules_segments(path: str) -> list[tuple[str, int, int]]:
+        return [(s["name"], s["leaked_bytes"], s["total"]) for s in valground_rules(path)["segments"]]
 
     def test_0x0x_pointer_and_crlf(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:

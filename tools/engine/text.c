@@ -558,6 +558,9 @@ static int on_line(struct text_state *st, const char *s, size_t len, bool mtrace
 		len--;
 	if (mtrace)
 		return on_mtrace(st, s, len);
+	/* pytest -v -s prints the test id and then, on the same line, the
+	 * test's first output: the test starts before that line's record. */
+	maybe_test(st, s, len);
 	const char *m = len >= 5 ? memmem(s, len, "==", 2) : NULL;
 	while (m) {
 		size_t rest = len - (size_t)(m - s);
@@ -568,7 +571,6 @@ static int on_line(struct text_state *st, const char *s, size_t len, bool mtrace
 		}
 		m = rest > 2 ? memmem(m + 2, rest - 2, "==", 2) : NULL;
 	}
-	maybe_test(st, s, len);
 	return 0;
 }
 
