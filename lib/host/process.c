@@ -202,6 +202,24 @@ HTR_EXPORT pid_t fork(void)
 
 /* ---- start and end ---- */
 
+/* A relative HEAPTRAIL_OUTPUT means relative to where the program started:
+ * fork children of a program that changed directory write next to their
+ * parent's trace. */
+static void absolute_output(struct htr_options *o)
+{
+	if (o->output[0] == '/')
+		return;
+	char cwd[sizeof(o->output)];
+	if (getcwd(cwd, sizeof(cwd) - 64) == NULL)
+		return;
+	size_t clen = strlen(cwd), olen = strlen(o->output);
+	if (clen + 1 + olen + 1 > sizeof(o->output))
+		return;
+	memmove(o->output + clen + 1, o->output, olen + 1);
+	memcpy(o->output, cwd, clen);
+	o->output[clen] = '/';
+}
+
 static bool end_in_exit_handler;
 static void finish(uint64_t status);
 
@@ -225,6 +243,7 @@ __attribute__((constructor(101))) static void htr_start(void)
 					 __ATOMIC_ACQUIRE))
 		return;
 	htr_options_parse(environ, &htr_opts, htr_warn_stderr, NULL);
+	absolute_output(&htr_opts);
 	htr_stacks_init();
 	htr_threads_init();
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);

@@ -32,6 +32,9 @@ static struct {
 	bool active;
 	bool ended;
 	void *end_rec;          /* the END record, until the process is gone */
+	dev_t dev;              /* identity of the trace file, to notice a */
+	ino_t ino;              /* program that closed our descriptor */
+	char path[4200];
 } tf = { .fd = -1 };
 
 void htr_spin_lock(htr_spinlock *l)
@@ -233,6 +236,12 @@ int htr_tracefile_open(const struct htr_options *opt, uint32_t flags, uint32_t p
 		return -1;
 	}
 	(void)fchmod(fd, 0600); /* the umask must not loosen or tighten it */
+	struct stat st;
+	if (fstat(fd, &st) == 0) {
+		tf.dev = st.st_dev;
+		tf.ino = st.st_ino;
+	}
+	memcpy(tf.path, path, sizeof(tf.path));
 
 	tf.fd = fd;
 	tf.chunk_size = opt->chunk_kb * 1024u;
@@ -280,8 +289,9 @@ void htr_tracefile_forget(void)
 	if (tf.base != NULL)
 		mmap(tf.base, tf.reserved, PROT_NONE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-	if (tf.fd >= 0)
-		close(tf.fd);
+	struct stat st;
+	if (tf.fd >= 0 && fstat(tf.fd, &st) == 0 && st.st_dev == tf.dev && st.st_ino == tf.ino)
+		close(tf.fd); /* only if it still is ours, not a file the program opened */
 	tf.fd = -1;
 	tf.hdr = NULL;
 	tf.active = false;
@@ -300,12 +310,32 @@ void htr_tracefile_fork_parent(void)
 	htr_spin_unlock(&tf.claim_lock);
 }
 
+/* Daemons close every descriptor and may get ours back for a file of their
+ * own: growing or mapping that would damage it. So before the (rare) use of
+ * the descriptor, check it still is the trace, and reopen the trace by path
+ * if the program took it. Called under claim_lock. */
+static bool fd_is_ours(void)
+{
+	struct stat st;
+	if (fstat(tf.fd, &st) == 0 && st.st_dev == tf.dev && st.st_ino == tf.ino)
+		return true;
+	int fd = open(tf.path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) != 0 || st.st_dev != tf.dev || st.st_ino != tf.ino) {
+		close(fd);
+		return false;
+	}
+	tf.fd = fd; /* the old number is the program's now: never close it */
+	return true;
+}
+
 /* Claims and maps the next chunk. NULL when the file cannot grow. */
 static uint8_t *claim_chunk(uint64_t *index_out)
 {
 	uint8_t *chunk = NULL;
 	htr_spin_lock(&tf.claim_lock);
-	if (tf.active && !tf.ended) {
+	if (tf.active && !tf.ended && fd_is_ours()) {
 		uint64_t idx = __atomic_load_n(&tf.hdr->chunks_claimed, __ATOMIC_RELAXED);
 		uint64_t need = HTR_FILE_HEADER_SIZE + (idx + 1) * (uint64_t)tf.chunk_size;
 		/* Grow by a quarter of the file at least, so that growth costs
@@ -319,7 +349,8 @@ static uint8_t *claim_chunk(uint64_t *index_out)
 			want = need;
 		if (idx < tf.max_chunks && (grow_file(want) || grow_file(need))) {
 			uint8_t *at = tf.base + HTR_FILE_HEADER_SIZE + idx * (uint64_t)tf.chunk_size;
-			if (mmap(at, tf.chunk_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, tf.fd,
+			/* Populated in one go: cheaper than a page fault per 4 KiB. */
+			if (mmap(at, tf.chunk_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE, tf.fd,
 				 (off_t)(HTR_FILE_HEADER_SIZE + idx * (uint64_t)tf.chunk_size)) != MAP_FAILED) {
 				__atomic_store_n(&tf.hdr->chunks_claimed, idx + 1, __ATOMIC_RELEASE);
 				chunk = at;
@@ -461,7 +492,7 @@ void htr_tracefile_finish(uint32_t end_kind, uint64_t status)
 	__atomic_store_n(&tf.hdr->state, HTR_STATE_CLEAN_EXIT, __ATOMIC_RELEASE);
 	/* Only the space past the claimed chunks goes: threads still running
 	 * may write into their chunks until the process is gone. */
-	if (used < tf.file_size && ftruncate(tf.fd, (off_t)used) == 0)
+	if (used < tf.file_size && fd_is_ours() && ftruncate(tf.fd, (off_t)used) == 0)
 		tf.file_size = used;
 	htr_spin_unlock(&tf.claim_lock);
 	t->busy--;

@@ -368,6 +368,21 @@ class CrashTest(unittest.TestCase):
         self.check("kill", -signal.SIGKILL)
 
 
+class DescriptorTest(unittest.TestCase):
+    def test_program_closing_all_descriptors(self) -> None:
+        work = lib.tempfile.mkdtemp(prefix="htr-test-")
+        target = os.path.join(work, "data.txt")
+        r = lib.run([lib.program("daemonish"), target])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(target) as f:
+            self.assertEqual(f.read(), "hello\nworld\n")
+        traces = [lib.read_trace(p) for p in r.traces]
+        parent = next(t for t in traces if t.header["flags"] == 0)
+        self.assertEqual(len([e for e in parent.of_type("alloc") if e["size"] == 9009]), 50000)
+        self.assertTrue(parent.summary["clean_exit"])
+        self.assertEqual(parent.summary["lost"], 0)
+
+
 class OptionsTest(unittest.TestCase):
     def test_bad_value_one_line(self) -> None:
         bare = lib.run([lib.program("basic")], preload=False)
