@@ -215,6 +215,7 @@ struct agg {
 
 struct seg_leak {
 	uint32_t seg, agg;
+	uint32_t next; /* 1 + index of the segment's next group, 0: last */
 	uint64_t blocks, bytes, unknown_blocks, unknown_bytes, persistent_blocks, persistent_bytes;
 	uint64_t addrs[MAX_ADDRS];
 	uint32_t naddrs;
@@ -227,6 +228,8 @@ struct segment {
 	uint64_t allocations, frees, total_bytes, peak_bytes, failed, free_errors, lost_events;
 	uint64_t heap_base, heap_size;
 	uint64_t start_seq;
+	uint32_t leak_groups; /* seg_leak entries that name this segment */
+	uint32_t first_leak;  /* 1 + index of its first seg_leak; chained by next */
 };
 
 struct free_error {
@@ -484,6 +487,9 @@ static struct seg_leak *seg_leak_get(struct engine *e, uint32_t seg, uint32_t ag
 	memset(l, 0, sizeof(*l));
 	l->seg = seg;
 	l->agg = agg;
+	l->next = e->segs[seg].first_leak;
+	e->segs[seg].first_leak = (uint32_t)e->nleaks + 1;
+	e->segs[seg].leak_groups++;
 	e->leak_index[i] = (uint32_t)e->nleaks + 1;
 	e->nleaks++;
 	return l;
@@ -491,10 +497,7 @@ static struct seg_leak *seg_leak_get(struct engine *e, uint32_t seg, uint32_t ag
 
 static bool seg_has_leaks(struct engine *e, uint32_t seg)
 {
-	for (size_t n = e->nleaks; n-- > 0;)
-		if (e->leaks[n].seg == seg)
-			return true;
-	return false;
+	return e->segs[seg].leak_groups != 0;
 }
 
 /* ---- block life ------------------------------------------------------- */
@@ -1367,9 +1370,8 @@ void eng_write_json(struct engine *e, FILE *o)
 	for (size_t s = 0; s < e->nsegs; s++) {
 		struct segment *g = &e->segs[s];
 		uint64_t lb = 0, lbytes = 0, ub = 0, ubytes = 0, pb = 0, pbytes = 0;
-		for (size_t n = 0; n < e->nleaks; n++) {
-			if (e->leaks[n].seg != s)
-				continue;
+		for (uint32_t n1 = g->first_leak; n1; n1 = e->leaks[n1 - 1].next) {
+			size_t n = n1 - 1;
 			lb += e->leaks[n].blocks;
 			lbytes += e->leaks[n].bytes;
 			ub += e->leaks[n].unknown_blocks;
@@ -1390,9 +1392,9 @@ void eng_write_json(struct engine *e, FILE *o)
 			g->peak_bytes, g->failed, g->free_errors, g->lost_events, g->heap_base, g->heap_size, lb,
 			lbytes, ub, ubytes, pb, pbytes);
 		bool first = true;
-		for (size_t n = 0; n < e->nleaks; n++) {
-			struct seg_leak *l = &e->leaks[n];
-			if (l->seg != s || (l->blocks == 0 && l->unknown_blocks == 0 && l->persistent_blocks == 0))
+		for (uint32_t n1 = g->first_leak; n1; n1 = e->leaks[n1 - 1].next) {
+			struct seg_leak *l = &e->leaks[n1 - 1];
+			if (l->blocks == 0 && l->unknown_blocks == 0 && l->persistent_blocks == 0)
 				continue;
 			fprintf(o,
 				"%s{\"aggregate\":%u,\"blocks\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"unknown_blocks\":%" PRIu64
