@@ -85,6 +85,17 @@ class BasicTest(unittest.TestCase):
         self.assertEqual(proc["args"], [lib.program("basic")])
         self.assertEqual(t.events[0]["type"], "process")
 
+    def test_chains_with_glibc_debug_allocator(self) -> None:
+        debug = "/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
+        if not os.path.exists(debug):
+            self.skipTest("no libc_malloc_debug.so.0")
+        plain = lib.run([lib.program("basic")]).trace().between_marks("begin", "end")
+        r = lib.run([lib.program("basic")],
+                    env={"LD_PRELOAD": f"{lib.SHIM} {debug}", "MALLOC_CHECK_": "3"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        chained = r.trace().between_marks("begin", "end")
+        self.assertEqual(brief(chained), brief(plain))
+
     def test_output_and_status_unchanged(self) -> None:
         bare = lib.run([lib.program("basic")], preload=False)
         traced = lib.run([lib.program("basic")])
