@@ -233,6 +233,41 @@ class RealTrace(unittest.TestCase):
             self.assertTrue(err["alloc_stack"] and err["free_stack"])
 
 
+    def test_fork_parent_and_child(self) -> None:
+        src = (
+            "#include <stdlib.h>\n#include <unistd.h>\n#include <sys/wait.h>\n"
+            "__attribute__((noinline)) void *mk(int n) { return malloc(n); }\n"
+            "int main(void) {\n"
+            "\tvoid *a = mk(11);\n"
+            "\tpid_t p = fork();\n"
+            "\tif (p == 0) { free(a); mk(22); _exit(0); }\n"
+            "\twaitpid(p, 0, 0);\n"
+            "\tfree(a);\n"
+            "\tmk(33);\n"
+            "\treturn 0;\n}\n"
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "fk.c"), "w", encoding="utf-8") as handle:
+                handle.write(src)
+            exe = os.path.join(tmp, "fk")
+            subprocess.run(["cc", "-g", "-O1", "-o", exe, os.path.join(tmp, "fk.c")], check=True)
+            out = os.path.join(tmp, "traces")
+            os.mkdir(out)
+            env = dict(os.environ, LD_PRELOAD=helpers.SHIM, HEAPTRAIL_OUTPUT=out)
+            subprocess.run([exe], env=env, check=True)
+            traces = sorted(os.path.join(out, f) for f in os.listdir(out))
+            self.assertEqual(len(traces), 2)
+            proc = run_heaptrail(["report", "--format", "json", *traces])
+            self.assertEqual(proc.returncode, 1, proc.stderr)
+            doc = json.loads(proc.stdout)
+            self.assertEqual(sorted(p["fork_child"] for p in doc["processes"]), [False, True])
+            child = [p["index"] for p in doc["processes"] if p["fork_child"]][0]
+            leaks = sorted((leak["bytes"], leak["process"] == child) for leak in doc["leaks"])
+            self.assertEqual(leaks, [(22, True), (33, False)])
+            self.assertEqual(doc["free_errors"], [])  # the child's free of the inherited block is fine
+            self.assertTrue(all(leak["stack"][0]["function"] == "mk" for leak in doc["leaks"]))
+
+
 if __name__ == "__main__":
     os.chdir(helpers.HERE)
     unittest.main()

@@ -57,7 +57,7 @@ def _stack_lines(stack: Sequence[Frame], site: Optional[str], indent: str = "   
     return lines
 
 
-def _leak_block(leak: Leak, style: Style, what: str = "definitely lost") -> list[str]:
+def _leak_block(leak: Leak, style: Style, what: str = "definitely lost", pid: str = "") -> list[str]:
     note = ""
     if leak.suppressed:
         note = style.dim(f"  [suppressed: {leak.suppressed}]")
@@ -66,7 +66,7 @@ def _leak_block(leak: Leak, style: Style, what: str = "definitely lost") -> list
     addrs = ""
     if leak.addresses:
         addrs = " (e.g. " + ", ".join(leak.addresses[:3]) + ")"
-    return [f"{human(leak.bytes)} in {_blocks(leak.blocks)} {what}{addrs}{note}", *_stack_lines(leak.stack, leak.site)]
+    return [f"{human(leak.bytes)} in {_blocks(leak.blocks)} {what}{pid}{addrs}{note}", *_stack_lines(leak.stack, leak.site)]
 
 
 def render(report: Report, quiet: bool = False, colour: bool = False) -> str:
@@ -74,6 +74,11 @@ def render(report: Report, quiet: bool = False, colour: bool = False) -> str:
     s = report.summary
     out: list[str] = []
     counts = report.findings()
+    # With several processes (a parent and its children), say whose finding it is.
+    pids = {p["index"]: p["pid"] for p in report.processes} if len(report.processes) > 1 else {}
+
+    def in_pid(proc: int) -> str:
+        return f" in pid {pids[proc]}" if proc in pids else ""
 
     out.append(st.head("HEAP SUMMARY"))
     for i in report.inputs:
@@ -112,7 +117,7 @@ def render(report: Report, quiet: bool = False, colour: bool = False) -> str:
             title = {"double-free": "Double free", "invalid-free": "Invalid free", "mismatch": "Mismatched free"}[e.kind]
             times = f" ({e.count} times)" if e.count > 1 else ""
             note = st.dim(f"  [suppressed: {e.suppressed}]") if e.suppressed else ""
-            where = f" in {e.segment}" if e.segment else ""
+            where = (f" in {e.segment}" if e.segment else "") + in_pid(e.process)
             out.append(st.bad(f"{title} of {e.ptr}{times}{where}") + note)
             out.extend(_stack_lines(e.stack, e.site))
             if e.alloc_site or e.alloc_stack:
@@ -128,7 +133,7 @@ def render(report: Report, quiet: bool = False, colour: bool = False) -> str:
         out.append("")
         out.append(st.head("LEAKS"))
         for leak in report.leaks[:MAX_LISTED]:
-            block = _leak_block(leak, st)
+            block = _leak_block(leak, st, pid=in_pid(leak.process))
             block[0] = st.bad(block[0]) if not (leak.suppressed or leak.baselined) else block[0]
             out.extend(block)
         if len(report.leaks) > MAX_LISTED:
@@ -139,7 +144,7 @@ def render(report: Report, quiet: bool = False, colour: bool = False) -> str:
             out.append("")
             out.append(st.head("UNKNOWN (live when data was lost: maybe freed)"))
             for leak in report.unknown[:MAX_LISTED]:
-                out.extend(_leak_block(leak, st, "possibly live"))
+                out.extend(_leak_block(leak, st, "possibly live", in_pid(leak.process)))
         if report.persistent:
             out.append("")
             out.append(st.head("PERSISTENT"))
