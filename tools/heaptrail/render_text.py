@@ -179,6 +179,21 @@ def render(report: Report, quiet: bool = False, colour: bool = False) -> str:
                 f"  size {h['size']}, free {h['free']}, largest free block {h['largest_free']}, "
                 f"free blocks {h['free_blocks']}, lowest free {h['min_free']}, fragmentation {h['fragmentation_permille']}/1000"
             )
+        if report.temporary_sites:
+            out.append("")
+            out.append(st.head(f"TEMPORARY ALLOCATIONS: {s['temporary']:,}") + st.dim(" (freed with no allocation in between)"))
+            for p in report.temporary_sites[:5]:
+                out.append(f"{p.blocks:,} of {p.allocations:,} allocations")
+                out.extend(_stack_lines(p.stack[:3], p.site))
+        if report.histogram:
+            out.append("")
+            out.append(st.head("ALLOCATION SIZES"))
+            most = max(b["count"] for b in report.histogram)
+            for b in report.histogram:
+                low = b["min"]
+                label = "0" if low == 0 else (f"{low}" if low == 1 else f"{low}-{2 * low - 1}")
+                bar = "#" * max(1, round(b["count"] * 40 / most))
+                out.append(f"  {label:>21} {b['count']:>12,} {bar}")
         if report.top_allocators:
             out.append("")
             out.append(st.head("MOST ALLOCATED"))
