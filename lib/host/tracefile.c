@@ -173,9 +173,15 @@ static uint64_t process_start_ns(void)
  * this very process (an exec), not by an older process with the same pid. */
 static bool earlier_image_of_this_process(const char *path, uint32_t pid, uint64_t started)
 {
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO planted under the name must not hang us. */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return false;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+		close(fd);
+		return false;
+	}
 	struct htr_file_header h;
 	ssize_t n = pread(fd, &h, sizeof(h), 0);
 	close(fd);

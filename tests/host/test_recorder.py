@@ -85,6 +85,19 @@ class BasicTest(unittest.TestCase):
         self.assertEqual(proc["args"], [lib.program("basic")])
         self.assertEqual(t.events[0]["type"], "process")
 
+    def test_fifo_at_a_taken_name_does_not_hang(self) -> None:
+        outdir = lib.tempfile.mkdtemp(prefix="htr-test-")
+
+        def plant() -> None:
+            os.mkfifo(os.path.join(outdir, f"heaptrail.{os.getpid()}.0.htr"))
+
+        r = lib.run([lib.program("basic")], outdir=outdir, preexec=plant, timeout=30)
+        self.assertEqual(r.returncode, 0)
+        self.assertEqual(len(r.traces), 2)
+        t = lib.read_trace(r.traces[1])
+        self.assertEqual(t.header["flags"], 0)
+        self.assertTrue(t.summary["clean_exit"])
+
     def test_chains_with_glibc_debug_allocator(self) -> None:
         debug = "/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
         if not os.path.exists(debug):
@@ -231,6 +244,18 @@ class CxxTest(unittest.TestCase):
         later = [e for e in self.trace.events
                  if e.get("ptr") == ev[3]["ptr"] and e.get("seq", 0) > marker["seq"]]
         self.assertEqual(brief(later[:1]), [("free", "free")])
+
+    def test_failed_allocations(self) -> None:
+        ev = self.trace.between_marks("oom", "done")
+        huge = (2**64 - 1) // 2
+        # Throwing bad_alloc allocates the exception object (and frees it
+        # when caught): recorded too.
+        self.assertEqual(brief(ev[2:4]), [("alloc", "malloc", ev[2].get("size"), 0), ("free", "free")])
+        self.assertEqual(ev[2]["ptr"], ev[3]["ptr"])
+        failed = ev[:2] + ev[4:]
+        self.assertEqual(brief(failed), [("alloc", "malloc", huge, 0), ("alloc", "new", huge, 0),
+                                         ("alloc", "new[]", huge, 0)])
+        self.assertTrue(all(e["ptr"] == "0x0" for e in failed))
 
     def test_on_error_abort(self) -> None:
         r = lib.run([lib.program("misuse")], env={"HEAPTRAIL_ON_ERROR": "abort"})

@@ -1,5 +1,6 @@
 // Misuse of every kind, then normal work: the program must keep running and
 // exit 0. Also every correct new/delete pair, once each, in order.
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <new>
@@ -64,6 +65,20 @@ int main()
 	delete[] single;
 	htr_mark("after");
 	std::free(q); // q is still live and fine
+
+	htr_mark("oom");
+	const std::size_t huge = SIZE_MAX / 2;
+	if (std::malloc(huge) != nullptr)
+		return 30;
+	bool caught = false;
+	try {
+		sink = ::operator new(huge);
+	} catch (const std::bad_alloc &) {
+		caught = true;
+	}
+	if (!caught || ::operator new[](huge, std::nothrow) != nullptr)
+		return 31;
+	htr_mark("done");
 	std::printf("still running\n");
 	return 0;
 }
