@@ -316,6 +316,12 @@ void htr_tracefile_fork_parent(void)
 	htr_spin_unlock(&tf.claim_lock);
 }
 
+void htr_tracefile_forget_lock(void);
+void htr_tracefile_forget_lock(void)
+{
+	tf.claim_lock.v = 0;
+}
+
 /* Daemons close every descriptor and may get ours back for a file of their
  * own: growing or mapping that would damage it. So before the (rare) use of
  * the descriptor, check it still is the trace, and reopen the trace by path
@@ -344,9 +350,10 @@ static uint8_t *claim_chunk(uint64_t *index_out)
 	if (tf.active && !tf.ended && fd_is_ours()) {
 		uint64_t idx = __atomic_load_n(&tf.hdr->chunks_claimed, __ATOMIC_RELAXED);
 		uint64_t need = HTR_FILE_HEADER_SIZE + (idx + 1) * (uint64_t)tf.chunk_size;
-		/* Grow by a quarter of the file at least, so that growth costs
-		 * O(log n) fallocate calls. */
-		uint64_t want = tf.file_size + tf.file_size / 4u;
+		/* When the next chunk does not fit, grow by a quarter of the
+		 * file at least, so that growth costs O(log n) fallocate calls.
+		 * Growing on every claim instead would compound: 1.25^claims. */
+		uint64_t want = need <= tf.file_size ? need : tf.file_size + tf.file_size / 4u;
 		want = (want - HTR_FILE_HEADER_SIZE + tf.chunk_size - 1) / tf.chunk_size * tf.chunk_size +
 		       HTR_FILE_HEADER_SIZE;
 		if (want < need)
