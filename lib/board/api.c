@@ -8,6 +8,29 @@
 #include "heaptrail_board.h"
 #include "port.h"
 
+/* Both encoders by default; a firmware that needs one defines the other's
+ * macro to 0 and the linker drops its code (1.4 KB each at -Os). */
+#ifndef HTR_BOARD_WITH_TEXT
+#define HTR_BOARD_WITH_TEXT 1
+#endif
+#ifndef HTR_BOARD_WITH_BINARY
+#define HTR_BOARD_WITH_BINARY 1
+#endif
+
+static const struct htr_enc_ops *encoder(enum htr_board_encoding encoding)
+{
+#if HTR_BOARD_WITH_TEXT
+	if (encoding == HTR_BOARD_TEXT)
+		return &htr_enc_text_ops;
+#endif
+#if HTR_BOARD_WITH_BINARY
+	if (encoding == HTR_BOARD_BINARY)
+		return &htr_enc_bin_ops;
+#endif
+	(void)encoding;
+	return NULL;
+}
+
 static struct {
 	struct htr_heap heap;
 	struct htr_enc enc;
@@ -19,13 +42,12 @@ static struct {
 
 int htr_board_init(const struct htr_board_config *config)
 {
-	if (config == NULL || config->transport == NULL ||
-	    (config->encoding != HTR_BOARD_TEXT && config->encoding != HTR_BOARD_BINARY))
+	const struct htr_enc_ops *ops = config != NULL ? encoder(config->encoding) : NULL;
+	if (ops == NULL || config->transport == NULL)
 		return -1;
 	uint32_t saved = htr_port_lock();
 	htr_heap_init(&board.heap);
-	htr_enc_init(&board.enc, config->encoding == HTR_BOARD_TEXT ? &htr_enc_text_ops : &htr_enc_bin_ops,
-		     config->transport);
+	htr_enc_init(&board.enc, ops, config->transport);
 	board.interval = config->checkpoint_interval;
 	board.since_check = 0;
 	board.announced = 0;

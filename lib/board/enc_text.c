@@ -28,7 +28,9 @@ static void put_field(struct line *l, const char *s, size_t max)
 	}
 }
 
-static void put_dec(struct line *l, uint64_t v)
+/* unsigned long is the target's word: no 64-bit division pulled from
+ * libgcc on a 32-bit part. Sizes, counts and sequence numbers fit. */
+static void put_dec(struct line *l, unsigned long v)
 {
 	char tmp[20];
 	size_t n = 0;
@@ -40,7 +42,7 @@ static void put_dec(struct line *l, uint64_t v)
 		l->buf[l->len++] = tmp[--n];
 }
 
-static void put_hex(struct line *l, uint64_t v)
+static void put_hex(struct line *l, unsigned long v)
 {
 	char tmp[16];
 	size_t n = 0;
@@ -61,7 +63,7 @@ static void put_site(struct line *l, const struct htr_site *site)
 	}
 	put_field(l, site->file, FILE_MAX);
 	put_str(l, ":");
-	put_dec(l, site->line < 0 ? 0u : (uint64_t)site->line);
+	put_dec(l, site->line < 0 ? 0u : (unsigned long)site->line);
 }
 
 static void put_seq(struct line *l, struct htr_enc *e)
