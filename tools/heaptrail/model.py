@@ -264,7 +264,11 @@ def build_report(data: dict[str, Any], sym: Optional[Symbolizer] = None) -> Repo
         ps = psym[proc] if proc < len(psym) else None
         return ps.frames(addrs) if ps is not None else _plain_frames(addrs)
 
-    segname = {s["index"]: s["name"] for s in segs}
+    # The segment before any marker has no name of its own: call it by what
+    # it covers, so JUnit test cases and error locations read well.
+    named = {s["process"] for s in segs if s["name"]}
+    unnamed = "(whole run)" if not named else "(before the first marker)"
+    segname = {s["index"]: s["name"] or unnamed for s in segs}
 
     leaks: list[Leak] = []
     unknown: list[Leak] = []
@@ -297,7 +301,7 @@ def build_report(data: dict[str, Any], sym: Optional[Symbolizer] = None) -> Repo
             free_site=e["free_site"],
             free_stack=frames(e["process"], e["free_frames"]),
             process=e["process"],
-            segment=segname.get(e["segment"]) or None,
+            segment=segname.get(e["segment"]),
         )
         for e in errs
     ]
@@ -334,7 +338,7 @@ def build_report(data: dict[str, Any], sym: Optional[Symbolizer] = None) -> Repo
         seg_leaks.sort(key=lambda x: (-x.bytes, x.site or ""))
         segments.append(
             Segment(
-                name=s["name"] or "(start)",
+                name=segname[s["index"]],
                 kind=s["kind"],
                 allocations=s["allocations"],
                 frees=s["frees"],

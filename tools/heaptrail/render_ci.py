@@ -55,7 +55,7 @@ def render_junit(report: Report) -> str:
                     by_seg[seg.name].append(("leak", _leak_message(leak), _stack_text(leak.stack, leak.site)))
         for err in report.active_errors():
             if err.kind in report.fail_on:
-                by_seg.setdefault(err.segment or "(start)", []).append(
+                by_seg.setdefault(err.segment or "(whole run)", []).append(
                     (err.kind, _error_message(err), _stack_text(err.stack, err.site))
                 )
         cases = list(by_seg.items())
