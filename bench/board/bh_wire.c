@@ -12,12 +12,20 @@ int bh_wire(int quick);
 #define WIRE_SLOTS 32
 
 static uint64_t wire_bytes;
+/* Binary frames by record type, to show where the bytes go. A frame is
+ * COBS: byte 0 is overhead, byte 1 the record's first byte, type << 5 | seq,
+ * never 0 because no type is 0. */
+static int wire_by_type;
+static unsigned long type_frames[8], type_bytes[8];
 
 static int count_write(void *ctx, const uint8_t *buf, size_t len)
 {
 	(void)ctx;
-	(void)buf;
 	wire_bytes += len;
+	if (wire_by_type && len > 2) {
+		type_frames[buf[1] >> 5]++;
+		type_bytes[buf[1] >> 5] += len;
+	}
 	return 0;
 }
 
@@ -82,8 +90,14 @@ static int wire_one(const char *name, enum htr_board_encoding enc, uint32_t inte
 		return 1;
 	}
 	wire_bytes = 0;
+	wire_by_type = enc == HTR_BOARD_BINARY && interval == 0;
 	unsigned long events = wire_stream(steps);
 	printf("wire %s %.3f\n", name, (double)wire_bytes / (double)events);
+	static const char *const names[8] = {"?", "alloc", "free", "realloc", "persist", "site", "check", "ext"};
+	for (unsigned t = 0; wire_by_type && t < 8; t++)
+		if (type_frames[t] != 0)
+			printf("wiretype %s %lu %.2f\n", names[t], type_frames[t],
+			       (double)type_bytes[t] / (double)type_frames[t]);
 	return 0;
 }
 
