@@ -209,6 +209,45 @@ class ValgroundParity(unittest.TestCase):
             self.assertEqual(status, 0)
             self.assertEqual(doc["summary"]["frees"], 1)
 
+    def test_random_churn_against_reference(self) -> None:
+        """200k random operations over 3000 pointers chosen to collide in
+        the live table; the engine must agree with a dict on every count."""
+        import random
+
+        rng = random.Random(1234)
+        pool = [0x20000000 + k * 0x100000 for k in range(3000)]
+        live: dict[int, int] = {}
+        cur = peak = total = allocs = errors = frees = 0
+        lines = ["==MP init;0x20000000;4000000000"]
+        for _ in range(200_000):
+            ptr = rng.choice(pool)
+            if ptr in live and rng.random() < 0.9:
+                cur -= live.pop(ptr)
+                frees += 1
+                lines.append(f"==MP free;0x{ptr:x};f.c:1")
+            elif ptr not in live and rng.random() < 0.03:
+                errors += 1
+                lines.append(f"==MP free;0x{ptr:x};f.c:2")
+            elif ptr not in live:
+                size = rng.randrange(1, 5000)
+                live[ptr] = size
+                cur += size
+                total += size
+                allocs += 1
+                peak = max(peak, cur)
+                lines.append(f"==MP alloc;{size};0x{ptr:x};a.c:{size % 7}")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "r.log")
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write("\n".join(lines) + "\n")
+            status, doc, err = report_json([path])
+        s = doc["summary"]
+        self.assertEqual(err, "")
+        self.assertEqual((s["allocations"], s["frees"], s["total_bytes"], s["peak_bytes"]), (allocs, frees, total, peak))
+        self.assertEqual((s["leaked_blocks"], s["leaked_bytes"]), (len(live), sum(live.values())))
+        self.assertEqual(s["free_errors"], errors)
+        self.assertEqual(status, 1)
+
     def test_golden_text(self) -> None:
         proc = run_heaptrail(["report", "--no-symbols", "--color", "never", LOG])
         self.assertEqual(proc.returncode, 1)
