@@ -58,15 +58,24 @@ static const struct htr_transport *transport(void)
 
 /* The host drains RTT and the ISR drains the ring; wait for both before
  * exiting, or the tail of the log is lost with the emulator. */
-static void flush(void)
+static void wait_drained(void)
 {
 #if FW_TRANSPORT == FW_UART_RING
 	for (uint32_t spin = 0; htr_uart_ring_used(&tx_ring) != 0 && spin < 10000000u; spin++)
-		;
+		__asm volatile("" ::: "memory");
 #elif FW_TRANSPORT == FW_RTT
 	for (uint32_t spin = 0; htr_rtt_pending() != 0 && spin < 200000000u; spin++)
 		__asm volatile("" ::: "memory");
 #endif
+}
+
+/* A last checkpoint once there is room again: it carries the drop count of
+ * any records lost at the end, and the final totals. */
+static void flush(void)
+{
+	wait_drained();
+	htr_board_checkpoint();
+	wait_drained();
 }
 
 struct config {

@@ -308,8 +308,13 @@ static void do_ext(struct htr_wire_decoder *dec, struct cursor *c)
 		}
 		/* The gaps before this record already counted most drops; report
 		 * only what they missed. */
-		if (count > dec->gap_since_drop)
-			loss(dec, count - dec->gap_since_drop, HTR_WIRE_LOSS_DROPS, dec->seq);
+		if (count > dec->gap_since_drop) {
+			uint64_t extra = count - dec->gap_since_drop;
+			/* The records behind the extra all came before this one: its
+			 * 5-bit number wrapped past them. */
+			loss(dec, extra, HTR_WIRE_LOSS_DROPS, dec->seq);
+			dec->seq += extra;
+		}
 		dec->gap_since_drop = 0;
 		return;
 	}

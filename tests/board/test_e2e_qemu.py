@@ -22,7 +22,8 @@ from typing import Dict, List, Optional, Tuple
 
 ENV = os.environ
 QEMU = ENV.get("HTR_QEMU", "")
-FW = {name: ENV.get("HTR_FW_" + name.upper().replace("-", "_"), "") for name in ("text-uart", "bin-uart", "bin-rtt")}
+FW = {name: ENV.get("HTR_FW_" + name.upper().replace("-", "_"), "")
+      for name in ("text-uart", "bin-uart", "bin-rtt", "bin-rtt-small")}
 DECODE = ENV.get("HTR_DECODE", "")
 LAUNCHER = ENV.get("HTR_LAUNCHER", "")
 SOURCE = ENV.get("HTR_FW_SOURCE", "")
@@ -219,6 +220,16 @@ def run_captures() -> None:
     CAP.rtt_report = json.loads(cap.stdout) if report_available() else None
     with open(rtt_path, "rb") as f:
         CAP.rtt = f.read()
+    # 4. RTT with a buffer far too small: skip mode drops records.
+    port = free_port()
+    small_path = os.path.join(CAP.dir, "rtt-small.cap")
+    qemu = subprocess.Popen(qemu_cmd(FW["bin-rtt-small"], "-serial", "null", "-gdb", f"tcp:127.0.0.1:{port}", "-S"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cap = heaptrail("capture", "--gdb", f"127.0.0.1:{port}", "--elf", FW["bin-rtt-small"], "-o", small_path,
+                    "--quiet")
+    rc = qemu.wait(timeout=QEMU_TIMEOUT)
+    assert rc == 0, f"small-RTT firmware exited {rc}"
+    assert cap.returncode == 0, cap.stderr.decode()
 
 
 _REPORT: List[bool] = []
@@ -369,6 +380,34 @@ class BinaryOverRtt(unittest.TestCase):
         # The tail made it out before the firmware exited: the final
         # checkpoint (timestamps differ between runs, so lengths may too).
         self.assertTrue(lines[-2].startswith("check live=3 bytes=344 "), lines[-2])
+
+
+class RttSkipModeLoss(unittest.TestCase):
+    def test_drops_are_reported_in_band_and_add_up(self) -> None:
+        lines = decode(os.path.join(CAP.dir, "rtt-small.cap"))
+        total = re.fullmatch(r"total records=(\d+) bad=(\d+) lost=(\d+) bytes=\d+", lines[-1])
+        records, bad, lost = (int(total.group(i)) for i in (1, 2, 3))
+        self.assertEqual(bad, 0)
+        self.assertGreater(lost, 100)
+        self.assertTrue([l for l in lines if l.startswith("loss ") and " kind=2 " in l], "no DROP-record loss")
+        # The closing checkpoint got through with the real totals, and every
+        # record the target numbered is either decoded or counted lost.
+        final = DECODED.fullmatch(lines[-2])
+        self.assertTrue(lines[-2].startswith("check live=3 bytes=344 "), lines[-2])
+        self.assertEqual(records + lost, int(final.group(3)) + 1)
+        # Nothing decoded twice, nothing invented: sequence numbers rise.
+        seqs = [int(m.group(3)) for l in lines if (m := DECODED.fullmatch(l)) and m.group(3)
+                and m.group(1) not in ("loss", "persist")]
+        self.assertEqual(seqs, sorted(set(seqs)))
+
+    def test_report_counts_the_loss(self) -> None:
+        if not report_available():
+            self.skipTest("heaptrail report is not in this build")
+        with open(os.path.join(CAP.dir, "rtt-small.cap"), "rb") as f:
+            rep = report(f.read(), "rtt-small-copy.cap", FW["bin-rtt-small"])
+        lines = decode(os.path.join(CAP.dir, "rtt-small.cap"))
+        lost = int(re.search(r"lost=(\d+)", lines[-1]).group(1))
+        self.assertEqual([i["lost_events"] for i in rep["inputs"]], [lost])
 
 
 class Report(unittest.TestCase):

@@ -481,6 +481,23 @@ static void test_binary_drops_and_long_gaps(void **state)
 	decode(out, out_len, 64);
 	assert_int_equal(total_loss(), 5);
 	assert_int_equal(count_type(HTR_EV_BAD_INPUT), 0);
+	/* 100 transport writes refused in a row, no checkpoint: the 5-bit gap
+	 * shows the loss mod 32, the drop record the rest, once. */
+	board(HTR_BOARD_BINARY, 0);
+	churn(4);
+	reject_from = record_no;
+	reject_to = record_no + 100;
+	churn(60);
+	decode(out, out_len, 64);
+	/* The target also skips the records whose site definition was lost in
+	 * the window: its own count is the truth, and it is at least 100. */
+	uint32_t records, lost, bytes;
+	htr_board_counters(&records, &lost, &bytes);
+	assert_true(lost >= 100);
+	assert_int_equal(total_loss(), lost);
+	assert_int_equal(count_type(HTR_EV_BAD_INPUT), 0);
+	/* and the numbering stays right after it */
+	assert_int_equal(evs[nev - 1].seq, (uint64_t)record_no - 1);
 	/* Dozens of records lost at once, more than the 5-bit number can
 	 * show: the next checkpoint's full number makes the total exact. */
 	board(HTR_BOARD_BINARY, 32);
