@@ -295,11 +295,17 @@ struct engine {
 	uint64_t errs_dropped, total_errors;
 
 	struct freed_slot *freed;
+	/* Most allocations come from a few hot (stack, site) pairs: a small
+	 * direct-mapped cache saves the hash probe into the big table. */
+	struct {
+		uint32_t stack, site, agg, valid;
+	} agg_cache[1024];
 
 	/* the current process */
 	struct process *p;
 	uint32_t pi;
 	uint64_t order; /* events seen, all inputs */
+	uint64_t input_first_order; /* order when the current input began */
 	uint64_t last_seq, last_time;
 	uint64_t last_alloc_ptr;
 	uint32_t last_alloc_agg;
@@ -721,6 +727,8 @@ void eng_begin_input(struct engine *e, const char *path, const char *format, int
 	e->last_time = 0;
 	e->last_alloc_ptr = 0;
 	e->have_heap = false;
+	e->input_first_order = e->order;
+	memset(e->agg_cache, 0, sizeof(e->agg_cache));
 	seg_new(e, "", 0);
 }
 
@@ -746,6 +754,7 @@ void eng_end_input(struct engine *e)
 {
 	struct process *p = e->p;
 	struct input *in = &e->inputs[e->ninputs - 1];
+	in->events = e->order - e->input_first_order;
 	account_live(e, p->file_short);
 	for (size_t n = p->agg_first; n < e->naggs; n++) {
 		struct agg *a = &e->aggs[n];
@@ -758,7 +767,15 @@ void eng_end_input(struct engine *e)
 
 static uint32_t alloc_agg(struct engine *e, const struct htr_event *ev)
 {
-	return agg_get(e, ev->stack, ev->site);
+	size_t slot = (ev->stack * 31u + ev->site) & 1023u;
+	if (e->agg_cache[slot].valid && e->agg_cache[slot].stack == ev->stack && e->agg_cache[slot].site == ev->site)
+		return e->agg_cache[slot].agg;
+	uint32_t agg = agg_get(e, ev->stack, ev->site);
+	e->agg_cache[slot].stack = ev->stack;
+	e->agg_cache[slot].site = ev->site;
+	e->agg_cache[slot].agg = agg;
+	e->agg_cache[slot].valid = 1;
+	return agg;
 }
 
 static void on_alloc(struct engine *e, const struct htr_event *ev)
@@ -1097,7 +1114,6 @@ int eng_event(void *ctx, const struct htr_event *ev)
 	default:
 		break; /* THREAD, FORK, TIME carry nothing the results need */
 	}
-	e->inputs[e->ninputs - 1].events++;
 	return 0;
 }
 
