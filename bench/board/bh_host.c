@@ -1,7 +1,7 @@
 /* Host build of the probe harness: the board TLSF heap (BH_TLSF) or the C
  * library's malloc (glibc, as a reference), run under callgrind by bench/run.
- * With --wire (TLSF build only) it prints the board encoders' bytes per
- * event instead. */
+ * The TLSF build also takes --api (the whole board API: heap + binary
+ * encoder) and --wire (the board encoders' bytes per event). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,25 +49,29 @@ void bh_puts(const char *s)
 
 int main(int argc, char **argv)
 {
-	int quick = 0, wire = 0;
+	int quick = 0, wire = 0, api = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--quick") == 0)
 			quick = 1;
 		else if (strcmp(argv[i], "--wire") == 0)
 			wire = 1;
+		else if (strcmp(argv[i], "--api") == 0)
+			api = 1;
 		else {
-			fprintf(stderr, "usage: %s [--quick] [--wire]\n", argv[0]);
+			fprintf(stderr, "usage: %s [--quick] [--wire | --api]\n", argv[0]);
 			return 2;
 		}
 	}
-	if (wire) {
 #ifdef BH_TLSF
+	if (wire)
 		return bh_wire(quick);
+	bh_run(api ? &bh_api_ops : &ops, quick);
 #else
-		fputs("--wire needs the board heap build\n", stderr);
+	if (wire || api) {
+		fputs("--wire and --api need the board heap build\n", stderr);
 		return 2;
-#endif
 	}
 	bh_run(&ops, quick);
+#endif
 	return 0;
 }

@@ -22,6 +22,9 @@ struct bh_heap_ops {
 /* Provided by the platform: one label line out (stdout or the UART). */
 void bh_puts(const char *s);
 
+/* bh_api.c: the board API (heap + binary encoder) as one more heap. */
+extern const struct bh_heap_ops bh_api_ops;
+
 /* Runs every fill state against one heap. quick: two states only. */
 void bh_run(const struct bh_heap_ops *ops, int quick);
 

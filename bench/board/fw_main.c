@@ -86,6 +86,9 @@ int main(void)
 	const struct bh_heap_ops nano_ops = {"nano", nano_reset, malloc, free};
 	bh_run(&tlsf_ops, 0);
 	bh_run(&nano_ops, 0);
+#ifdef BH_FW_API
+	bh_run(&bh_api_ops, 0);
+#endif
 	return 0;
 }
 
