@@ -99,6 +99,7 @@ class TcpSource(TempDirCase):
             port = s.getsockname()[1]
         r = capture("--tcp", f"127.0.0.1:{port}", "-o", self.out, "--connect-timeout", "0.3")
         self.assert_one_line_error(r, f"connection refused by 127.0.0.1:{port}")
+        self.assertFalse(os.path.exists(self.out), "a failed capture leaves no file")
 
     def test_bad_address(self) -> None:
         r = capture("--tcp", "localhost:http", "-o", self.out)
@@ -303,6 +304,7 @@ class FakeStub(threading.Thread):
         self.chunks = list(chunks)
         self.silent = silent
         self.running = False
+        self.detached = False
 
     def target_step(self) -> None:
         if not self.chunks:
@@ -366,6 +368,9 @@ class FakeStub(threading.Thread):
         if payload.startswith(b"m"):
             addr, length = (int(x, 16) for x in payload[1:].split(b","))
             return self.mem.read_memory(addr, length).hex().encode()
+        if payload == b"D":
+            self.detached = True
+            return b"OK"
         if payload.startswith(b"M"):
             head, data = payload[1:].split(b":")
             addr, _ = (int(x, 16) for x in head.split(b","))
@@ -383,6 +388,21 @@ class GdbSource(TempDirCase):
                     "-o", self.out, "--quiet")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.read_out(), b"".join(chunks))
+
+    def test_timeout_detaches_and_keeps_what_it_read(self) -> None:
+        chunks = [bytes((i % 251,)) * 10 for i in range(100000)]
+        stub = FakeStub(chunks)
+        stub.start()
+        start = time.monotonic()
+        r = capture("--gdb", f"127.0.0.1:{stub.port}", "--scan", "0x20000000:0x2000", "--poll", "0.001",
+                    "--timeout", "1.0", "-o", self.out, "--quiet")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertLess(time.monotonic() - start, 8.0)
+        stub.join(5)
+        self.assertTrue(stub.detached, "the target was left halted")
+        got = self.read_out()
+        self.assertGreater(len(got), 0)
+        self.assertEqual(got, b"".join(chunks)[:len(got)])
 
     def test_stub_that_never_answers(self) -> None:
         stub = FakeStub([], silent=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import os
 import sys
 import time
@@ -75,6 +76,9 @@ def run(args: argparse.Namespace, paths: Any) -> int:
     if args.report and args.output == "-":
         raise UsageError("--report needs a capture file, not stdout")
     source = open_source(args)
+    # The first chunk (or the end) comes before the file is made, so that a
+    # source that fails to open (refused, no device, bad ELF) leaves no file.
+    first = next(source, b"")
     out = sys.stdout.buffer if args.output == "-" else None
     total = 0
     try:
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace, paths: Any) -> int:
                 out = open(args.output, "wb")
             except OSError as error:
                 raise HeaptrailError(f"{args.output}: {error.strerror}") from None
-        for chunk in source:
+        for chunk in itertools.chain((first,), source):
             out.write(chunk)
             out.flush()
             total += len(chunk)

@@ -212,6 +212,14 @@ class GdbClient:
         """Resumes the target; its stop reply comes after interrupt()."""
         self._send(b"c")
 
+    def detach(self) -> None:
+        """Lets the target run on without us; quiet if it is gone already."""
+        try:
+            self._send(b"D")
+            self._reply(timeout=1.0)
+        except (HeaptrailError, TargetExited, OSError):
+            pass
+
     def read_memory(self, address: int, length: int) -> bytes:
         out = bytearray()
         while length > 0:

@@ -146,6 +146,7 @@ def from_gdb(address: str, elf: Optional[str], scan: Optional[str], channel: int
         raise UsageError("--gdb needs --elf FIRMWARE or --scan START:LENGTH to find the RTT block")
     client = capture_rsp.GdbClient(host, port, timeout)
     found_by = time.monotonic() + timeout
+    exited = False
     try:
         client.halt_reason()  # also tells us the stub is alive
         while True:
@@ -167,8 +168,12 @@ def from_gdb(address: str, elf: Optional[str], scan: Optional[str], channel: int
             time.sleep(poll)
             client.interrupt()
     except capture_rsp.TargetExited:
+        exited = True
         return
     finally:
+        # Stopped by --timeout, an error or ^C: leave the target running.
+        if not exited:
+            client.detach()
         client.close()
 
 
