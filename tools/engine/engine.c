@@ -571,9 +571,11 @@ static void block_start(struct engine *e, uint64_t ptr, uint64_t size, uint32_t 
 	}
 	e->last_alloc_ptr = ptr;
 	e->last_alloc_agg = agg;
-	struct freed_slot *f = &e->freed[mix64(ptr) & (((size_t)1 << FREED_CACHE_BITS) - 1)];
-	if (f->ptr == ptr)
-		f->ptr = 0;
+	if (p->origin != HTR_ORIGIN_HOST) {
+		struct freed_slot *f = &e->freed[mix64(ptr) & (((size_t)1 << FREED_CACHE_BITS) - 1)];
+		if (f->ptr == ptr)
+			f->ptr = 0;
+	}
 }
 
 static void block_end(struct engine *e, struct block *b, bool temporary_check)
@@ -594,6 +596,10 @@ static void block_end(struct engine *e, struct block *b, bool temporary_check)
 
 static void remember_free(struct engine *e, uint64_t ptr, uint32_t agg, uint32_t stack, uint32_t site)
 {
+	/* Host traces carry the recorder's verdicts with all their stacks;
+	 * only logs that the engine judges itself need the cache. */
+	if (e->p->origin == HTR_ORIGIN_HOST)
+		return;
 	struct freed_slot *f = &e->freed[mix64(ptr) & (((size_t)1 << FREED_CACHE_BITS) - 1)];
 	f->ptr = ptr;
 	f->proc = e->pi;
