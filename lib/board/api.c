@@ -119,12 +119,12 @@ static void *alloc_common(int call, int persist, size_t align, size_t size, cons
 
 void *htr_malloc_at(size_t size, const char *file, int line)
 {
-	return alloc_common(HTR_CALL_MALLOC, 0, 0, size, file, line, HTR_PORT_CALLER());
+	return alloc_common(HTR_ENC_CALL_MALLOC, 0, 0, size, file, line, HTR_PORT_CALLER());
 }
 
 void *htr_persistent_at(size_t size, const char *file, int line)
 {
-	return alloc_common(HTR_CALL_MALLOC, 1, 0, size, file, line, HTR_PORT_CALLER());
+	return alloc_common(HTR_ENC_CALL_MALLOC, 1, 0, size, file, line, HTR_PORT_CALLER());
 }
 
 void *htr_calloc_at(size_t count, size_t size, const char *file, int line)
@@ -133,7 +133,7 @@ void *htr_calloc_at(size_t count, size_t size, const char *file, int line)
 	size_t total = count * size;
 	if (size != 0 && total / size != count)
 		total = (size_t)-1; /* overflow: let the heap refuse it, logged */
-	void *p = alloc_common(HTR_CALL_CALLOC, 0, 0, total, file, line, pc);
+	void *p = alloc_common(HTR_ENC_CALL_CALLOC, 0, 0, total, file, line, pc);
 	if (p != NULL)
 		memset(p, 0, total);
 	return p;
@@ -144,14 +144,14 @@ void *htr_aligned_alloc_at(size_t alignment, size_t size, const char *file, int 
 	uintptr_t pc = HTR_PORT_CALLER();
 	if (alignment == 0)
 		alignment = 3; /* C11 makes 0 invalid: refused like any non-power of two, logged */
-	return alloc_common(HTR_CALL_ALIGNED_ALLOC, 0, alignment, size, file, line, pc);
+	return alloc_common(HTR_ENC_CALL_ALIGNED_ALLOC, 0, alignment, size, file, line, pc);
 }
 
 char *htr_strdup_at(const char *s, const char *file, int line)
 {
 	uintptr_t pc = HTR_PORT_CALLER();
 	size_t n = strlen(s) + 1u;
-	char *p = alloc_common(HTR_CALL_STRDUP, 0, 0, n, file, line, pc);
+	char *p = alloc_common(HTR_ENC_CALL_STRDUP, 0, 0, n, file, line, pc);
 	if (p != NULL)
 		memcpy(p, s, n);
 	return p;
@@ -181,7 +181,7 @@ void *htr_realloc_at(void *ptr, size_t size, const char *file, int line)
 {
 	uintptr_t pc = HTR_PORT_CALLER();
 	if (ptr == NULL)
-		return alloc_common(HTR_CALL_MALLOC, 0, 0, size, file, line, pc);
+		return alloc_common(HTR_ENC_CALL_MALLOC, 0, 0, size, file, line, pc);
 	if (!board.ready)
 		return NULL;
 	struct htr_site site = {file, line, pc};

@@ -10,8 +10,15 @@
 #include <stdint.h>
 
 #include "heaptrail.h"
-#include "heaptrail/trace_format.h"
 #include "transport.h"
+
+/* How a block was made: the values of enum htr_call_kind
+ * (include/heaptrail/trace_format.h), repeated here so that target code stays
+ * C99 (that header needs C11); tests/board/test_wire.c checks they agree. */
+#define HTR_ENC_CALL_MALLOC 1
+#define HTR_ENC_CALL_CALLOC 2
+#define HTR_ENC_CALL_ALIGNED_ALLOC 6
+#define HTR_ENC_CALL_STRDUP 10
 
 struct htr_site {
 	const char *file; /* NULL: unknown */
@@ -28,7 +35,7 @@ struct htr_enc;
 struct htr_enc_ops {
 	void (*init)(struct htr_enc *e, uintptr_t base, size_t size);
 	void (*region)(struct htr_enc *e, uintptr_t base, size_t size);
-	/* call: enum htr_call_kind; ptr NULL: failed */
+	/* call: HTR_ENC_CALL_*; ptr NULL: failed */
 	void (*alloc)(struct htr_enc *e, int call, int persist, const void *ptr, size_t size,
 		      size_t align, const struct htr_site *site);
 	/* status: enum htr_heap_status */

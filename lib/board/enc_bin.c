@@ -130,7 +130,7 @@ static void bin_alloc(struct htr_enc *e, int call, int persist, const void *ptr,
 	struct rec r;
 	int lost;
 	unsigned id = site_id(e, site, &lost);
-	if (persist || call == HTR_CALL_MALLOC) {
+	if (persist || call == HTR_ENC_CALL_MALLOC) {
 		begin(e, &r, persist ? HTR_WIRE_PERSIST : HTR_WIRE_ALLOC);
 	} else {
 		begin(e, &r, HTR_WIRE_EXT);
@@ -140,7 +140,7 @@ static void bin_alloc(struct htr_enc *e, int call, int persist, const void *ptr,
 	put_var(&r, id);
 	put_var(&r, size);
 	put_ptr(e, &r, ptr);
-	if (!persist && call != HTR_CALL_MALLOC)
+	if (!persist && call != HTR_ENC_CALL_MALLOC)
 		put_var(&r, align);
 	if (lost) {
 		htr_enc_lost(e);

@@ -6,14 +6,17 @@
 #include "rtt.h"
 
 #if UINTPTR_MAX == 0xFFFFFFFFu
-/* The tools read this block by offset: pin the 32-bit layout. */
-_Static_assert(offsetof(struct htr_rtt_cb, max_up) == 16, "RTT layout");
-_Static_assert(offsetof(struct htr_rtt_cb, max_down) == 20, "RTT layout");
-_Static_assert(offsetof(struct htr_rtt_cb, up) == 24, "RTT layout");
-_Static_assert(offsetof(struct htr_rtt_cb, down) == 48, "RTT layout");
-_Static_assert(sizeof(struct htr_rtt_buffer) == 24, "RTT layout");
-_Static_assert(offsetof(struct htr_rtt_buffer, wr_off) == 12, "RTT layout");
-_Static_assert(offsetof(struct htr_rtt_buffer, rd_off) == 16, "RTT layout");
+/* The tools read this block by offset: pin the 32-bit layout. A negative
+ * array size stops the build (C99 has no _Static_assert). */
+typedef char htr_rtt_layout_check[(offsetof(struct htr_rtt_cb, max_up) == 16 &&
+				   offsetof(struct htr_rtt_cb, max_down) == 20 &&
+				   offsetof(struct htr_rtt_cb, up) == 24 &&
+				   offsetof(struct htr_rtt_cb, down) == 48 &&
+				   sizeof(struct htr_rtt_buffer) == 24 &&
+				   offsetof(struct htr_rtt_buffer, size) == 8 &&
+				   offsetof(struct htr_rtt_buffer, wr_off) == 12 &&
+				   offsetof(struct htr_rtt_buffer, rd_off) == 16 &&
+				   offsetof(struct htr_rtt_buffer, flags) == 20) ? 1 : -1];
 #endif
 
 struct htr_rtt_cb _SEGGER_RTT;
