@@ -44,6 +44,9 @@ def _blocks(n: int) -> str:
 
 def _stack_lines(stack: Sequence[Frame], site: Optional[str], indent: str = "    ") -> list[str]:
     lines: list[str] = []
+    if site and len(stack) == 1 and not (stack[0].function or stack[0].file):
+        # A board's caller PC with no ELF to read: it names the same place.
+        return [f"{indent}at {site} (pc {stack[0].addr})"]
     if site:
         lines.append(f"{indent}at {site}")
     for i, f in enumerate(stack[:MAX_FRAMES]):
