@@ -142,8 +142,11 @@ void htr_note_alloc(uint8_t call, void *p, size_t size, size_t alignment, const 
 	struct htr_live_entry e = { .ptr = (uint64_t)(uintptr_t)p, .size = size, .call = call };
 	if (!htr_recording() || t->busy) {
 		if (p != NULL) {
+			/* busy while a shard lock is held: see atfork_prepare */
+			t->busy++;
 			e.flags = HTR_LIVE_UNTRACED;
 			htr_live_insert(&e);
+			t->busy--;
 		}
 		return;
 	}
@@ -200,7 +203,9 @@ void htr_do_free(uint8_t call, void *ptr, const char *file, int line)
 	if (!htr_recording() || t->busy) {
 		/* Not checking: the recorder's own frees, and anything before the
 		 * trace starts or after it ended. */
+		t->busy++;
 		htr_live_remove(p, &e, &f, false, 0, 0, 0);
+		t->busy--;
 		htr_real.free(ptr);
 		errno = saved_errno;
 		return;
@@ -271,9 +276,11 @@ void *htr_do_realloc(uint8_t call, void *ptr, size_t size, const char *file, int
 	}
 	if (!htr_recording() || t->busy) {
 		enum htr_live_result found = HTR_LIVE_UNKNOWN;
+		t->busy++;
 		if (ptr != NULL)
 			found = htr_live_remove(p, &e, &f, false, 0, 0, 0);
 		void *n = htr_real.realloc(ptr, size);
+		int saved_errno = errno;
 		if (n != NULL) {
 			struct htr_live_entry ne = { .ptr = (uint64_t)(uintptr_t)n, .size = size,
 						     .call = call, .flags = HTR_LIVE_UNTRACED };
@@ -281,6 +288,8 @@ void *htr_do_realloc(uint8_t call, void *ptr, size_t size, const char *file, int
 		} else if (found == HTR_LIVE_FOUND && size != 0) {
 			htr_live_insert(&e);
 		}
+		t->busy--;
+		errno = saved_errno;
 		return n;
 	}
 

@@ -101,22 +101,35 @@ static void begin_trace(void)
 
 void htr_tracefile_fork_prepare(void);
 void htr_tracefile_fork_parent(void);
+void htr_tracefile_forget_lock(void);
 
 /* The FORK record's seq must be known before the child exists (the child's
  * header carries it), but its child_pid only after. So the slot is reserved
  * here, in the last prepare handler to run, and filled after fork returns. */
+/* Whether prepare took the recorder's locks. It does not when fork() runs
+ * in a signal handler that interrupted the recorder on this thread: that
+ * thread may hold one of them, and waiting for it would hang for ever
+ * (glibc itself allows fork from a signal handler in a single-threaded
+ * process). The child resets the locks either way; the interrupted code
+ * finishes its update when the handler returns. */
+static bool locked_for_fork;
+
 static void atfork_prepare(void)
 {
 	struct htr_thread *t = &htr_self;
 	t->fork_slot = NULL;
 	t->fork_seq = 0;
-	if (htr_recording() && !t->busy) {
+	locked_for_fork = false;
+	if (t->busy)
+		return;
+	if (htr_recording()) {
 		t->busy++;
 		htr_thread_attach(t);
 		t->fork_slot = htr_writer_reserve(&t->w, sizeof(struct htr_rec_fork));
 		t->fork_seq = htr_next_seq();
 		t->busy--;
 	}
+	locked_for_fork = true;
 	htr_modules_fork_prepare();
 	htr_sites_fork_prepare();
 	htr_stacks_fork_prepare();
@@ -138,11 +151,13 @@ static void fill_fork(struct htr_thread *t, uint64_t child)
 
 static void atfork_parent(void)
 {
-	htr_tracefile_fork_parent();
-	htr_live_fork_parent();
-	htr_stacks_fork_parent();
-	htr_sites_fork_parent();
-	htr_modules_fork_parent();
+	if (locked_for_fork) {
+		htr_tracefile_fork_parent();
+		htr_live_fork_parent();
+		htr_stacks_fork_parent();
+		htr_sites_fork_parent();
+		htr_modules_fork_parent();
+	}
 	struct htr_thread *t = &htr_self;
 	/* Not through our fork() (daemon() calls libc's internal one): the
 	 * child's pid is unknown here. */
@@ -152,12 +167,21 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
-	htr_tracefile_fork_parent();
+	htr_tracefile_forget_lock();
 	htr_live_fork_child();
 	htr_stacks_fork_child();
 	htr_sites_fork_child();
 	htr_modules_fork_child();
 	struct htr_thread *t = &htr_self;
+	if (!locked_for_fork) {
+		/* Forked from a signal handler that interrupted the recorder: the
+		 * interrupted code will finish writing its record into the shared
+		 * page when the handler returns (the same bytes the parent
+		 * writes), so the mapping must stay. This child runs untraced. */
+		if (htr_recording())
+			__atomic_store_n(&htr_state, HTR_ST_OFF, __ATOMIC_RELEASE);
+		return;
+	}
 	bool was_on = htr_recording();
 	uint64_t fork_seq = t->fork_seq;
 	uint32_t parent = htr_tracefile_header() ? htr_tracefile_header()->pid : (uint32_t)getppid();

@@ -362,6 +362,37 @@ class ForkExecTest(unittest.TestCase):
         self.assertTrue(t.summary["clean_exit"])
 
 
+class ForkStressTest(unittest.TestCase):
+    def test_fork_while_threads_allocate(self) -> None:
+        r = lib.run([lib.program("forkstress"), "threads"], timeout=60)
+        self.assertEqual((r.returncode, r.stdout), (0, "forked 50\n"), r.stderr)
+        traces = [lib.read_trace(p) for p in r.traces]
+        children = [t for t in traces if t.header["flags"] == 1]
+        self.assertEqual(len(children), 50)
+        for child in children:
+            self.assertEqual([e["size"] for e in child.of_type("alloc") if e["size"] == 9100], [9100])
+            self.assertTrue(child.summary["clean_exit"])
+        parent = next(t for t in traces if t.header["flags"] == 0)
+        self.assertEqual(sorted(e["tid"] for e in parent.of_type("fork")),
+                         sorted(t.header["pid"] for t in children))
+        self.assertTrue(parent.summary["clean_exit"])
+        self.assertEqual(parent.of_type("misuse"), [])
+
+    def test_fork_from_signal_handler_never_hangs(self) -> None:
+        r = lib.run([lib.program("forkstress"), "signal"], timeout=60)
+        self.assertEqual((r.returncode, r.stdout), (0, "forked from handler\n"), r.stderr)
+        traces = [lib.read_trace(p) for p in r.traces]
+        parent = next(t for t in traces if t.header["flags"] == 0)
+        self.assertTrue(parent.summary["clean_exit"])
+        self.assertEqual(parent.of_type("misuse"), [])
+        # A fork that interrupted the recorder itself leaves its child
+        # untraced (and no FORK record); every other child has a trace.
+        children = [t for t in traces if t.header["flags"] == 1]
+        self.assertGreater(len(children), 0)
+        self.assertEqual(sorted(e["seq"] for e in parent.of_type("fork")),
+                         sorted(t.header["fork_seq"] for t in children))
+
+
 class DlopenTest(unittest.TestCase):
     def test_plugin_allocation_and_module_map(self) -> None:
         r = lib.run([lib.program("loader"), lib.PLUGIN])
