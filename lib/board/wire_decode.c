@@ -127,6 +127,33 @@ static uint32_t site_of(const struct htr_wire_decoder *dec, uint64_t id)
 	return id < HTR_WIRE_MAX_SITE_IDS ? dec->site_map[id] : 0;
 }
 
+static uint32_t stack_of(const struct htr_wire_decoder *dec, uint64_t id)
+{
+	return id < HTR_WIRE_MAX_SITE_IDS ? dec->stack_map[id] : 0;
+}
+
+/* The stack id of a caller PC: one per distinct PC, defined (a STACK event)
+ * the first time it is seen, so the engine groups by caller. */
+static uint32_t intern_pc(struct htr_wire_decoder *dec, uint64_t pc, int *fresh)
+{
+	uint32_t h = (uint32_t)((pc * 0x9E3779B97F4A7C15ull) >> 40) & (HTR_WIRE_MAX_PCS - 1u);
+	*fresh = 0;
+	for (uint32_t probe = 0; probe < HTR_WIRE_MAX_PCS; probe++) {
+		uint32_t i = (h + probe) & (HTR_WIRE_MAX_PCS - 1u);
+		if (dec->pcs[i].id != 0 && dec->pcs[i].pc == pc)
+			return dec->pcs[i].id;
+		if (dec->pcs[i].id == 0) {
+			dec->pcs[i].pc = pc;
+			dec->pcs[i].id = ++dec->next_stack;
+			*fresh = 1;
+			return dec->pcs[i].id;
+		}
+	}
+	/* Table full (over a thousand call sites): a new id each time. */
+	*fresh = 1;
+	return ++dec->next_stack;
+}
+
 static void do_site(struct htr_wire_decoder *dec, struct cursor *c)
 {
 	uint64_t id = get(c), line = get(c), pc = get(c);
@@ -139,20 +166,23 @@ static void do_site(struct htr_wire_decoder *dec, struct cursor *c)
 	char file[HTR_WIRE_FILE_MAX + 1u];
 	memcpy(file, c->b + c->pos, flen);
 	file[flen] = '\0';
-	uint32_t eid = ++dec->next_id;
-	dec->site_map[id] = eid;
+	uint32_t site = ++dec->next_site;
+	int fresh;
+	uint32_t stack = intern_pc(dec, pc, &fresh);
+	dec->site_map[id] = site;
+	dec->stack_map[id] = stack;
 	struct htr_event ev;
 	event_init(dec, &ev, HTR_EV_SITE);
 	ev.seq = 0;
-	ev.id = eid;
+	ev.id = site;
 	ev.text = file;
 	ev.line = (uint32_t)line;
-	if (emit(dec, &ev) != 0)
+	if (emit(dec, &ev) != 0 || !fresh)
 		return;
 	uint64_t frame = pc;
 	event_init(dec, &ev, HTR_EV_STACK);
 	ev.seq = 0;
-	ev.id = eid;
+	ev.id = stack;
 	ev.depth = 1;
 	ev.frames = &frame;
 	emit(dec, &ev);
@@ -174,14 +204,16 @@ static void do_alloc(struct htr_wire_decoder *dec, struct cursor *c, int ext, in
 	ev.call = call;
 	ev.ptr = ptr;
 	ev.size = size;
-	ev.site = ev.stack = site_of(dec, site);
+	ev.site = site_of(dec, site);
+	ev.stack = stack_of(dec, site);
 	ev.alignment = (uint32_t)align;
 	if (emit(dec, &ev) != 0 || !persist || ptr == 0)
 		return;
 	event_init(dec, &ev, HTR_EV_PERSIST);
 	ev.ptr = ptr;
 	ev.size = size;
-	ev.site = ev.stack = site_of(dec, site);
+	ev.site = site_of(dec, site);
+	ev.stack = stack_of(dec, site);
 	emit(dec, &ev);
 }
 
@@ -196,7 +228,8 @@ static void do_free(struct htr_wire_decoder *dec, struct cursor *c)
 	event_init(dec, &ev, HTR_EV_FREE);
 	ev.call = HTR_CALL_FREE;
 	ev.ptr = ptr;
-	ev.site = ev.stack = site_of(dec, site);
+	ev.site = site_of(dec, site);
+	ev.stack = stack_of(dec, site);
 	emit(dec, &ev);
 }
 
@@ -214,7 +247,8 @@ static void do_realloc(struct htr_wire_decoder *dec, struct cursor *c)
 	ev.ptr = old_ptr;
 	ev.ptr2 = new_ptr;
 	ev.size = size;
-	ev.site = ev.stack = site_of(dec, site);
+	ev.site = site_of(dec, site);
+	ev.stack = stack_of(dec, site);
 	emit(dec, &ev);
 }
 
@@ -280,6 +314,7 @@ static void do_ext(struct htr_wire_decoder *dec, struct cursor *c)
 		dec->region_count = 0;
 		add_region(dec, base, size);
 		memset(dec->site_map, 0, sizeof(dec->site_map));
+		memset(dec->stack_map, 0, sizeof(dec->stack_map));
 		event_init(dec, &ev, HTR_EV_HEAP_INIT);
 		ev.ptr = base;
 		ev.size = size;
@@ -329,7 +364,8 @@ static void do_ext(struct htr_wire_decoder *dec, struct cursor *c)
 		ev.kind = kind == 1 ? HTR_MISUSE_DOUBLE_FREE : HTR_MISUSE_INVALID_FREE;
 		ev.call = HTR_CALL_FREE;
 		ev.ptr = addr;
-		ev.site = ev.stack = site_of(dec, site);
+		ev.site = site_of(dec, site);
+		ev.stack = stack_of(dec, site);
 		emit(dec, &ev);
 		return;
 	}

@@ -13,6 +13,7 @@
 
 #define HTR_WIRE_MAX_SITE_IDS 256u
 #define HTR_WIRE_MAX_REGIONS 8u
+#define HTR_WIRE_MAX_PCS 1024u /* a power of two */
 
 enum htr_wire_loss_kind {
 	HTR_WIRE_LOSS_GAP = 1,        /* the sequence numbers skipped */
@@ -39,8 +40,14 @@ struct htr_wire_decoder {
 		uint64_t base, size;
 	} regions[HTR_WIRE_MAX_REGIONS];
 	unsigned region_count;
-	uint32_t next_id;      /* engine site/stack ids handed out */
-	uint32_t site_map[HTR_WIRE_MAX_SITE_IDS]; /* wire site id -> engine id, 0: unknown */
+	uint32_t next_site;    /* engine site ids handed out */
+	uint32_t next_stack;   /* engine stack ids handed out */
+	uint32_t site_map[HTR_WIRE_MAX_SITE_IDS];  /* wire site id -> engine site id, 0: unknown */
+	uint32_t stack_map[HTR_WIRE_MAX_SITE_IDS]; /* wire site id -> engine stack id */
+	struct {
+		uint64_t pc;
+		uint32_t id;
+	} pcs[HTR_WIRE_MAX_PCS]; /* caller PCs interned as 1-frame stacks */
 	struct htr_heap_stats stats;
 	/* Totals, for tools and tests. */
 	uint64_t records, bad_frames, lost;

@@ -72,14 +72,16 @@ static size_t nev;
 static struct {
 	char file[64];
 	uint32_t line;
-	uint64_t pc;
 } sites[1024];
+static uint64_t stack_pc[1024];
+static unsigned stack_defs;
 
 static int sink(void *ctx, const struct htr_event *e)
 {
 	(void)ctx;
 	if (e->type == HTR_EV_SITE) {
 		assert_true(e->id < 1024);
+		assert_int_equal(e->seq, 0);
 		snprintf(sites[e->id].file, sizeof(sites[0].file), "%s", e->text);
 		sites[e->id].line = e->line;
 		return 0;
@@ -87,7 +89,10 @@ static int sink(void *ctx, const struct htr_event *e)
 	if (e->type == HTR_EV_STACK) {
 		assert_true(e->id < 1024);
 		assert_int_equal(e->depth, 1);
-		sites[e->id].pc = e->frames[0];
+		/* Each stack id is defined once. */
+		assert_int_equal(stack_pc[e->id], 0);
+		stack_pc[e->id] = e->frames[0];
+		stack_defs++;
 		return 0;
 	}
 	assert_true(nev < 8192);
@@ -104,10 +109,10 @@ static int sink(void *ctx, const struct htr_event *e)
 	v->offset = e->offset;
 	v->alignment = e->alignment;
 	if (e->site != 0) {
-		assert_int_equal(e->site, e->stack);
 		memcpy(v->file, sites[e->site].file, sizeof(v->file));
 		v->line = sites[e->site].line;
-		v->pc = sites[e->site].pc;
+		assert_true(e->stack != 0);
+		v->pc = stack_pc[e->stack];
 	}
 	if (e->text != NULL)
 		snprintf(v->text, sizeof(v->text), "%s", e->text);
@@ -120,7 +125,9 @@ static void decode(const uint8_t *buf, size_t len, size_t chunk)
 {
 	static struct htr_wire_decoder dec;
 	nev = 0;
+	stack_defs = 0;
 	memset(sites, 0, sizeof(sites));
+	memset(stack_pc, 0, sizeof(stack_pc));
 	htr_wire_decoder_init(&dec, sink, NULL);
 	for (size_t i = 0; i < len; i += chunk)
 		assert_int_equal(htr_wire_decoder_feed(&dec, buf + i, len - i < chunk ? len - i : chunk), 0);
@@ -425,6 +432,19 @@ static void test_binary_round_trip(void **state)
 	assert_int_equal(e->stats.heap_size, sizeof(arena));
 	assert_int_equal(i, nev);
 	assert_int_equal(count_type(HTR_EV_LOSS) + count_type(HTR_EV_BAD_INPUT), 0);
+	/* One 1-frame stack per distinct caller PC. */
+	uint64_t pcs[64];
+	unsigned npcs = 0;
+	for (size_t k = 0; k < nev; k++) {
+		if (evs[k].pc == 0)
+			continue;
+		unsigned j = 0;
+		while (j < npcs && pcs[j] != evs[k].pc)
+			j++;
+		if (j == npcs)
+			pcs[npcs++] = evs[k].pc;
+	}
+	assert_int_equal(stack_defs, npcs);
 	/* Sequence numbers rise by one per record, definitions included. */
 	for (size_t k = 1; k < nev; k++)
 		assert_true(evs[k].seq >= evs[k - 1].seq);

@@ -17,15 +17,16 @@
 struct names {
 	char *file[MAX_IDS];
 	uint32_t line[MAX_IDS];
-	uint64_t pc[MAX_IDS];
+	uint64_t stack_pc[MAX_IDS];
 };
 
-static void site(const struct names *n, uint32_t id)
+static void site(const struct names *n, uint32_t id, uint32_t stack)
 {
+	uint64_t pc = stack < MAX_IDS ? n->stack_pc[stack] : 0;
 	if (id == 0 || id >= MAX_IDS || n->file[id] == NULL)
-		printf(" ?:0 pc=0x0");
+		printf(" ?:0 pc=0x%" PRIx64, pc);
 	else
-		printf(" %s:%" PRIu32 " pc=0x%" PRIx64, n->file[id], n->line[id], n->pc[id]);
+		printf(" %s:%" PRIu32 " pc=0x%" PRIx64, n->file[id], n->line[id], pc);
 }
 
 static int sink(void *ctx, const struct htr_event *ev)
@@ -41,28 +42,28 @@ static int sink(void *ctx, const struct htr_event *ev)
 		return 0;
 	case HTR_EV_STACK:
 		if (ev->id < MAX_IDS && ev->depth == 1)
-			n->pc[ev->id] = ev->frames[0];
+			n->stack_pc[ev->id] = ev->frames[0];
 		return 0;
 	case HTR_EV_ALLOC:
 		printf("alloc %" PRIu64 " 0x%" PRIx64, ev->size, ev->ptr);
-		site(n, ev->site);
+		site(n, ev->site, ev->stack);
 		printf(" call=%u align=%" PRIu32, ev->call, ev->alignment);
 		break;
 	case HTR_EV_PERSIST:
 		printf("persist %" PRIu64 " 0x%" PRIx64, ev->size, ev->ptr);
-		site(n, ev->site);
+		site(n, ev->site, ev->stack);
 		break;
 	case HTR_EV_FREE:
 		printf("free 0x%" PRIx64, ev->ptr);
-		site(n, ev->site);
+		site(n, ev->site, ev->stack);
 		break;
 	case HTR_EV_REALLOC:
 		printf("realloc 0x%" PRIx64 " 0x%" PRIx64 " %" PRIu64, ev->ptr, ev->ptr2, ev->size);
-		site(n, ev->site);
+		site(n, ev->site, ev->stack);
 		break;
 	case HTR_EV_MISUSE:
 		printf("misuse %s 0x%" PRIx64, ev->kind == HTR_MISUSE_DOUBLE_FREE ? "double" : "invalid", ev->ptr);
-		site(n, ev->site);
+		site(n, ev->site, ev->stack);
 		break;
 	case HTR_EV_MARKER:
 		printf("mark %s", ev->text);
