@@ -310,6 +310,34 @@ class ThreadsTest(unittest.TestCase):
         self.assertEqual(t.misuse if hasattr(t, "misuse") else t.of_type("misuse"), [])
 
 
+class OrderingTest(unittest.TestCase):
+    def test_address_reuse_across_threads_sorts_free_first(self) -> None:
+        r = lib.run([lib.program("handoff")])
+        self.assertEqual((r.returncode, r.stdout), (0, "handoff done\n"), r.stderr)
+        t = r.trace()
+        self.assertEqual(t.summary["lost"], 0)
+        ours = [e for e in t.events if e["type"] in ("alloc", "free")
+                and (e["type"] == "free" or 64 <= e["size"] <= 112)]
+        live: set[str] = set()
+        allocs = frees = 0
+        cross_thread = 0
+        owner: dict[str, int] = {}
+        for e in ours:  # events come in seq order
+            if e["type"] == "alloc":
+                self.assertNotIn(e["ptr"], live, f"alloc of a live address at seq {e['seq']}")
+                live.add(e["ptr"])
+                owner[e["ptr"]] = e["thread"]
+                allocs += 1
+            elif e["ptr"] in live:
+                live.remove(e["ptr"])
+                frees += 1
+                cross_thread += owner[e["ptr"]] != e["thread"]
+        self.assertEqual(allocs, 4 * 20000)
+        self.assertEqual(frees, 4 * 20000)
+        self.assertGreater(cross_thread, 20)  # the test did hand blocks over
+        self.assertEqual(t.of_type("misuse"), [])
+
+
 class ForkExecTest(unittest.TestCase):
     def test_fork_child_gets_own_trace(self) -> None:
         r = lib.run([lib.program("forker")])
