@@ -287,6 +287,9 @@ class Rtt(unittest.TestCase):
         with self.assertRaisesRegex(InputError, "corrupt"):
             capture_rtt.drain(mem, 0x20000100, 0)
         self.assertEqual(capture_rtt.find_id(bytes(mem.mem), mem.base), 0x20000100)
+        rtt_block(mem, 0x20000100, 0x20000800, 64, 3, 0)
+        with self.assertRaisesRegex(InputError, "1 up channel"):
+            capture_rtt.drain(mem, 0x20000100, 1)
 
 
 class FakeStub(threading.Thread):

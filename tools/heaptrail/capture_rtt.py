@@ -75,8 +75,11 @@ def find_id(memory: bytes, base: int) -> Optional[int]:
 def drain(mem: Memory, cb_address: int, index: int) -> bytes:
     """Reads what channel ``index`` holds and releases it to the target."""
     header = mem.read_memory(cb_address, HEADER_SIZE + (index + 1) * DESC_SIZE)
-    if parse_header(header) is None:
+    counts = parse_header(header)
+    if counts is None:
         return b""
+    if index >= counts[0]:
+        raise InputError(f"the RTT block has {counts[0]} up channel(s): no channel {index}")
     ch = parse_channel(cb_address, header, index)
     data = bytearray()
     for off, length in pending_pieces(ch.size, ch.wr_off, ch.rd_off):
