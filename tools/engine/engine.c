@@ -63,6 +63,11 @@ static inline uint64_t mix64(uint64_t x)
 
 enum { BLK_PERSISTENT = 1 };
 
+/* valground keeps a failed allocation (ptr 0x0) in its table like any
+ * block; in compatibility mode it lives in ours under this key, which no
+ * allocator returns. */
+#define FAILED_KEY UINT64_MAX
+
 struct block {
 	uint64_t ptr; /* 0: empty slot (failed allocations are never live) */
 	uint64_t size;
@@ -309,6 +314,8 @@ struct engine {
 	uint64_t last_seq, last_time;
 	uint64_t last_alloc_ptr;
 	uint32_t last_alloc_agg;
+	bool vg_compat;
+	char *test_name; /* the last pytest test id: the next heap's name */
 
 	/* totals */
 	uint64_t allocations, frees, reallocs, failed, total_bytes, temporary;
@@ -648,7 +655,7 @@ static void judge_unknown_free(struct engine *e, const struct htr_event *ev)
 	fe.seg = e->cur_seg;
 	fe.stack = ev->stack;
 	fe.site = ev->site;
-	fe.ptr = ev->ptr;
+	fe.ptr = ev->ptr == FAILED_KEY ? 0 : ev->ptr;
 	fe.offset = ev->offset;
 	fe.seq = ev->seq;
 	fe.call = ev->call;
@@ -689,12 +696,13 @@ static void account_live(struct engine *e, bool all_unknown)
 		} else {
 			a->leaked_blocks++;
 			a->leaked_bytes += b->size;
+			uint64_t shown = b->ptr == FAILED_KEY ? 0 : b->ptr;
 			if (a->naddrs < MAX_ADDRS)
-				a->addrs[a->naddrs++] = b->ptr;
+				a->addrs[a->naddrs++] = shown;
 			l->blocks++;
 			l->bytes += b->size;
 			if (l->naddrs < MAX_ADDRS)
-				l->addrs[l->naddrs++] = b->ptr;
+				l->addrs[l->naddrs++] = shown;
 		}
 		agg_touch(e, a);
 		a->live_blocks--;
@@ -734,6 +742,9 @@ void eng_begin_input(struct engine *e, const char *path, const char *format, int
 	e->last_alloc_ptr = 0;
 	e->have_heap = false;
 	e->input_first_order = e->order;
+	free(e->test_name);
+	e->test_name = NULL;
+	e->vg_compat = false;
 	memset(e->agg_cache, 0, sizeof(e->agg_cache));
 	seg_new(e, "", 0);
 }
@@ -746,6 +757,11 @@ void eng_set_format(struct engine *e, const char *format)
 	/* Caller PCs in board lines are Thumb addresses in the firmware. */
 	if (strcmp(format, "board-text") == 0)
 		e->p->origin = HTR_ORIGIN_BOARD;
+}
+
+void eng_set_valground_compat(struct engine *e, bool on)
+{
+	e->vg_compat = on;
 }
 
 void eng_set_process(struct engine *e, uint64_t pid, uint64_t ppid, uint64_t parent_pid, bool fork_child)
@@ -784,18 +800,48 @@ static uint32_t alloc_agg(struct engine *e, const struct htr_event *ev)
 	return agg;
 }
 
+/* valground adds a failed allocation to its table under 0x0 and to its
+ * running total; a second one replaces the table entry but its bytes stay
+ * counted until the heap ends. */
+static void vg_failed_alloc(struct engine *e, uint64_t size, uint32_t agg)
+{
+	struct block *old = live_find(&e->live, FAILED_KEY);
+	if (old) {
+		struct agg *o = &e->aggs[old->agg];
+		agg_touch(e, o);
+		o->live_blocks--;
+		o->live_bytes -= old->size;
+		/* p->cur_bytes keeps the old bytes, as valground's total does */
+		e->p->cur_blocks--;
+		live_remove(&e->live, old);
+	}
+	block_start(e, FAILED_KEY, size, agg);
+	e->last_alloc_ptr = 0;
+}
+
 static void on_alloc(struct engine *e, const struct htr_event *ev)
 {
 	uint32_t agg = alloc_agg(e, ev);
 	count_alloc(e, agg, ev->size, ev->ptr == 0);
 	if (ev->ptr != 0)
 		block_start(e, ev->ptr, ev->size, agg);
+	else if (e->vg_compat)
+		vg_failed_alloc(e, ev->size, agg);
 	timeline_note(e);
 }
 
 static void on_free(struct engine *e, const struct htr_event *ev)
 {
-	struct block *b = ev->ptr ? live_find(&e->live, ev->ptr) : NULL;
+	uint64_t key = ev->ptr == 0 && e->vg_compat ? FAILED_KEY : ev->ptr;
+	struct block *b = key ? live_find(&e->live, key) : NULL;
+	if (b == NULL && key == FAILED_KEY) {
+		/* valground: a free of 0x0 with no failed allocation to match
+		 * is a free of something never allocated. */
+		struct htr_event bad = *ev;
+		bad.ptr = FAILED_KEY;
+		judge_unknown_free(e, &bad);
+		return;
+	}
 	if (b == NULL) {
 		if (e->p->origin == HTR_ORIGIN_HOST) {
 			/* Allocated before tracing or inherited over fork: the
@@ -812,7 +858,7 @@ static void on_free(struct engine *e, const struct htr_event *ev)
 	uint32_t agg = b->agg;
 	block_end(e, b, true);
 	e->last_alloc_ptr = 0;
-	remember_free(e, ev->ptr, agg, ev->stack, ev->site);
+	remember_free(e, key, agg, ev->stack, ev->site);
 	timeline_note(e);
 }
 
@@ -1031,7 +1077,14 @@ int eng_event(void *ctx, const struct htr_event *ev)
 		break;
 	}
 	case HTR_EV_MARKER:
-		seg_new(e, ev->text ? ev->text : "", ev->kind == ENG_MARK_TEST ? 1 : 2);
+		if (ev->kind == ENG_MARK_TEST) {
+			/* valground: a test id names the heap its next init
+			 * starts; it does not end the current one. */
+			free(e->test_name);
+			e->test_name = xstrdup(ev->text ? ev->text : "");
+			break;
+		}
+		seg_new(e, ev->text ? ev->text : "", 2);
 		break;
 	case HTR_EV_HEAP_INIT: {
 		account_live(e, false);
@@ -1045,10 +1098,15 @@ int eng_event(void *ctx, const struct htr_event *ev)
 			 * started): the new heap belongs to that segment. */
 			cur->heap_base = ev->ptr;
 			cur->heap_size = ev->size;
+			cur->peak_bytes = 0;
+			if (e->test_name && cur->kind != 2) {
+				free(cur->name);
+				cur->name = xstrdup(e->test_name);
+			}
 			if (cur->kind == 0)
 				cur->kind = 3;
 		} else {
-			char *keep = xstrdup(cur->name);
+			char *keep = xstrdup(e->test_name ? e->test_name : cur->name);
 			seg_new(e, keep, 3);
 			free(keep);
 		}
@@ -1433,13 +1491,20 @@ void eng_write_json(struct engine *e, FILE *o)
 
 	fputs("],\n\"heap\":", o);
 	if (e->have_heap || e->have_check) {
-		uint64_t seg_peak = 0, size = e->heap_size;
-		for (size_t s = 0; s < e->nsegs; s++)
-			if (e->segs[s].heap_size && e->segs[s].peak_bytes > seg_peak)
-				seg_peak = e->segs[s].peak_bytes;
-		fprintf(o, "{\"base\":\"0x%" PRIx64 "\",\"size\":%" PRIu64 ",\"peak_bytes\":%" PRIu64 ",\"checks\":%" PRIu64
-			",\"check_mismatches\":%" PRIu64,
-			e->heap_base, size, seg_peak, e->checks, e->check_mismatches);
+		/* The fullest heap: heaps of different sizes compare by share. */
+		uint64_t seg_peak = 0, size = e->heap_size, seg_size = 0;
+		for (size_t s = 0; s < e->nsegs; s++) {
+			const struct segment *g = &e->segs[s];
+			if (g->heap_size == 0)
+				continue;
+			if (seg_size == 0 || (double)g->peak_bytes / (double)g->heap_size > (double)seg_peak / (double)seg_size) {
+				seg_peak = g->peak_bytes;
+				seg_size = g->heap_size;
+			}
+		}
+		fprintf(o, "{\"base\":\"0x%" PRIx64 "\",\"size\":%" PRIu64 ",\"peak_bytes\":%" PRIu64 ",\"peak_heap_size\":%" PRIu64
+			",\"checks\":%" PRIu64 ",\"check_mismatches\":%" PRIu64,
+			e->heap_base, size, seg_peak, seg_size ? seg_size : size, e->checks, e->check_mismatches);
 		if (e->have_check) {
 			const struct htr_heap_stats *c = &e->check;
 			fprintf(o,

@@ -16,7 +16,7 @@
 /* HTR_EV_MARKER kinds used by the text parsers (event.h leaves kind free). */
 enum eng_marker_kind {
 	ENG_MARK_USER = 0, /* htr_mark() or ==HT mark */
-	ENG_MARK_TEST = 1, /* a pytest test-name line: valground's test boundary */
+	ENG_MARK_TEST = 1, /* a pytest test-name line: names the next heap (init), as valground does */
 };
 
 struct engine;
@@ -31,6 +31,9 @@ void eng_begin_input(struct engine *e, const char *path, const char *format, int
 void eng_set_format(struct engine *e, const char *format);
 void eng_set_process(struct engine *e, uint64_t pid, uint64_t ppid, uint64_t parent_pid, bool fork_child);
 void eng_end_input(struct engine *e);
+/* Speculos lines ("seproxyhal: printf: ==MP ...") are what valground reads:
+ * for them, count a failed allocation (ptr 0x0) the way valground does. */
+void eng_set_valground_compat(struct engine *e, bool on);
 
 int eng_event(void *ctx, const struct htr_event *ev);
 

@@ -360,11 +360,14 @@ def build_report(data: dict[str, Any], sym: Optional[Symbolizer] = None) -> Repo
     h = data.get("heap")
     if h:
         size = h.get("size") or 0
+        peak_size = h.get("peak_heap_size") or size
         heap = {
             "base": h.get("base"),
             "size": size or None,
             "peak_bytes": h.get("peak_bytes"),
-            "peak_percent": round(h["peak_bytes"] * 100.0 / size, 2) if size else None,
+            "peak_heap_size": peak_size or None,
+            # of the heap that was fullest (heaps may differ in size)
+            "peak_percent": round(h["peak_bytes"] * 100.0 / peak_size, 2) if peak_size else None,
             "free": h.get("free"),
             "largest_free": h.get("largest_free"),
             "free_blocks": h.get("free_blocks"),

@@ -96,7 +96,8 @@ def render(report: Report, quiet: bool = False, colour: bool = False) -> str:
         out.append(f"  failed allocations: {s['failed_allocations']:,}")
     out.append(f"  peak: {human(s['peak_bytes'])}")
     if report.heap and report.heap.get("size"):
-        out.append(f"  heap: {human(report.heap['size'])}, peak {report.heap['peak_percent']}% full")
+        h = report.heap
+        out.append(f"  heap: fullest at {human(h['peak_bytes'])} of {human(h['peak_heap_size'])} ({h['peak_percent']}% full)")
     out.append(f"  definitely lost: {human(s['leaked_bytes'])} in {_blocks(s['leaked_blocks'])} ({s['leak_sites']} sites)")
     if s["unknown_blocks"]:
         out.append(f"  unknown (free may be in lost data): {human(s['unknown_bytes'])} in {_blocks(s['unknown_blocks'])}")
