@@ -134,6 +134,56 @@ int htr_stats_fill(struct htr_heap_stats *out)
 	return 0;
 }
 
+/* realloc and seq order. realloc's one seq is taken after libc returns (an
+ * allocation's rule), but libc may free the old block inside the call and
+ * hand its address to another thread, whose ALLOC must sort after the
+ * REALLOC that ended it. So the old address stays in this small set from
+ * before the call until the REALLOC has its seq, and an allocation that
+ * got an address in the set waits for it to leave before taking its seq.
+ * The set is almost always empty: then the cost is one load. */
+#define PENDING_SLOTS 64u
+static uint32_t pending_count;
+static uint64_t pending[PENDING_SLOTS];
+
+static int pending_add(uint64_t addr)
+{
+	__atomic_add_fetch(&pending_count, 1, __ATOMIC_SEQ_CST);
+	for (unsigned i = 0; i < PENDING_SLOTS; i++) {
+		uint64_t expected = 0;
+		if (__atomic_compare_exchange_n(&pending[i], &expected, addr, false, __ATOMIC_SEQ_CST,
+						__ATOMIC_RELAXED))
+			return (int)i;
+	}
+	__atomic_sub_fetch(&pending_count, 1, __ATOMIC_SEQ_CST);
+	return -1; /* full: this realloc goes unprotected */
+}
+
+static void pending_remove(int slot)
+{
+	if (slot < 0)
+		return;
+	__atomic_store_n(&pending[slot], 0, __ATOMIC_SEQ_CST);
+	__atomic_sub_fetch(&pending_count, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Waits while another thread's realloc still owns addr's old life. */
+static void pending_wait(uint64_t addr, int own_slot)
+{
+	if (HTR_LIKELY(__atomic_load_n(&pending_count, __ATOMIC_SEQ_CST) == 0))
+		return;
+	for (unsigned i = 0; i < PENDING_SLOTS; i++) {
+		if ((int)i == own_slot)
+			continue;
+		unsigned spins = 0;
+		while (__atomic_load_n(&pending[i], __ATOMIC_SEQ_CST) == addr) {
+			if (++spins < 64)
+				__builtin_ia32_pause();
+			else
+				sched_yield();
+		}
+	}
+}
+
 /* Records an allocation the C library just made (p NULL: it failed). */
 void htr_note_alloc(uint8_t call, void *p, size_t size, size_t alignment, const char *file,
 		    int line, bool persist)
@@ -167,6 +217,8 @@ void htr_note_alloc(uint8_t call, void *p, size_t size, size_t alignment, const 
 	size_t bytes = sizeof(struct htr_rec_alloc) + (persist && p ? sizeof(struct htr_rec_persist) : 0);
 	struct htr_rec_alloc *r = htr_writer_reserve(&t->w, bytes);
 	if (r != NULL) {
+		if (p != NULL)
+			pending_wait(e.ptr, -1);
 		r->stack = stack;
 		r->seq = htr_next_seq();
 		r->ptr = e.ptr;
@@ -322,13 +374,20 @@ void *htr_do_realloc(uint8_t call, void *ptr, size_t size, const char *file, int
 	}
 	struct htr_rec_realloc *r = htr_writer_reserve(&t->w, sizeof(*r));
 	uint64_t seq = 0;
+	int slot = -1;
 	if (ptr != NULL && size == 0)
 		seq = htr_next_seq(); /* a pure free: seq before libc has the block */
+	else if (old_ptr != 0)
+		slot = pending_add(old_ptr);
 	errno = saved_errno;
 	void *n = htr_real.realloc(ptr, size);
 	saved_errno = errno;
-	if (seq == 0)
+	if (seq == 0) {
+		if (n != NULL)
+			pending_wait((uint64_t)(uintptr_t)n, slot);
 		seq = htr_next_seq();
+	}
+	pending_remove(slot);
 	if (n != NULL) {
 		struct htr_live_entry ne = { .ptr = (uint64_t)(uintptr_t)n, .size = size, .stack = stack,
 					     .site = site, .call = call };

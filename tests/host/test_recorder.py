@@ -311,31 +311,49 @@ class ThreadsTest(unittest.TestCase):
 
 
 class OrderingTest(unittest.TestCase):
-    def test_address_reuse_across_threads_sorts_free_first(self) -> None:
-        r = lib.run([lib.program("handoff")])
+    def check(self, argv: list[str], with_realloc: bool) -> None:
+        low, high = (2048, 2096) if with_realloc else (64, 112)
+        r = lib.run(argv)
         self.assertEqual((r.returncode, r.stdout), (0, "handoff done\n"), r.stderr)
         t = r.trace()
         self.assertEqual(t.summary["lost"], 0)
-        ours = [e for e in t.events if e["type"] in ("alloc", "free")
-                and (e["type"] == "free" or 64 <= e["size"] <= 112)]
         live: set[str] = set()
-        allocs = frees = 0
-        cross_thread = 0
         owner: dict[str, int] = {}
-        for e in ours:  # events come in seq order
-            if e["type"] == "alloc":
-                self.assertNotIn(e["ptr"], live, f"alloc of a live address at seq {e['seq']}")
-                live.add(e["ptr"])
-                owner[e["ptr"]] = e["thread"]
+        allocs = frees = reallocs = moved = cross_thread = 0
+
+        def born(e: lib.Event, ptr: str) -> None:
+            self.assertNotIn(ptr, live, f"{e['type']} to a live address at seq {e['seq']}")
+            live.add(ptr)
+            owner[ptr] = e["thread"]
+
+        for e in t.events:  # in seq order
+            if e["type"] == "alloc" and low <= e["size"] <= high:
+                born(e, e["ptr"])
                 allocs += 1
-            elif e["ptr"] in live:
+            elif e["type"] == "realloc" and e["ptr"] in live:
+                live.remove(e["ptr"])
+                cross_thread += owner[e["ptr"]] != e["thread"]
+                born(e, e["ptr2"])
+                reallocs += 1
+                moved += e["ptr"] != e["ptr2"]
+            elif e["type"] == "free" and e["ptr"] in live:
                 live.remove(e["ptr"])
                 frees += 1
                 cross_thread += owner[e["ptr"]] != e["thread"]
         self.assertEqual(allocs, 4 * 20000)
         self.assertEqual(frees, 4 * 20000)
+        # every swap but the first into each slot hands over a block
+        self.assertEqual(reallocs, 4 * 20000 - 16 if with_realloc else 0)
+        if with_realloc:
+            self.assertGreater(moved, 1000)
         self.assertGreater(cross_thread, 20)  # the test did hand blocks over
         self.assertEqual(t.of_type("misuse"), [])
+
+    def test_address_reuse_across_threads_sorts_free_first(self) -> None:
+        self.check([lib.program("handoff")], False)
+
+    def test_realloc_that_moves_sorts_before_reuse(self) -> None:
+        self.check([lib.program("handoff"), "realloc"], True)
 
 
 class ForkExecTest(unittest.TestCase):
