@@ -18,9 +18,10 @@ from .symbols import Frame
 
 KINDS = ("leak", "site", "double-free", "invalid-free", "mismatch")
 
-# The C library's own buffers that live until exit by design (stdio's
-# buffers; valgrind calls them "still reachable" after __libc_freeres).
-DEFAULT_RULES_TEXT = ("leak:_IO_file_doallocate",)
+# The C library's own memory that lives until exit by design: stdio's
+# buffers, and the TLS blocks of thread stacks glibc caches for reuse
+# (valgrind calls them "still reachable" / frees them in __libc_freeres).
+DEFAULT_RULES_TEXT = ("leak:_IO_file_doallocate", "leak:_dl_allocate_tls")
 
 
 @dataclasses.dataclass(frozen=True)
