@@ -196,6 +196,16 @@ class Diff(unittest.TestCase):
             self.assertEqual(proc.returncode, 0)
             self.assertEqual([x["key"] for x in json.loads(proc.stdout)["fixed_leaks"]], ["src/a.c:1"])
 
+    def test_suppressions_apply_to_analysed_inputs(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            old = leak_log(os.path.join(tmp, "old.log"), [(10, "src/a.c:1")])
+            new = leak_log(os.path.join(tmp, "new.log"), [(10, "src/a.c:1"), (4, "src/z.c:9")])
+            supp = os.path.join(tmp, "s")
+            with open(supp, "w", encoding="utf-8") as handle:
+                handle.write("leak:z.c\n")
+            self.assertEqual(run_heaptrail(["diff", old, new]).returncode, 1)
+            self.assertEqual(run_heaptrail(["diff", "--suppressions", supp, old, new]).returncode, 0)
+
     def test_json_reports_as_inputs(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             old = leak_log(os.path.join(tmp, "old.log"), [(10, "src/a.c:1")])

@@ -11,6 +11,7 @@ import argparse
 import json
 from typing import Any
 
+from . import suppress
 from .errors import InputError
 from .report_cmd import add_symbol_options, analyse, emit
 
@@ -25,6 +26,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("new", metavar="NEW")
     parser.add_argument("--peak-tolerance", type=float, default=0.0, metavar="PERCENT",
                         help="peak growth allowed before it counts as a regression (default 0)")
+    parser.add_argument("--suppressions", action="append", default=[], metavar="FILE",
+                        help="leak:PATTERN / site:FILE:LINE rules for inputs analysed here; repeatable")
+    parser.add_argument("--no-default-suppressions", action="store_true",
+                        help="also count the C library's own buffers kept until exit")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("-o", "--output", metavar="FILE")
     add_symbol_options(parser)
@@ -47,7 +52,13 @@ def _load(path: str, args: argparse.Namespace, paths: Any) -> dict[str, Any]:
         if "summary" not in doc or "leaks" not in doc:
             raise InputError(f"{path}: not a heaptrail JSON report (no summary/leaks)")
         return doc
-    return analyse(args, paths, [path], "auto").to_json()
+    report = analyse(args, paths, [path], "auto")
+    rules = [] if args.no_default_suppressions else suppress.default_rules()
+    for rule_file in args.suppressions:
+        rules.extend(suppress.load(rule_file))
+    if rules:
+        suppress.apply(report, rules)
+    return report.to_json()
 
 
 def _leak_table(doc: dict[str, Any]) -> dict[str, dict[str, int]]:
