@@ -3,8 +3,10 @@ preload, read its traces through htr-dump, resolve stack frames."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -18,6 +20,25 @@ SOURCE = os.environ.get("HTR_SOURCE", os.path.dirname(os.path.abspath(__file__))
 LAUNCHER = os.environ.get("HTR_LAUNCHER", "")
 
 Event = dict[str, Any]
+
+_made: list[str] = []
+
+
+def _cleanup() -> None:
+    if os.environ.get("HTR_KEEP_TEMP"):
+        return
+    for path in _made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+atexit.register(_cleanup)
+
+
+def mkdtemp(prefix: str = "htr-test-") -> str:
+    """A temporary directory removed when the tests end (HTR_KEEP_TEMP=1 keeps it)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    _made.append(path)
+    return path
 
 
 def program(name: str) -> str:
@@ -83,7 +104,7 @@ def run(argv: list[str], env: Optional[dict[str, str]] = None, preload: bool = T
         outdir: Optional[str] = None, cwd: Optional[str] = None,
         preexec: Optional[Callable[[], None]] = None, timeout: float = 120,
         stdout_path: Optional[str] = None) -> Run:
-    outdir = outdir or tempfile.mkdtemp(prefix="htr-test-")
+    outdir = outdir or mkdtemp()
     full_env = dict(os.environ)
     for k in list(full_env):
         if k.startswith("HEAPTRAIL_") or k == "LD_PRELOAD":

@@ -8,7 +8,6 @@ import hashlib
 import os
 import shutil
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -61,8 +60,8 @@ class RealProgramsTest(unittest.TestCase):
         env = {"GIT_AUTHOR_DATE": "2020-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2020-01-01T00:00:00Z",
                "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-               "GIT_CONFIG_NOSYSTEM": "1", "HOME": tempfile.mkdtemp(prefix="htr-home-")}
-        repos = [tempfile.mkdtemp(prefix="htr-git-") for _ in range(2)]
+               "GIT_CONFIG_NOSYSTEM": "1", "HOME": lib.mkdtemp(prefix="htr-home-")}
+        repos = [lib.mkdtemp(prefix="htr-git-") for _ in range(2)]
         for repo in repos:
             for n in range(50):
                 with open(os.path.join(repo, f"f{n}.txt"), "w") as f:
@@ -92,7 +91,7 @@ class RealProgramsTest(unittest.TestCase):
 
     @unittest.skipUnless(shutil.which("xz"), "xz not installed")
     def test_xz_threads(self) -> None:
-        work = tempfile.mkdtemp(prefix="htr-xz-")
+        work = lib.mkdtemp(prefix="htr-xz-")
         data = os.path.join(work, "data")
         with open(data, "wb") as f:
             block = hashlib.sha256(b"seed").digest()

@@ -86,7 +86,7 @@ class BasicTest(unittest.TestCase):
         self.assertEqual(t.events[0]["type"], "process")
 
     def test_fifo_at_a_taken_name_does_not_hang(self) -> None:
-        outdir = lib.tempfile.mkdtemp(prefix="htr-test-")
+        outdir = lib.mkdtemp(prefix="htr-test-")
 
         def plant() -> None:
             os.mkfifo(os.path.join(outdir, f"heaptrail.{os.getpid()}.0.htr"))
@@ -129,7 +129,7 @@ class BasicTest(unittest.TestCase):
         self.assertEqual((st.st_size - 4096) % t.header["chunk_size"], 0)
 
     def test_symlink_at_next_name_not_followed(self) -> None:
-        outdir = lib.tempfile.mkdtemp(prefix="htr-test-")
+        outdir = lib.mkdtemp(prefix="htr-test-")
         victim = os.path.join(outdir, "victim")
 
         def plant() -> None:
@@ -483,7 +483,7 @@ class CrashTest(unittest.TestCase):
 
 class DescriptorTest(unittest.TestCase):
     def test_program_closing_all_descriptors(self) -> None:
-        work = lib.tempfile.mkdtemp(prefix="htr-test-")
+        work = lib.mkdtemp(prefix="htr-test-")
         target = os.path.join(work, "data.txt")
         r = lib.run([lib.program("daemonish"), target])
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -517,7 +517,7 @@ class OptionsTest(unittest.TestCase):
 
     def test_unwritable_output_runs_untraced(self) -> None:
         bare = lib.run([lib.program("basic")], preload=False)
-        outdir = lib.tempfile.mkdtemp(prefix="htr-test-")
+        outdir = lib.mkdtemp(prefix="htr-test-")
         r = lib.run([lib.program("basic")], outdir=outdir,
                     env={"HEAPTRAIL_OUTPUT": os.path.join(outdir, "missing")})
         self.assertEqual((r.returncode, r.stdout), (bare.returncode, bare.stdout))

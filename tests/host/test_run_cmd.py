@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +25,7 @@ def heaptrail(args: list[str], cwd: str | None = None,
 @unittest.skipUnless(lib.LAUNCHER and os.path.exists(lib.LAUNCHER), "no build/heaptrail launcher")
 class RunCommandTest(unittest.TestCase):
     def test_streams_status_and_listing(self) -> None:
-        out = tempfile.mkdtemp(prefix="htr-run-")
+        out = lib.mkdtemp(prefix="htr-run-")
         bare = lib.run([lib.program("basic")], preload=False)
         r = heaptrail(["run", "-o", out, "--no-report", "--", lib.program("basic")])
         self.assertEqual(r.returncode, bare.returncode)
@@ -42,7 +41,7 @@ class RunCommandTest(unittest.TestCase):
         self.assertTrue(t.summary["clean_exit"])
 
     def test_fork_and_exec_traces_listed(self) -> None:
-        out = tempfile.mkdtemp(prefix="htr-run-")
+        out = lib.mkdtemp(prefix="htr-run-")
         r = heaptrail(["run", "-o", out, "--no-report", "--", lib.program("forker"), "exec"])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("heaptrail run: 3 trace files in", r.stderr)
@@ -50,13 +49,13 @@ class RunCommandTest(unittest.TestCase):
         self.assertRegex(r.stderr, r"\(pid \d+, exec'd image\)")
 
     def test_exit_status_and_signals(self) -> None:
-        out = tempfile.mkdtemp(prefix="htr-run-")
+        out = lib.mkdtemp(prefix="htr-run-")
         for how, status in (("_exit", 9), ("segv", 128 + signal.SIGSEGV), ("abort", 128 + signal.SIGABRT)):
             r = heaptrail(["run", "-o", out, "--no-report", "--", lib.program("crash"), how])
             self.assertEqual(r.returncode, status, how)
 
     def test_preload_appended_and_options_passed(self) -> None:
-        out = tempfile.mkdtemp(prefix="htr-run-")
+        out = lib.mkdtemp(prefix="htr-run-")
         libm = "/lib/x86_64-linux-gnu/libm.so.6"
         if not os.path.exists(libm):
             self.skipTest("no libm at the Debian path")
@@ -67,7 +66,7 @@ class RunCommandTest(unittest.TestCase):
         self.assertEqual(r.stdout.splitlines(), [f"{libm} {lib.SHIM}", "7"])
 
     def test_default_output_dir(self) -> None:
-        cwd = tempfile.mkdtemp(prefix="htr-run-")
+        cwd = lib.mkdtemp(prefix="htr-run-")
         r = heaptrail(["run", "--no-report", "--", lib.program("basic")], cwd=cwd)
         self.assertEqual(r.returncode, 0, r.stderr)
         dirs = [d for d in os.listdir(cwd) if d.startswith("heaptrail-")]
@@ -83,7 +82,7 @@ class RunCommandTest(unittest.TestCase):
             self.assertNotIn("Traceback", r.stderr)
 
     def test_error_exitcode_with_report(self) -> None:
-        out = tempfile.mkdtemp(prefix="htr-run-")
+        out = lib.mkdtemp(prefix="htr-run-")
         r = heaptrail(["run", "-o", out, "--error-exitcode", "42", "--", lib.program("misuse")])
         if "report" not in r.stderr.lower() and "RESULT" not in r.stderr:
             self.skipTest("no report in this build")
