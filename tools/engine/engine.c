@@ -7,6 +7,7 @@
 #include "engine.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -316,6 +317,7 @@ struct engine {
 	uint32_t last_alloc_agg;
 	bool vg_compat;
 	char *test_name; /* the last pytest test id: the next heap's name */
+	size_t mem_hwm;  /* heap in use just before the live table last shrank */
 
 	/* totals */
 	uint64_t allocations, frees, reallocs, failed, total_bytes, temporary;
@@ -674,7 +676,7 @@ static void judge_unknown_free(struct engine *e, const struct htr_event *ev)
 
 /* Ends every live block: at a heap init or the end of a process. A block
  * whose free may lie in lost data is "unknown", not a leak. */
-static void account_live(struct engine *e, bool all_unknown)
+static void account_live(struct engine *e, bool all_unknown, bool shrink)
 {
 	struct live_table *t = &e->live;
 	for (size_t i = 0; i <= t->mask; i++) {
@@ -710,6 +712,15 @@ static void account_live(struct engine *e, bool all_unknown)
 		b->ptr = 0;
 	}
 	t->count = 0;
+	if (shrink && t->mask + 1 > (1u << 12)) {
+		/* Walking a big empty table at every later heap init would
+		 * cost its size each time: start small again. */
+		struct mallinfo2 mi = mallinfo2();
+		if (mi.uordblks + mi.hblkhd > e->mem_hwm)
+			e->mem_hwm = mi.uordblks + mi.hblkhd;
+		free(t->slots);
+		live_init(t, 1u << 12);
+	}
 	e->p->cur_bytes = 0;
 	e->p->cur_blocks = 0;
 	e->last_alloc_ptr = 0;
@@ -777,7 +788,7 @@ void eng_end_input(struct engine *e)
 	struct process *p = e->p;
 	struct input *in = &e->inputs[e->ninputs - 1];
 	in->events = e->order - e->input_first_order;
-	account_live(e, p->file_short);
+	account_live(e, p->file_short, false);
 	for (size_t n = p->agg_first; n < e->naggs; n++) {
 		struct agg *a = &e->aggs[n];
 		a->proc_peak = a->mod_epoch == p->epoch ? a->at_peak : a->live_bytes;
@@ -1087,7 +1098,7 @@ int eng_event(void *ctx, const struct htr_event *ev)
 		seg_new(e, ev->text ? ev->text : "", 2);
 		break;
 	case HTR_EV_HEAP_INIT: {
-		account_live(e, false);
+		account_live(e, false, true);
 		struct segment *cur = &e->segs[e->cur_seg];
 		e->have_heap = true;
 		e->heap_base = ev->ptr;
@@ -1184,6 +1195,15 @@ int eng_event(void *ctx, const struct htr_event *ev)
 uint64_t eng_events(const struct engine *e)
 {
 	return e->order;
+}
+
+size_t eng_memory_high_water(const struct engine *e)
+{
+	/* Tables only grow, except the live table at a heap init, which
+	 * notes the heap in use before it shrinks. */
+	struct mallinfo2 mi = mallinfo2();
+	size_t now = mi.uordblks + mi.hblkhd;
+	return now > e->mem_hwm ? now : e->mem_hwm;
 }
 
 /* ---- JSON output ------------------------------------------------------ */

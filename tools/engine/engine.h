@@ -39,6 +39,7 @@ int eng_event(void *ctx, const struct htr_event *ev);
 
 void eng_write_json(struct engine *e, FILE *out);
 uint64_t eng_events(const struct engine *e);
+size_t eng_memory_high_water(const struct engine *e);
 
 /* Text parsers (text.c). Return 0, or -1 with a message in err. */
 int eng_parse_text(struct engine *e, FILE *in, const char *path, bool mtrace, char *err, size_t errlen);

@@ -5,7 +5,6 @@
 #include "engine.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -189,10 +188,7 @@ int main(int argc, char **argv)
 		return 3;
 	if (stats) {
 		clock_gettime(CLOCK_MONOTONIC, &t1);
-		/* The engine's tables only grow, so heap in use at the end is
-		 * its high-water mark. */
-		struct mallinfo2 mi = mallinfo2();
-		fprintf(stderr, "{\"heap_bytes\":%zu,\"events\":%llu,\"seconds\":%.6f}\n", mi.uordblks + mi.hblkhd,
+		fprintf(stderr, "{\"heap_bytes\":%zu,\"events\":%llu,\"seconds\":%.6f}\n", eng_memory_high_water(e),
 			(unsigned long long)eng_events(e),
 			(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	}
