@@ -107,6 +107,78 @@ static void test_commit_protocol(void **state)
 	free(chunk);
 }
 
+/* A writer fills a chunk while a reader thread walks it again and again:
+ * every record the reader can see must be complete (its body was written
+ * before its first word), and the count it sees only grows. */
+#define RACE_CHUNK (1u << 20)
+
+struct race {
+	uint8_t *chunk;
+	volatile int done;
+	int bad;
+	int max_seen;
+};
+
+static void *race_reader(void *arg)
+{
+	struct race *r = arg;
+	int last = 0;
+	for (;;) {
+		int finished = r->done;
+		size_t off = sizeof(struct htr_chunk_header);
+		int n = 0;
+		while (off + sizeof(struct htr_rec_realloc) <= RACE_CHUNK) {
+			uint32_t word = __atomic_load_n((uint32_t *)(r->chunk + off), __ATOMIC_ACQUIRE);
+			if (word == 0)
+				break;
+			const struct htr_rec_realloc *rec = (const void *)(r->chunk + off);
+			/* the body: seq, and three fields derived from it */
+			if (rec->old_ptr != rec->seq * 3 || rec->new_ptr != ~rec->seq ||
+			    rec->size != rec->seq + 7 || rec->seq != (uint64_t)n + 1)
+				r->bad++;
+			n++;
+			off += sizeof(*rec);
+		}
+		if (n < last)
+			r->bad++;
+		last = n;
+		if (finished)
+			break;
+	}
+	r->max_seen = last;
+	return NULL;
+}
+
+static void test_reader_sees_only_committed(void **state)
+{
+	(void)state;
+	struct race r = { 0 };
+	r.chunk = mmap(NULL, RACE_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(r.chunk != MAP_FAILED);
+	struct htr_chunk_writer cw;
+	htr_chunk_init(&cw, r.chunk, RACE_CHUNK, 1, 0, 0);
+	pthread_t reader;
+	assert_int_equal(pthread_create(&reader, NULL, race_reader, &r), 0);
+	int written = 0;
+	for (;;) {
+		struct htr_rec_realloc *rec = htr_chunk_reserve(&cw, sizeof(*rec));
+		if (rec == NULL)
+			break;
+		uint64_t seq = (uint64_t)++written;
+		rec->seq = seq;
+		rec->old_ptr = seq * 3;
+		rec->new_ptr = ~seq;
+		rec->size = seq + 7;
+		htr_rec_publish(rec, HTR_REC_REALLOC, HTR_CALL_REALLOC, sizeof(*rec));
+	}
+	r.done = 1;
+	pthread_join(reader, NULL);
+	assert_int_equal(r.bad, 0);
+	assert_int_equal(r.max_seen, written);
+	assert_true(written > 20000);
+	munmap(r.chunk, RACE_CHUNK);
+}
+
 static char dir[] = "/tmp/htr-writer-XXXXXX";
 
 static int setup_dir(void **state)
@@ -284,6 +356,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_encoding),
 		cmocka_unit_test(test_commit_protocol),
+		cmocka_unit_test(test_reader_sees_only_committed),
 		cmocka_unit_test(test_trace_file),
 		cmocka_unit_test(test_unwritable_dir),
 	};
