@@ -40,8 +40,9 @@ static uint32_t wire_rand(void)
 }
 
 /* A firmware-like mix: four malloc sites, a calloc and a realloc site, and a
- * window of live blocks so frees are spread over time. Returns the events. */
-static unsigned long wire_stream(unsigned long steps)
+ * window of live blocks so frees are spread over time. plain: malloc and
+ * free only (the shape of host workload (a)). Returns the events. */
+static unsigned long wire_stream(unsigned long steps, int plain)
 {
 	void *slot[WIRE_SLOTS] = {0};
 	unsigned long events = 0;
@@ -50,7 +51,7 @@ static unsigned long wire_stream(unsigned long steps)
 		uint32_t r = wire_rand();
 		unsigned s = r % WIRE_SLOTS;
 		size_t size = 1u + ((r >> 8) & 255u);
-		if (slot[s] != NULL && (r >> 16) % 8u == 0u) {
+		if (!plain && slot[s] != NULL && (r >> 16) % 8u == 0u) {
 			void *q = HTR_REALLOC(slot[s], size * 2u);
 			events++;
 			if (q != NULL)
@@ -61,7 +62,7 @@ static unsigned long wire_stream(unsigned long steps)
 			HTR_FREE(slot[s]);
 			events++;
 		}
-		switch ((r >> 20) % 5u) {
+		switch ((r >> 20) % (plain ? 4u : 5u)) {
 		case 0: slot[s] = HTR_MALLOC(size); break;
 		case 1: slot[s] = HTR_MALLOC(size); break;
 		case 2: slot[s] = HTR_MALLOC(size); break;
@@ -81,7 +82,8 @@ static unsigned long wire_stream(unsigned long steps)
 
 static _Alignas(8) unsigned char wire_arena[64 * 1024];
 
-static int wire_one(const char *name, enum htr_board_encoding enc, uint32_t interval, unsigned long steps)
+static int wire_one(const char *name, enum htr_board_encoding enc, uint32_t interval, unsigned long steps,
+		    int plain)
 {
 	const struct htr_transport tp = {count_write, NULL};
 	const struct htr_board_config cfg = {enc, &tp, interval};
@@ -90,8 +92,8 @@ static int wire_one(const char *name, enum htr_board_encoding enc, uint32_t inte
 		return 1;
 	}
 	wire_bytes = 0;
-	wire_by_type = enc == HTR_BOARD_BINARY && interval == 0;
-	unsigned long events = wire_stream(steps);
+	wire_by_type = enc == HTR_BOARD_BINARY && interval == 0 && !plain;
+	unsigned long events = wire_stream(steps, plain);
 	printf("wire %s %.3f\n", name, (double)wire_bytes / (double)events);
 	static const char *const names[8] = {"?", "alloc", "free", "realloc", "persist", "site", "check", "ext"};
 	for (unsigned t = 0; wire_by_type && t < 8; t++)
@@ -105,8 +107,9 @@ int bh_wire(int quick)
 {
 	unsigned long steps = quick ? 2000 : 100000;
 	int rc = 0;
-	rc |= wire_one("text", HTR_BOARD_TEXT, 0, steps);
-	rc |= wire_one("binary", HTR_BOARD_BINARY, 0, steps);
-	rc |= wire_one("binary+checkpoint/64", HTR_BOARD_BINARY, 64, steps);
+	rc |= wire_one("text", HTR_BOARD_TEXT, 0, steps, 0);
+	rc |= wire_one("binary", HTR_BOARD_BINARY, 0, steps, 0);
+	rc |= wire_one("binary+checkpoint/64", HTR_BOARD_BINARY, 64, steps, 0);
+	rc |= wire_one("binary,malloc/free-only", HTR_BOARD_BINARY, 0, steps, 1);
 	return rc;
 }
