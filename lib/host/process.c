@@ -291,6 +291,12 @@ static void finish(uint64_t status)
 	if (!__atomic_compare_exchange_n(&htr_state, &expected, HTR_ST_OFF, false, __ATOMIC_ACQ_REL,
 					 __ATOMIC_ACQUIRE))
 		return;
+	/* Modules unloaded since the last new stack are recorded before END. */
+	struct htr_thread *t = &htr_self;
+	t->busy++;
+	htr_thread_attach(t);
+	htr_modules_scan(&t->w, false);
+	t->busy--;
 	htr_tracefile_finish(HTR_END_EXIT, status);
 	errno = saved_errno;
 }

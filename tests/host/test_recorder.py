@@ -459,6 +459,15 @@ class DlopenTest(unittest.TestCase):
         self.assertLess(loads[1]["seq"], after[0]["seq"])
 
 
+    def test_unload_recorded_by_the_end(self) -> None:
+        r = lib.run([lib.program("loader"), lib.PLUGIN, "quiet"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        t = r.trace()
+        mods = [e for e in t.of_type("module") if e["text"] == lib.PLUGIN]
+        self.assertEqual([e["kind"] for e in mods], ["load", "unload"])
+        self.assertLess(mods[1]["seq"], t.of_type("end")[0]["seq"])
+
+
 class CrashTest(unittest.TestCase):
     def check(self, how: str, status: int) -> None:
         r = lib.run([lib.program("crash"), how])
