@@ -101,6 +101,11 @@ void htr_tracefile_finish(uint32_t end_kind, uint64_t status);
 /* After a failed exec: undo the END of htr_tracefile_finish. */
 void htr_tracefile_resume(void);
 bool htr_tracefile_active(void);
+/* fork: prepare takes the chunk-claim lock, parent releases it, the child
+ * just forgets it. */
+void htr_tracefile_fork_prepare(void);
+void htr_tracefile_fork_parent(void);
+void htr_tracefile_forget_lock(void);
 struct htr_file_header *htr_tracefile_header(void);
 
 /* The process-wide sequence counter. */

@@ -99,9 +99,6 @@ static void begin_trace(void)
 
 /* ---- fork ---- */
 
-void htr_tracefile_fork_prepare(void);
-void htr_tracefile_fork_parent(void);
-void htr_tracefile_forget_lock(void);
 
 /* The FORK record's seq must be known before the child exists (the child's
  * header carries it), but its child_pid only after. So the slot is reserved

@@ -304,19 +304,16 @@ void htr_tracefile_forget(void)
 	tf.claim_lock.v = 0;
 }
 
-void htr_tracefile_fork_prepare(void);
 void htr_tracefile_fork_prepare(void)
 {
 	htr_spin_lock(&tf.claim_lock);
 }
 
-void htr_tracefile_fork_parent(void);
 void htr_tracefile_fork_parent(void)
 {
 	htr_spin_unlock(&tf.claim_lock);
 }
 
-void htr_tracefile_forget_lock(void);
 void htr_tracefile_forget_lock(void)
 {
 	tf.claim_lock.v = 0;
