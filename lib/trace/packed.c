@@ -284,19 +284,28 @@ int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 		uint8_t code = tag & 0x0f;
 		if (code == HTR_PACK_END)
 			return 0;
-		struct htr_event ev = {0};
+		/* The reader's own event, cleared only when another type left
+		 * fields set (see struct htr_reader). */
+		struct htr_event *evp = &r->ev;
+		bool hot = code == HTR_PACK_ALLOC || code == HTR_PACK_FREE || code == HTR_PACK_REALLOC;
+		if (!(hot && r->ev_clean))
+			*evp = (struct htr_event){0};
+		r->ev_clean = hot;
+#define ev (*evp)
 		ev.offset = ordinal;
-		if (code == HTR_PACK_ALLOC || code == HTR_PACK_FREE || code == HTR_PACK_REALLOC || code == HTR_PACK_RAW) {
+		if (hot || code == HTR_PACK_RAW) {
 			if (!(tag & HTR_PACK_SAME_THREAD))
 				st.last_thread = (uint32_t)get_varint(&c);
 			ev.thread = st.last_thread;
 		}
-		if (code == HTR_PACK_ALLOC || code == HTR_PACK_FREE || code == HTR_PACK_REALLOC) {
+		if (hot) {
 			st.last_seq += (tag & HTR_PACK_SEQ_NEXT) ? 1 : get_varint(&c);
 			ev.seq = st.last_seq;
 			if (!(tag & HTR_PACK_SAME_STACK))
 				st.last_stack[code] = (uint32_t)get_varint(&c);
 			ev.stack = st.last_stack[code];
+			ev.site = 0;
+			ev.alignment = 0;
 			if (tag & HTR_PACK_EXTRA) {
 				st.last_kind[code] = get_byte(&c);
 				ev.site = (uint32_t)get_varint(&c);
@@ -305,6 +314,8 @@ int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 			}
 			ev.call = st.last_kind[code];
 			ev.time_ns = r->time_ns;
+			ev.ptr2 = 0;
+			ev.size = 0;
 		}
 		switch (code) {
 		case HTR_PACK_ALLOC:
@@ -340,7 +351,7 @@ int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 			if (size != len)
 				goto corrupt;
 			size_t fixed = htr_record_fixed_size(in->raw[0]);
-			if (fixed == 0 || len < fixed || !htr_record_decode(r, in->raw, thread, &ev))
+			if (fixed == 0 || len < fixed || !htr_record_decode(r, in->raw, thread, evp))
 				goto corrupt;
 			ev.offset = ordinal;
 			if (ev.seq != 0)
@@ -369,9 +380,10 @@ int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 		if (c.short_read)
 			goto cut;
 		in->start = (size_t)(c.p - in->win);
-		int rc = sink(ctx, &ev);
+		int rc = sink(ctx, evp);
 		if (rc != 0)
 			return rc;
+#undef ev
 	}
 cut:
 	if (in->corrupt)

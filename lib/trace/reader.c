@@ -23,6 +23,8 @@ struct thread_stream {
 	uint64_t pos;      /* byte offset inside the current chunk */
 	uint64_t last_seq; /* to spot a stream that goes backwards */
 	uint64_t next_seq; /* seq of the record the cursor stands on */
+	const uint8_t *peeked; /* that record once validated, until the cursor moves */
+	uint64_t peeked_off;
 	bool done;
 };
 
@@ -236,31 +238,34 @@ static int scan_chunks(struct htr_reader *r, htr_event_sink sink, void *ctx)
 	return 0;
 }
 
+/* Fixed part of each record type; 0 for a type this reader does not know.
+ * A table, not a switch: it is consulted for every record. */
+static const uint16_t fixed_sizes[256] = {
+	[HTR_REC_ALLOC] = sizeof(struct htr_rec_alloc),
+	[HTR_REC_FREE] = sizeof(struct htr_rec_free),
+	[HTR_REC_REALLOC] = sizeof(struct htr_rec_realloc),
+	[HTR_REC_MISUSE] = sizeof(struct htr_rec_misuse),
+	[HTR_REC_STACK] = sizeof(struct htr_rec_stack),
+	[HTR_REC_SITE] = sizeof(struct htr_rec_site),
+	[HTR_REC_MARKER] = sizeof(struct htr_rec_marker),
+	[HTR_REC_MODULE] = sizeof(struct htr_rec_module),
+	[HTR_REC_THREAD] = sizeof(struct htr_rec_thread),
+	[HTR_REC_PROCESS] = sizeof(struct htr_rec_process),
+	[HTR_REC_FORK] = sizeof(struct htr_rec_fork),
+	[HTR_REC_TIME] = sizeof(struct htr_rec_time),
+	[HTR_REC_DROPS] = sizeof(struct htr_rec_drops),
+	[HTR_REC_END] = sizeof(struct htr_rec_end),
+	[HTR_REC_PERSIST] = sizeof(struct htr_rec_persist),
+};
+
 size_t htr_record_fixed_size(uint8_t type)
 {
-	switch (type) {
-	case HTR_REC_ALLOC: return sizeof(struct htr_rec_alloc);
-	case HTR_REC_FREE: return sizeof(struct htr_rec_free);
-	case HTR_REC_REALLOC: return sizeof(struct htr_rec_realloc);
-	case HTR_REC_MISUSE: return sizeof(struct htr_rec_misuse);
-	case HTR_REC_STACK: return sizeof(struct htr_rec_stack);
-	case HTR_REC_SITE: return sizeof(struct htr_rec_site);
-	case HTR_REC_MARKER: return sizeof(struct htr_rec_marker);
-	case HTR_REC_MODULE: return sizeof(struct htr_rec_module);
-	case HTR_REC_THREAD: return sizeof(struct htr_rec_thread);
-	case HTR_REC_PROCESS: return sizeof(struct htr_rec_process);
-	case HTR_REC_FORK: return sizeof(struct htr_rec_fork);
-	case HTR_REC_TIME: return sizeof(struct htr_rec_time);
-	case HTR_REC_DROPS: return sizeof(struct htr_rec_drops);
-	case HTR_REC_END: return sizeof(struct htr_rec_end);
-	case HTR_REC_PERSIST: return sizeof(struct htr_rec_persist);
-	default: return 0;
-	}
+	return fixed_sizes[type];
 }
 
 static bool has_seq(uint8_t type)
 {
-	return type != HTR_REC_STACK && type != HTR_REC_SITE && htr_record_fixed_size(type) != 0;
+	return type != HTR_REC_STACK && type != HTR_REC_SITE && fixed_sizes[type] != 0;
 }
 
 /* All records with a seq keep it at offset 8. */
@@ -287,6 +292,11 @@ enum cursor_result { CURSOR_RECORD, CURSOR_END, CURSOR_CORRUPT };
 static enum cursor_result peek(struct htr_reader *r, struct thread_stream *s, const uint8_t **rec_out,
 			       uint64_t *offset_out)
 {
+	if (s->peeked != NULL) {
+		*rec_out = s->peeked;
+		*offset_out = s->peeked_off;
+		return CURSOR_RECORD;
+	}
 	while (s->chunk_at < s->nchunks) {
 		uint64_t c = s->chunks[s->chunk_at];
 		uint64_t len = chunk_len(r, c);
@@ -315,10 +325,12 @@ static enum cursor_result peek(struct htr_reader *r, struct thread_stream *s, co
 			}
 			return CURSOR_CORRUPT;
 		}
-		size_t fixed = htr_record_fixed_size(h.type);
+		size_t fixed = fixed_sizes[h.type];
 		if (fixed != 0 && h.size < fixed)
 			return CURSOR_CORRUPT;
 		*rec_out = rec;
+		s->peeked = rec;
+		s->peeked_off = off;
 		return CURSOR_RECORD;
 next_chunk:
 		s->chunk_at++;
@@ -332,12 +344,14 @@ static void advance(struct thread_stream *s, const uint8_t *rec)
 	struct htr_rec_header h;
 	memcpy(&h, rec, sizeof(h));
 	s->pos += h.size;
+	s->peeked = NULL;
 }
 
 static void skip_chunk(struct thread_stream *s)
 {
 	s->chunk_at++;
 	s->pos = 0;
+	s->peeked = NULL;
 }
 
 /* Fills ev from one record. Returns false when the record's payload is
@@ -346,7 +360,11 @@ bool htr_record_decode(struct htr_reader *r, const uint8_t *rec, uint32_t thread
 {
 	struct htr_rec_header h;
 	memcpy(&h, rec, sizeof(h));
-	*ev = (struct htr_event){0};
+	bool hot = h.type == HTR_REC_ALLOC || h.type == HTR_REC_FREE || h.type == HTR_REC_REALLOC;
+	if (!(hot && ev == &r->ev && r->ev_clean))
+		*ev = (struct htr_event){0};
+	if (ev == &r->ev)
+		r->ev_clean = hot;
 	ev->thread = thread;
 	ev->time_ns = r->time_ns;
 	switch (h.type) {
@@ -356,6 +374,7 @@ bool htr_record_decode(struct htr_reader *r, const uint8_t *rec, uint32_t thread
 		ev->call = h.kind;
 		ev->seq = a->seq;
 		ev->ptr = a->ptr;
+		ev->ptr2 = 0;
 		ev->size = a->size;
 		ev->stack = a->stack;
 		ev->site = a->site;
@@ -368,8 +387,11 @@ bool htr_record_decode(struct htr_reader *r, const uint8_t *rec, uint32_t thread
 		ev->call = h.kind;
 		ev->seq = f->seq;
 		ev->ptr = f->ptr;
+		ev->ptr2 = 0;
+		ev->size = 0;
 		ev->stack = f->stack;
 		ev->site = f->site;
+		ev->alignment = 0;
 		return true;
 	}
 	case HTR_REC_REALLOC: {
@@ -382,6 +404,7 @@ bool htr_record_decode(struct htr_reader *r, const uint8_t *rec, uint32_t thread
 		ev->size = a->size;
 		ev->stack = a->stack;
 		ev->site = a->site;
+		ev->alignment = 0;
 		return true;
 	}
 	case HTR_REC_MISUSE: {
@@ -520,10 +543,13 @@ bool htr_record_decode(struct htr_reader *r, const uint8_t *rec, uint32_t thread
 	}
 }
 
-/* Delivers the record under the cursor and every definition after it, up to
- * the next sequenced record, whose seq is left in s->next_seq. */
+/* Delivers records from the cursor on: the first sequenced record always
+ * (with deliver_first), then every record up to the first sequenced one
+ * whose seq is above limit, which is left in s->next_seq. With limit the
+ * next seq of the runner-up stream, one call delivers a whole run of this
+ * thread's records: a single-threaded trace is one call. */
 static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event_sink sink, void *ctx,
-			bool deliver_first)
+			bool deliver_first, uint64_t limit)
 {
 	bool first = true;
 	for (;;) {
@@ -545,16 +571,19 @@ static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event
 		}
 		uint8_t type = rec[0];
 		if (has_seq(type) && !(first && deliver_first)) {
-			s->next_seq = record_seq(rec);
-			return 0;
+			uint64_t seq = record_seq(rec);
+			if (seq > limit || !deliver_first) {
+				s->next_seq = seq;
+				return 0;
+			}
 		}
 		first = false;
-		struct htr_event ev;
-		if (htr_record_fixed_size(type) == 0) {
+		struct htr_event *ev = &r->ev;
+		if (fixed_sizes[type] == 0) {
 			advance(s, rec); /* a record type from a newer minor version */
 			continue;
 		}
-		if (!htr_record_decode(r, rec, s->thread_index, &ev)) {
+		if (!htr_record_decode(r, rec, s->thread_index, ev)) {
 			int rc = emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
 					     "corrupt record at offset %" PRIu64 " (thread %u); skipped", off,
 					     s->thread_index);
@@ -563,18 +592,18 @@ static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event
 				return rc;
 			continue;
 		}
-		ev.offset = off;
-		if (ev.seq != 0) {
-			if (ev.seq < s->last_seq) {
+		ev->offset = off;
+		if (ev->seq != 0) {
+			if (ev->seq < s->last_seq) {
 				int rc = emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
 						     "record at offset %" PRIu64 " goes back in sequence", off);
 				if (rc != 0)
 					return rc;
 			}
-			s->last_seq = ev.seq;
+			s->last_seq = ev->seq;
 		}
 		advance(s, rec);
-		int rc = r->record_hook ? r->record_hook(r->hook_ctx, &ev, rec) : sink(ctx, &ev);
+		int rc = r->record_hook ? r->record_hook(r->hook_ctx, ev, rec) : sink(ctx, ev);
 		if (rc != 0)
 			return rc;
 	}
@@ -632,7 +661,7 @@ int htr_reader_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 
 	/* Definitions ahead of a thread's first sequenced record come first. */
 	for (size_t i = 0; i < r->nthreads; i++) {
-		rc = drain_stream(r, &r->threads[i], sink, ctx, false);
+		rc = drain_stream(r, &r->threads[i], sink, ctx, false, 0);
 		if (rc != 0)
 			return rc;
 		if (!r->threads[i].done) {
@@ -642,7 +671,12 @@ int htr_reader_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 	}
 	while (r->heap_len > 0) {
 		struct thread_stream *s = &r->threads[r->heap[0]];
-		rc = drain_stream(r, s, sink, ctx, true);
+		uint64_t limit = UINT64_MAX;
+		if (r->heap_len > 1)
+			limit = r->threads[r->heap[1]].next_seq;
+		if (r->heap_len > 2 && r->threads[r->heap[2]].next_seq < limit)
+			limit = r->threads[r->heap[2]].next_seq;
+		rc = drain_stream(r, s, sink, ctx, true, limit);
 		if (rc != 0)
 			return rc;
 		if (s->done) {

@@ -36,6 +36,12 @@ struct htr_reader {
 	bool saw_short; /* a chunk ran past the end of the file */
 	htr_record_hook record_hook;
 	void *hook_ctx;
+	/* The event handed to the sink. Allocation events overwrite all of
+	 * their fields; the whole struct is cleared only after another type
+	 * left other fields set (ev_clean false): clearing it per event cost
+	 * a sixth of the reading. */
+	struct htr_event ev;
+	bool ev_clean;
 
 	/* packed traces */
 	struct htr_packed_input *packed;
