@@ -62,7 +62,7 @@ struct htr_heap_stats {
 
 /* Fills *out. Returns 0, or -1 when nothing is tracing (host without the
  * preload), in which case *out is zeroed. */
-int htr_heap_stats(struct htr_heap_stats *out);
+int htr_get_heap_stats(struct htr_heap_stats *out);
 
 /* Fragmentation of the free space, in per mille: 0 when all free bytes form
  * one block, approaching 1000 as they split into many small ones. */

@@ -161,7 +161,7 @@ int main(void)
 
 	htr_mark("end");
 	struct htr_heap_stats s;
-	htr_heap_stats(&s);
+	htr_get_heap_stats(&s);
 	int status = 0;
 	if (htr_board_check() != 0)
 		status = 20;

@@ -77,7 +77,7 @@ void htr_mark(const char *name)
 		r->mark(name);
 }
 
-int htr_heap_stats(struct htr_heap_stats *out)
+int htr_get_heap_stats(struct htr_heap_stats *out)
 {
 	const struct htr_shim_abi *r = recorder();
 	if (r)

@@ -232,7 +232,7 @@ void htr_mark(const char *name)
 	htr_port_unlock(saved);
 }
 
-int htr_heap_stats(struct htr_heap_stats *out)
+int htr_get_heap_stats(struct htr_heap_stats *out)
 {
 	if (!board.ready) {
 		memset(out, 0, sizeof(*out));

@@ -20,7 +20,7 @@ int main(void)
 	HTR_FREE(al); /* SITE-10 */
 	htr_mark("end");
 	struct htr_heap_stats st;
-	if (htr_heap_stats(&st) != 0)
+	if (htr_get_heap_stats(&st) != 0)
 		return 20;
 	/* the persistent block is the only one of ours still live */
 	if (st.alloc_count < 6 || st.free_count < 4 || st.misuse_count != 0)
