@@ -36,9 +36,30 @@ class RunCommandTest(unittest.TestCase):
         self.assertEqual(len(traces), 1)
         self.assertEqual(listing[0], f"heaptrail run: 1 trace file in {out}:")
         self.assertRegex(listing[1], r"^  heaptrail\.\d+\.0\.htr  \(pid \d+\)$")
-        self.assertEqual(len(listing), 2)
-        t = lib.read_trace(os.path.join(out, traces[0]))
+        self.assertRegex(listing[2], r"^heaptrail run: packed 1 trace: \d+\.\d MiB -> \d+(\.\d KiB| bytes)$")
+        self.assertEqual(len(listing), 3)
+        path = os.path.join(out, traces[0])
+        with open(path, "rb") as handle:
+            self.assertEqual(handle.read(8), b"HTRPACK\0")
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        t = lib.read_trace(path)
         self.assertTrue(t.summary["clean_exit"])
+
+    def test_no_pack_keeps_the_raw_trace_and_both_read_the_same(self) -> None:
+        kinds = []
+        for extra in (["--no-pack"], []):
+            out = lib.mkdtemp(prefix="htr-run-")
+            r = heaptrail(["run", "-o", out, "--no-report", *extra, "--", lib.program("basic")])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual("packed" in r.stderr, not extra)
+            (name,) = [n for n in os.listdir(out) if n.endswith(".htr")]
+            with open(os.path.join(out, name), "rb") as handle:
+                self.assertEqual(handle.read(8), b"HTRTRACE" if extra else b"HTRPACK\0")
+            t = lib.read_trace(os.path.join(out, name))
+            kinds.append([(e["type"], e.get("call"), e.get("size")) for e in t.events
+                          if e["type"] in ("alloc", "free", "realloc")])
+        self.assertGreater(len(kinds[0]), 0)
+        self.assertEqual(kinds[0], kinds[1])
 
     def test_fork_and_exec_traces_listed(self) -> None:
         out = lib.mkdtemp(prefix="htr-run-")

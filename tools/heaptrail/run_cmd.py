@@ -18,12 +18,17 @@ import subprocess
 import sys
 from typing import Any, Iterator, Optional
 
+from . import pack_cmd
 from .errors import HeaptrailError, ToolError, UsageError
 
 # struct htr_file_header, the part we show (include/heaptrail/trace_format.h).
 _HEADER = struct.Struct("<8sHHHBBIIIII")
 _FORK_CHILD = 0x1
 _EXEC_IMAGE = 0x2
+# A packed trace starts with struct htr_pack_header, which holds the raw
+# header at this offset.
+_PACKED_MAGIC = b"HTRPACK\0"
+_PACKED_TRACE_AT = 24
 
 
 def register(subparsers: Any) -> None:
@@ -43,6 +48,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--chunk-kb", type=int, metavar="KB",
                         help="trace chunk size in KiB, a multiple of 4 from 16 to 65536")
     parser.add_argument("--no-report", action="store_true", help="only list the traces")
+    parser.add_argument("--no-pack", action="store_true",
+                        help="keep the traces as recorded; by default each trace whose process has "
+                        "ended is packed (merged, coded, zstd-compressed; `heaptrail pack`)")
     parser.add_argument("--error-exitcode", type=int, metavar="N",
                         help="exit with N when the report finds problems")
     # dest must not be "command": the top-level parser keeps the subcommand there.
@@ -97,12 +105,21 @@ def _order(name: str) -> tuple[int, int]:
         return (0, 0)
 
 
-def _describe(path: str) -> str:
+def _header(path: str) -> Optional[tuple[Any, ...]]:
+    """The raw trace header's fields, from a raw or a packed trace."""
     try:
         with open(path, "rb") as handle:
-            raw = handle.read(_HEADER.size)
-        fields = _HEADER.unpack(raw)
+            raw = handle.read(_PACKED_TRACE_AT + _HEADER.size)
+        if raw[:8] == _PACKED_MAGIC:
+            raw = raw[_PACKED_TRACE_AT:]
+        return _HEADER.unpack(raw[: _HEADER.size])
     except (OSError, struct.error):
+        return None
+
+
+def _describe(path: str) -> str:
+    fields = _header(path)
+    if fields is None:
         return "unreadable"
     if fields[0] != b"HTRTRACE":
         return "not a trace"
@@ -112,6 +129,72 @@ def _describe(path: str) -> str:
     if flags & _EXEC_IMAGE:
         return f"pid {pid}, exec'd image"
     return f"pid {pid}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _finished(traces: list[str]) -> list[str]:
+    """Traces no process writes any more: packing a live one would lose
+    what it writes after the snapshot. A process that outlives the program
+    (a daemonised grandchild) keeps its trace raw; an image replaced by exec
+    is finished even though its pid lives on in the next image."""
+    newest: dict[int, str] = {}
+    for path in traces:  # in (pid, n) order
+        fields = _header(path)
+        if fields is not None:
+            newest[fields[8]] = path
+    done = []
+    for path in traces:
+        fields = _header(path)
+        if fields is None or fields[0] != b"HTRTRACE":
+            continue
+        pid = fields[8]
+        if not _alive(pid) or newest.get(pid) != path:
+            done.append(path)
+    return done
+
+
+def _pack(paths: Any, traces: list[str]) -> None:
+    todo = [path for path in _finished(traces) if not _is_packed(path)]
+    if not todo:
+        return
+    try:
+        lines = pack_cmd.pack_files(getattr(paths, "pack", ""), todo)
+    except HeaptrailError as error:
+        print(f"heaptrail run: pack: {error}; traces kept as recorded", file=sys.stderr)
+        return
+    before = after = 0
+    for line in lines:  # "PATH: N records, RAW -> PACKED bytes"
+        words = line.rsplit(" ", 4)
+        if len(words) == 5 and words[2] == "->":
+            before += int(words[1])
+            after += int(words[3])
+    print(f"heaptrail run: packed {len(todo)} trace{'s' if len(todo) != 1 else ''}: "
+          f"{_size(before)} -> {_size(after)}", file=sys.stderr)
+
+
+def _is_packed(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(8) == _PACKED_MAGIC
+    except OSError:
+        return False
+
+
+def _size(n: float) -> str:
+    if n < 1024:
+        return f"{int(n)} bytes"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / (1024 * 1024):.1f} MiB"
 
 
 @contextlib.contextmanager
@@ -194,6 +277,8 @@ def run(args: argparse.Namespace, paths: Any) -> int:
           f"in {outdir}:", file=sys.stderr)
     for path in paths_out:
         print(f"  {os.path.basename(path)}  ({_describe(path)})", file=sys.stderr)
+    if not args.no_pack:
+        _pack(paths, paths_out)
     sys.stderr.flush()
 
     if args.no_report:
