@@ -36,7 +36,7 @@ class RunCommandTest(unittest.TestCase):
         self.assertEqual(len(traces), 1)
         self.assertEqual(listing[0], f"heaptrail run: 1 trace file in {out}:")
         self.assertRegex(listing[1], r"^  heaptrail\.\d+\.0\.htr  \(pid \d+\)$")
-        self.assertRegex(listing[2], r"^heaptrail run: packed 1 trace: \d+\.\d MiB -> \d+(\.\d KiB| bytes)$")
+        self.assertRegex(listing[2], r"^heaptrail run: packed 1 trace: \d+(\.\d [KM]iB| bytes) -> \d+(\.\d [KM]iB| bytes)$")
         self.assertEqual(len(listing), 3)
         path = os.path.join(out, traces[0])
         with open(path, "rb") as handle:
