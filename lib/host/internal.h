@@ -122,6 +122,10 @@ struct htr_writer {
 	uint32_t thread_index;
 	uint32_t generation; /* file generation this chunk belongs to */
 	uint64_t pending_drops;
+	/* A record reserved now and filled later (the FORK slot): its chunk
+	 * must stay mapped until it is filled, even if the thread moves on. */
+	void *pin;
+	uint8_t *held; /* full chunk kept mapped for pin */
 };
 
 /* Makes room for `bytes` in the thread's chunk (claiming a new chunk, which
@@ -132,6 +136,11 @@ void *htr_writer_reserve(struct htr_writer *w, size_t bytes);
  * release order. rec must come from htr_writer_reserve; `bytes` is the
  * record's size (multiple of 8). */
 void htr_record_commit(struct htr_writer *w, void *rec, uint8_t type, uint8_t kind, size_t bytes);
+/* Ends the pin; a chunk it kept mapped is retired now. */
+void htr_writer_unpin(struct htr_writer *w);
+/* The thread is done with its chunk (thread exit): its pages leave the
+ * process; the next record, if any, claims a fresh chunk. */
+void htr_writer_retire(struct htr_writer *w);
 /* Writes a TIME record. */
 void htr_writer_time(struct htr_writer *w);
 /* Counts an event that could not be written. */

@@ -123,6 +123,7 @@ static void atfork_prepare(void)
 		t->busy++;
 		htr_thread_attach(t);
 		t->fork_slot = htr_writer_reserve(&t->w, sizeof(struct htr_rec_fork));
+		t->w.pin = t->fork_slot;
 		t->fork_seq = htr_next_seq();
 		t->busy--;
 	}
@@ -144,6 +145,7 @@ static void fill_fork(struct htr_thread *t, uint64_t child)
 	r->seq = t->fork_seq;
 	r->child_pid = child;
 	htr_record_commit(&t->w, r, HTR_REC_FORK, 0, sizeof(*r));
+	htr_writer_unpin(&t->w);
 }
 
 static void atfork_parent(void)
@@ -215,6 +217,7 @@ HTR_EXPORT pid_t fork(void)
 			tm->seq = t->fork_seq;
 			tm->monotonic_ns = htr_now_ns(CLOCK_MONOTONIC);
 			htr_record_commit(&t->w, tm, HTR_REC_TIME, 0, sizeof(*tm));
+			htr_writer_unpin(&t->w);
 		}
 	}
 	errno = saved_errno;

@@ -36,6 +36,8 @@ static void on_thread_exit(void *arg)
 		return;
 	t->busy++;
 	write_thread_record(t, HTR_THREAD_EXIT);
+	/* Many short-lived threads must not pin a chunk of memory each. */
+	htr_writer_retire(&t->w);
 	t->busy--;
 }
 

@@ -374,6 +374,43 @@ static uint8_t *claim_chunk(uint64_t *index_out)
 
 static void fill_time(struct htr_rec_time *t);
 
+/* A chunk's records live in the file (page cache, then disk), so once the
+ * thread leaves it the mapping only costs resident memory: without this the
+ * RSS grows with the whole trace. A PROT_NONE reservation takes its place,
+ * so that nothing else is mapped inside the range. */
+static void retire_chunk(uint8_t *chunk)
+{
+	mmap(chunk, tf.chunk_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+	     -1, 0);
+}
+
+static void leave_chunk(struct htr_writer *w)
+{
+	if (w->end == NULL || w->generation != htr_file_generation || !tf.active)
+		return;
+	uint8_t *chunk = w->end - tf.chunk_size;
+	if (w->pin != NULL && (uint8_t *)w->pin >= chunk && (uint8_t *)w->pin < w->end)
+		w->held = chunk;
+	else
+		retire_chunk(chunk);
+}
+
+void htr_writer_unpin(struct htr_writer *w)
+{
+	w->pin = NULL;
+	if (w->held != NULL && w->generation == htr_file_generation && tf.active)
+		retire_chunk(w->held);
+	w->held = NULL;
+}
+
+void htr_writer_retire(struct htr_writer *w)
+{
+	if (w->pin != NULL)
+		return;
+	leave_chunk(w);
+	w->cur = w->end = NULL;
+}
+
 void htr_writer_drop(struct htr_writer *w)
 {
 	w->pending_drops++;
@@ -419,6 +456,8 @@ void *htr_writer_reserve(struct htr_writer *w, size_t bytes)
 	if (HTR_UNLIKELY(w->generation != htr_file_generation)) {
 		/* A chunk of a file this process no longer writes (fork child). */
 		w->cur = w->end = NULL;
+		w->pin = NULL;
+		w->held = NULL;
 		w->generation = htr_file_generation;
 	}
 	size_t extra = w->pending_drops ? sizeof(struct htr_rec_drops) : 0;
@@ -432,6 +471,7 @@ void *htr_writer_reserve(struct htr_writer *w, size_t bytes)
 	if (!tf.active || bytes + sizeof(struct htr_chunk_header) + sizeof(struct htr_rec_time) +
 				  sizeof(struct htr_rec_drops) > tf.chunk_size)
 		return NULL;
+	leave_chunk(w);
 	uint64_t idx;
 	uint8_t *chunk = claim_chunk(&idx);
 	if (chunk == NULL) {

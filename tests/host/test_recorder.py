@@ -3,10 +3,12 @@ preload; the exact events in their traces are checked through htr-dump."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import stat
+import subprocess
 import sys
 import unittest
 
@@ -541,6 +543,38 @@ class OptionsTest(unittest.TestCase):
         self.assertEqual(t.header["max_depth"], 2)
         self.assertTrue(t.stacks)
         self.assertTrue(all(1 <= len(f) <= 2 for f in t.stacks.values()))
+
+
+class MemoryTest(unittest.TestCase):
+    def test_resident_size_bounded_while_trace_grows(self) -> None:
+        """Filled chunks, and those of threads that ended, leave the process:
+        the peak RSS stays small while the trace holds every event."""
+        pairs, threads = 600000, 400
+        r = lib.run([lib.program("churn"), str(pairs), str(threads)])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        hwm_kb = int(r.stdout.split()[1])
+        size = os.path.getsize(r.traces[0])
+        self.assertGreater(size, 40 << 20)
+        # Without retiring chunks: about 43 MB for the pairs, plus 64 KiB for
+        # each of the 400 threads.
+        self.assertLess(hwm_kb, 16 << 10, f"peak RSS {hwm_kb} kB for a {size >> 20} MB trace")
+        out = subprocess.run([lib.DUMP, r.traces[0]], capture_output=True, text=True, check=True)
+        frees = allocs = starts = exits = 0
+        for line in out.stdout.splitlines():
+            if line.startswith('{"type": "free"'):
+                frees += 1
+            elif line.startswith('{"type": "alloc"'):
+                allocs += 1
+            elif line.startswith('{"type": "thread"'):
+                starts += '"start"' in line
+                exits += '"exit"' in line
+        summary = json.loads(out.stdout.splitlines()[-1])
+        self.assertTrue(summary["clean_exit"])
+        self.assertEqual(summary["lost"], 0)
+        self.assertGreaterEqual(frees, pairs + threads * 100)
+        self.assertGreaterEqual(allocs, pairs + threads * 100)
+        self.assertEqual(exits, threads)
+        self.assertEqual(starts, threads + 1)
 
 
 if __name__ == "__main__":
