@@ -85,6 +85,31 @@ class Suppressions(unittest.TestCase):
         self.assertEqual(status, 0)
         self.assertEqual(doc["summary"]["leaked_bytes"], 0)
 
+    def test_text_lists_and_fails_only_unsuppressed_leaks(self) -> None:
+        log = ("seproxyhal: printf: ==MP init;0x20000000;4096\n"
+               "seproxyhal: printf: ==MP alloc;32;0x20000010;src/known.c:5\n"
+               "tests/test_x.py::test_second[nanox] PASSED\n"
+               "seproxyhal: printf: ==MP init;0x20000000;4096\n"
+               "seproxyhal: printf: ==MP alloc;48;0x20000010;src/new.c:9\n")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "t.log")
+            supp = os.path.join(tmp, "s.supp")
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(log)
+            with open(supp, "w", encoding="utf-8") as handle:
+                handle.write("leak:known.c\n")
+            proc = run_heaptrail(["report", "--no-symbols", "--suppressions", supp, path])
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        text = proc.stdout
+        leaks = text.split("LEAKS\n", 1)[1].split("\n\n", 1)[0]
+        self.assertIn("src/new.c:9", leaks)
+        self.assertNotIn("known.c", leaks)  # counted in the summary, not listed
+        self.assertIn("suppressed: 32 bytes in 1 block", text)
+        verdicts = [line for line in text.splitlines() if line.endswith((" ok", " FAIL")) and "[init]" in line]
+        self.assertEqual(len(verdicts), 2, text)
+        self.assertTrue(verdicts[0].endswith(" ok"), verdicts)
+        self.assertTrue(verdicts[1].endswith(" FAIL"), verdicts)
+
     def test_wildcard(self) -> None:
         status, _ = self.run_with("leak:src/*er.c\nleak:src/k*p.c\n", "--fail-on", "leak")
         self.assertEqual(status, 0)

@@ -131,6 +131,9 @@ class ParseAddr2line(unittest.TestCase):
         self.assertEqual(got[0x9999], [(None, None, None)])
         bu = "0x0000000000001150\nf\n/a b/x.c:7 (discriminator 2)\n"
         self.assertEqual(parse_addr2line(bu)[0x1150], [("f", "/a b/x.c", 7)])
+        # A build-dir-relative path from the debug info is shown as the file it names.
+        rel = "0x0000000000001150\nf\n/src/build/../lib/x.c:7\n"
+        self.assertEqual(parse_addr2line(rel)[0x1150], [("f", "/src/lib/x.c", 7)])
 
 
 if __name__ == "__main__":

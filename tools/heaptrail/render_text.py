@@ -135,15 +135,18 @@ def render(report: Report, quiet: bool = False, colour: bool = False) -> str:
         if len(report.free_errors) > MAX_LISTED:
             out.append(f"... and {len(report.free_errors) - MAX_LISTED} more (see --format json)")
 
-    if report.leaks:
+    # Suppressed and baselined leaks are counted in the summary, as valgrind
+    # counts its suppressed ones; listing their stacks would bury the rest.
+    shown = [leak for leak in report.leaks if not (leak.suppressed or leak.baselined)]
+    if shown:
         out.append("")
         out.append(st.head("LEAKS"))
-        for leak in report.leaks[:MAX_LISTED]:
+        for leak in shown[:MAX_LISTED]:
             block = _leak_block(leak, st, pid=in_pid(leak.process))
-            block[0] = st.bad(block[0]) if not (leak.suppressed or leak.baselined) else block[0]
+            block[0] = st.bad(block[0])
             out.extend(block)
-        if len(report.leaks) > MAX_LISTED:
-            out.append(f"... and {len(report.leaks) - MAX_LISTED} more sites (see --format json)")
+        if len(shown) > MAX_LISTED:
+            out.append(f"... and {len(shown) - MAX_LISTED} more sites (see --format json)")
 
     if not quiet:
         if report.unknown:
@@ -168,14 +171,15 @@ def render(report: Report, quiet: bool = False, colour: bool = False) -> str:
             out.append(st.head("SEGMENTS"))
             for seg in report.segments:
                 full = f" ({seg.percent_full}% full)" if seg.percent_full is not None else ""
-                verdict = st.bad("FAIL") if (seg.leaked_blocks or seg.free_errors) else st.good("ok")
+                failing = [leak for leak in seg.leaks if not (leak.suppressed or leak.baselined)]
+                verdict = st.bad("FAIL") if (failing or seg.free_errors) else st.good("ok")
                 out.append(f"{seg.name} [{seg.kind}] {verdict}")
                 out.append(f"    Total overtime: {seg.total_bytes}  Max overtime: {seg.peak_bytes}{full}")
                 out.append(
                     f"    allocations {seg.allocations}, frees {seg.frees}, failed {seg.failed_allocations}, "
                     f"leaked {human(seg.leaked_bytes)} in {_blocks(seg.leaked_blocks)}, free errors {seg.free_errors}"
                 )
-                for leak in seg.leaks[:10]:
+                for leak in failing[:10]:
                     out.append(f"    leak: {human(leak.bytes)} in {_blocks(leak.blocks)} at {leak.key()}")
         if report.heap and report.heap.get("largest_free") is not None:
             h = report.heap

@@ -61,6 +61,11 @@ class Module:
     build_id: str
 
 
+# Part of every cache key: bump it when what a cached lookup holds changes
+# (2: file paths normalised), so old entries are not served.
+CACHE_FORMAT = 2
+
+
 def _find_tool(names: Sequence[str]) -> Optional[str]:
     for name in names:
         found = shutil.which(name)
@@ -100,7 +105,9 @@ def parse_addr2line(text: str) -> dict[int, list[tuple[Optional[str], Optional[s
             nums = []
             while len(parts) > 1 and parts[-1].isdigit():
                 nums.insert(0, int(parts.pop()))
-            fname = ":".join(parts)
+            # Debug info often holds build-dir-relative paths
+            # ("/src/build/../lib/x.c"): show the file, not the route to it.
+            fname = os.path.normpath(":".join(parts))
             lineno = nums[0] if nums else None
             if lineno == 0:
                 lineno = None
@@ -165,7 +172,7 @@ class Symbolizer:
             st = os.stat(path)
         except OSError:
             return None
-        key = f"{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}"
+        key = f"{CACHE_FORMAT}\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}"
         return os.path.join(self.cache_dir, hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
 
     def lookup(self, path: str, offsets: Iterable[int], arm: bool = False) -> None:
