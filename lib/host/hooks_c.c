@@ -265,8 +265,15 @@ void htr_do_free(uint8_t call, void *ptr, const char *file, int line)
 	t->busy++;
 	htr_thread_attach(t);
 	uint32_t site = htr_site_intern(&t->w, file, line);
-	uint32_t stack = htr_stack_capture(&t->w, htr_opts.depth);
+	/* HEAPTRAIL_FREE_DEPTH: a free's stack only names the first free in a
+	 * double-free report, and costs as much as an allocation's. */
+	unsigned free_depth = htr_opts.free_depth;
+	uint32_t stack = free_depth ? htr_stack_capture(&t->w, free_depth) : 0;
 	enum htr_live_result found = htr_live_remove(p, &e, &f, true, stack, site, call);
+	bool misuse = found != HTR_LIVE_FOUND ||
+		      (!(e.flags & HTR_LIVE_UNTRACED) && htr_family_of(e.call) != htr_family_of(call));
+	if (HTR_UNLIKELY(misuse) && free_depth < htr_opts.depth)
+		stack = htr_stack_capture(&t->w, htr_opts.depth); /* a report's bad call: in full */
 	if (found == HTR_LIVE_FOUND && (e.flags & HTR_LIVE_UNTRACED)) {
 		htr_real.free(ptr);
 	} else if (found == HTR_LIVE_FOUND && htr_family_of(e.call) != htr_family_of(call)) {

@@ -38,6 +38,7 @@ enum htr_on_error {
 struct htr_options {
 	char output[4096];   /* directory for trace files */
 	unsigned depth;      /* frames per backtrace, 1..HTR_MAX_DEPTH */
+	unsigned free_depth; /* frames per free backtrace, 0 (none)..HTR_MAX_DEPTH */
 	unsigned chunk_kb;   /* chunk size in KiB, multiple of 4 */
 	enum htr_on_error on_error;
 };

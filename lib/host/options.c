@@ -81,6 +81,9 @@ int htr_options_parse(char *const *envp, struct htr_options *out, htr_warn_fn wa
 	out->output[0] = '.';
 	out->output[1] = '\0';
 	out->depth = HTR_DEFAULT_DEPTH;
+	/* Follows HEAPTRAIL_DEPTH, wherever that appears, unless set itself. */
+	bool free_depth_set = false;
+	out->free_depth = HTR_DEFAULT_DEPTH;
 	out->chunk_kb = HTR_DEFAULT_CHUNK_KB;
 	out->on_error = HTR_ON_ERROR_CONTINUE;
 	if (envp == NULL)
@@ -122,6 +125,15 @@ int htr_options_parse(char *const *envp, struct htr_options *out, htr_warn_fn wa
 				complain(warn, ctx, name, value, why);
 				warnings++;
 			}
+		} else if (strcmp(name, "HEAPTRAIL_FREE_DEPTH") == 0) {
+			if (parse_uint(value, &n) && n <= HTR_MAX_DEPTH) {
+				out->free_depth = n;
+				free_depth_set = true;
+			} else {
+				complain(warn, ctx, name, value,
+					 "must be an integer from 0 to 256 (using HEAPTRAIL_DEPTH)");
+				warnings++;
+			}
 		} else if (strcmp(name, "HEAPTRAIL_ON_ERROR") == 0) {
 			if (strcmp(value, "continue") == 0) {
 				out->on_error = HTR_ON_ERROR_CONTINUE;
@@ -144,9 +156,11 @@ int htr_options_parse(char *const *envp, struct htr_options *out, htr_warn_fn wa
 		} else {
 			complain(warn, ctx, name, NULL,
 				 "unknown variable, ignored (known: HEAPTRAIL_OUTPUT, HEAPTRAIL_DEPTH, "
-				 "HEAPTRAIL_ON_ERROR, HEAPTRAIL_CHUNK_KB)");
+				 "HEAPTRAIL_FREE_DEPTH, HEAPTRAIL_ON_ERROR, HEAPTRAIL_CHUNK_KB)");
 			warnings++;
 		}
 	}
+	if (!free_depth_set)
+		out->free_depth = out->depth;
 	return warnings;
 }

@@ -96,6 +96,37 @@ static void test_invalid_values(void **state)
 		assert_null(strchr(w.lines[i], '\n'));
 }
 
+static void test_free_depth(void **state)
+{
+	(void)state;
+	struct htr_options o;
+	struct warnings w;
+	/* Unset, it follows HEAPTRAIL_DEPTH, before or after it. */
+	char *env[] = { "HEAPTRAIL_DEPTH=12", NULL };
+	assert_int_equal(parse(env, &o, &w), 0);
+	assert_int_equal(o.free_depth, 12);
+	char *none[] = { NULL };
+	assert_int_equal(parse(none, &o, &w), 0);
+	assert_int_equal(o.free_depth, HTR_DEFAULT_DEPTH);
+	char *env2[] = { "HEAPTRAIL_FREE_DEPTH=0", "HEAPTRAIL_DEPTH=12", NULL };
+	assert_int_equal(parse(env2, &o, &w), 0);
+	assert_int_equal(o.free_depth, 0);
+	assert_int_equal(o.depth, 12);
+	char *env3[] = { "HEAPTRAIL_DEPTH=3", "HEAPTRAIL_FREE_DEPTH=256", NULL };
+	assert_int_equal(parse(env3, &o, &w), 0);
+	assert_int_equal(o.free_depth, 256);
+	const char *bad[] = { "257", "-1", "x", "" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char var[64];
+		snprintf(var, sizeof(var), "HEAPTRAIL_FREE_DEPTH=%s", bad[i]);
+		char *e[] = { "HEAPTRAIL_DEPTH=7", var, NULL };
+		assert_int_equal(parse(e, &o, &w), 1);
+		assert_int_equal(w.n, 1);
+		assert_non_null(strstr(w.lines[0], "HEAPTRAIL_FREE_DEPTH"));
+		assert_int_equal(o.free_depth, 7);
+	}
+}
+
 static void test_unknown(void **state)
 {
 	(void)state;
@@ -105,6 +136,7 @@ static void test_unknown(void **state)
 	assert_int_equal(parse(env, &o, &w), 1);
 	assert_int_equal(w.n, 1);
 	assert_true(strncmp(w.lines[0], "HEAPTRAIL_DEPHT: unknown variable", 33) == 0);
+	assert_non_null(strstr(w.lines[0], "HEAPTRAIL_FREE_DEPTH"));
 	assert_int_equal(o.depth, 8);
 }
 
@@ -128,6 +160,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_valid),
 		cmocka_unit_test(test_invalid_values),
+		cmocka_unit_test(test_free_depth),
 		cmocka_unit_test(test_unknown),
 		cmocka_unit_test(test_format_helpers),
 	};

@@ -544,6 +544,40 @@ class OptionsTest(unittest.TestCase):
         self.assertTrue(t.stacks)
         self.assertTrue(all(1 <= len(f) <= 2 for f in t.stacks.values()))
 
+    def test_free_depth(self) -> None:
+        r = lib.run([lib.program("basic")], env={"HEAPTRAIL_FREE_DEPTH": "2"})
+        t = r.trace()
+        ev = t.between_marks("begin", "end")
+        frees = [e for e in ev if e["type"] == "free"]
+        self.assertEqual(len(frees), 8)
+        # The frees are main's, four frames or more deep: cut at two.
+        self.assertTrue(all(len(t.stacks[e["stack"]]) == 2 for e in frees))
+        sym = lib.Symbolizer(t)
+        self.assertTrue(all(sym.function(t.stacks[e["stack"]][0]) == "main" for e in frees))
+        allocs = [e for e in ev if e["type"] == "alloc"]
+        self.assertTrue(all(len(t.stacks[e["stack"]]) > 2 for e in allocs))
+
+    def test_free_depth_zero_keeps_misuse_reports(self) -> None:
+        r = lib.run([lib.program("misuse")], env={"HEAPTRAIL_FREE_DEPTH": "0"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, "")
+        t = r.trace()
+        self.assertTrue(all(e["stack"] == 0 for e in t.of_type("free")))
+        self.assertTrue(t.of_type("free"))
+        ev = t.between_marks("misuse", "after")
+        self.assertEqual(brief(ev[:3]), [("alloc", "malloc", 4001, 0), ("free", "free"),
+                                         ("misuse", "double_free", "free", "malloc")])
+        double = ev[2]
+        self.assertEqual(double["alloc_stack"], ev[0]["stack"])
+        self.assertEqual(double["free_stack"], 0)
+        # The bad call itself is still unwound in full.
+        sym = lib.Symbolizer(t)
+        self.assertEqual(sym.function(t.stacks[double["stack"]][0]), "main")
+        self.assertGreater(len(t.stacks[double["stack"]]), 1)
+        kinds = [e["kind"] for e in ev if e["type"] == "misuse"]
+        self.assertEqual(kinds, ["double_free"] + ["invalid_free"] * 4 + ["mismatch"] * 4)
+        self.assertTrue(all(e["stack"] != 0 for e in ev if e["type"] == "misuse"))
+
 
 class MemoryTest(unittest.TestCase):
     def test_resident_size_bounded_while_trace_grows(self) -> None:
