@@ -142,16 +142,16 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 		}
 		switch (code) {
 		case HTR_PACK_ALLOC:
-			put_varint(p, htr_pack_code_allocated(st, ev->ptr));
 			put_varint(p, ev->size);
+			put_varint(p, htr_pack_code_allocated(st, ev->ptr, ev->size));
 			break;
 		case HTR_PACK_FREE:
 			put_varint(p, htr_pack_code_freed(st, ev->ptr));
 			break;
 		default:
 			put_varint(p, htr_pack_code_freed(st, ev->ptr));
-			put_varint(p, htr_pack_code_allocated(st, ev->ptr2));
 			put_varint(p, ev->size);
+			put_varint(p, htr_pack_code_allocated(st, ev->ptr2, ev->size));
 			break;
 		}
 	}

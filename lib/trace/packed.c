@@ -54,8 +54,27 @@ static uint64_t unzigzag(uint64_t z)
 	return (z >> 1) ^ (uint64_t)-(int64_t)(z & 1);
 }
 
-/* An allocated pointer is looked for among the recently freed ones (an
- * allocator reuses them first); a freed one among the recently allocated. */
+/* glibc's bins: a chunk is the request plus 8 bytes of header, rounded up
+ * to 16. Requests in one chunk size get the same blocks back. Only the
+ * compression depends on this matching the allocator; the coding is exact
+ * whatever the allocator does. */
+static unsigned size_class(uint64_t size)
+{
+	if (size < 4032u * 16u - 23u)
+		return (unsigned)((size + 23u) >> 4);
+	unsigned log2 = 63u - (unsigned)__builtin_clzll(size);
+	return 4032u + (log2 < 63u ? log2 : 63u);
+}
+
+/* glibc caches freed blocks per thread (tcache), so the prediction is kept
+ * per thread too; threads share the table, spread by a multiplicative hash. */
+static unsigned class_slot(const struct htr_pack_state *st, uint64_t size)
+{
+	return (size_class(size) + st->last_thread * 2654435761u) & 4095u;
+}
+
+/* A freed pointer is looked for among the recently allocated, an allocated
+ * one among the recently freed (an allocator reuses those first). */
 static uint64_t code_ptr(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t ptr)
 {
 	int i = cache_find(search, ptr);
@@ -71,8 +90,7 @@ static uint64_t code_ptr(struct htr_pack_state *st, uint64_t *search, uint64_t *
 	return code;
 }
 
-static bool decode_ptr(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t code,
-		       uint64_t *ptr)
+static void decode_ptr(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t code, uint64_t *ptr)
 {
 	uint64_t p;
 	if (code < HTR_PACK_PTR_CACHE) {
@@ -84,12 +102,25 @@ static bool decode_ptr(struct htr_pack_state *st, uint64_t *search, uint64_t *ot
 	cache_push(other, p);
 	st->last_ptr = p;
 	*ptr = p;
-	return true;
 }
 
-uint64_t htr_pack_code_allocated(struct htr_pack_state *st, uint64_t ptr)
+uint64_t htr_pack_code_allocated(struct htr_pack_state *st, uint64_t ptr, uint64_t size)
 {
-	return code_ptr(st, st->freed, st->live, ptr);
+	uint64_t *predicted = &st->by_class[class_slot(st, size)];
+	uint64_t code;
+	if (ptr == *predicted && ptr != 0) {
+		/* Same cache moves as any other code, to stay in step. */
+		int i = cache_find(st->freed, ptr);
+		if (i >= 0)
+			cache_remove_at(st->freed, (unsigned)i);
+		cache_push(st->live, ptr);
+		st->last_ptr = ptr;
+		code = 0;
+	} else {
+		code = 1 + code_ptr(st, st->freed, st->live, ptr);
+	}
+	*predicted = ptr;
+	return code;
 }
 
 uint64_t htr_pack_code_freed(struct htr_pack_state *st, uint64_t ptr)
@@ -97,14 +128,26 @@ uint64_t htr_pack_code_freed(struct htr_pack_state *st, uint64_t ptr)
 	return code_ptr(st, st->live, st->freed, ptr);
 }
 
-bool htr_pack_decode_allocated(struct htr_pack_state *st, uint64_t code, uint64_t *ptr)
+void htr_pack_decode_allocated(struct htr_pack_state *st, uint64_t code, uint64_t size, uint64_t *ptr)
 {
-	return decode_ptr(st, st->freed, st->live, code, ptr);
+	uint64_t *predicted = &st->by_class[class_slot(st, size)];
+	if (code == 0) {
+		uint64_t p = *predicted;
+		int i = cache_find(st->freed, p);
+		if (i >= 0)
+			cache_remove_at(st->freed, (unsigned)i);
+		cache_push(st->live, p);
+		st->last_ptr = p;
+		*ptr = p;
+	} else {
+		decode_ptr(st, st->freed, st->live, code - 1, ptr);
+	}
+	*predicted = *ptr;
 }
 
-bool htr_pack_decode_freed(struct htr_pack_state *st, uint64_t code, uint64_t *ptr)
+void htr_pack_decode_freed(struct htr_pack_state *st, uint64_t code, uint64_t *ptr)
 {
-	return decode_ptr(st, st->live, st->freed, code, ptr);
+	decode_ptr(st, st->live, st->freed, code, ptr);
 }
 
 /* ---- reading ---- */
@@ -320,8 +363,8 @@ int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 		switch (code) {
 		case HTR_PACK_ALLOC:
 			ev.type = HTR_EV_ALLOC;
-			htr_pack_decode_allocated(&st, get_varint(&c), &ev.ptr);
 			ev.size = get_varint(&c);
+			htr_pack_decode_allocated(&st, get_varint(&c), ev.size, &ev.ptr);
 			break;
 		case HTR_PACK_FREE:
 			ev.type = HTR_EV_FREE;
@@ -330,8 +373,8 @@ int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 		case HTR_PACK_REALLOC:
 			ev.type = HTR_EV_REALLOC;
 			htr_pack_decode_freed(&st, get_varint(&c), &ev.ptr);
-			htr_pack_decode_allocated(&st, get_varint(&c), &ev.ptr2);
 			ev.size = get_varint(&c);
+			htr_pack_decode_allocated(&st, get_varint(&c), ev.size, &ev.ptr2);
 			break;
 		case HTR_PACK_RAW: {
 			uint64_t len = get_varint(&c);
