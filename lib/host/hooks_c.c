@@ -184,9 +184,14 @@ static void pending_wait(uint64_t addr, int own_slot)
 	}
 }
 
+/* malloc and free inline the recording core (note_alloc, do_free) and
+ * with it the unwind: every recorder frame between the program and
+ * unw_backtrace is one more frame for the unwinder to walk. */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
 /* Records an allocation the C library just made (p NULL: it failed). */
-void htr_note_alloc(uint8_t call, void *p, size_t size, size_t alignment, const char *file,
-		    int line, bool persist)
+static ALWAYS_INLINE void note_alloc(uint8_t call, void *p, size_t size, size_t alignment,
+				     const char *file, int line, bool persist)
 {
 	struct htr_thread *t = &htr_self;
 	struct htr_live_entry e = { .ptr = (uint64_t)(uintptr_t)p, .size = size, .call = call };
@@ -240,7 +245,13 @@ void htr_note_alloc(uint8_t call, void *p, size_t size, size_t alignment, const 
 	errno = saved_errno;
 }
 
-void htr_do_free(uint8_t call, void *ptr, const char *file, int line)
+void htr_note_alloc(uint8_t call, void *p, size_t size, size_t alignment, const char *file,
+		    int line, bool persist)
+{
+	note_alloc(call, p, size, alignment, file, line, persist);
+}
+
+static ALWAYS_INLINE void do_free(uint8_t call, void *ptr, const char *file, int line)
 {
 	if (ptr == NULL || htr_bootstrap_owns(ptr))
 		return; /* free(NULL) is not an event; pool blocks never reach libc */
@@ -304,6 +315,11 @@ void htr_do_free(uint8_t call, void *ptr, const char *file, int line)
 	}
 	t->busy--;
 	errno = saved_errno;
+}
+
+void htr_do_free(uint8_t call, void *ptr, const char *file, int line)
+{
+	do_free(call, ptr, file, line);
 }
 
 /* realloc and reallocarray. The old block leaves the live table before the
@@ -443,13 +459,13 @@ HTR_EXPORT void *malloc(size_t size)
 	if (HTR_UNLIKELY(!ready()))
 		return htr_bootstrap_alloc(size, 16);
 	void *p = htr_real.malloc(size);
-	htr_note_alloc(HTR_CALL_MALLOC, p, size, 0, NULL, 0, false);
+	note_alloc(HTR_CALL_MALLOC, p, size, 0, NULL, 0, false);
 	return p;
 }
 
 HTR_EXPORT void free(void *ptr)
 {
-	htr_do_free(HTR_CALL_FREE, ptr, NULL, 0);
+	do_free(HTR_CALL_FREE, ptr, NULL, 0);
 }
 
 HTR_EXPORT void *calloc(size_t count, size_t size)

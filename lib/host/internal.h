@@ -183,10 +183,22 @@ void htr_threads_after_fork_child(void);
 extern uint32_t htr_file_generation;
 
 /* ---- stacks.c ---- */
-/* Unwinds the caller's stack (skipping the recorder's own frames), interns
- * it and returns its id (0 when unwinding gave nothing). Writes the STACK
- * definition through w the first time an id is seen. */
-uint32_t htr_stack_capture(struct htr_writer *w, unsigned depth);
+#define HTR_SKIP_MAX 8u /* recorder frames we may have to drop */
+int unw_backtrace(void **buffer, int size); /* libunwind.h, without its macros */
+/* Interns the frames unw_backtrace gave (the recorder's own dropped, at
+ * most depth kept), writing the STACK definition through w the first time
+ * an id is seen. Returns the id, 0 when nothing was left. */
+uint32_t htr_stack_intern(struct htr_writer *w, const uint64_t *ips, int n, unsigned depth);
+/* Unwinds the caller's stack and interns it. Inlined so that the hooks
+ * that inline it leave fewer recorder frames for the unwinder to walk
+ * (each costs as much as one of the program's). */
+static inline __attribute__((always_inline)) uint32_t htr_stack_capture(struct htr_writer *w,
+									unsigned depth)
+{
+	uint64_t ips[HTR_MAX_DEPTH + HTR_SKIP_MAX];
+	int n = unw_backtrace((void **)ips, (int)(depth + HTR_SKIP_MAX));
+	return htr_stack_intern(w, ips, n, depth);
+}
 void htr_stacks_init(void);
 /* Which addresses count as the recorder's own frames (tests set none). */
 void htr_stacks_set_self(uintptr_t start, uintptr_t end);
