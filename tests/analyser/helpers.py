@@ -20,8 +20,12 @@ REGEN = os.environ.get("HTR_REGEN_GOLDEN") == "1"
 
 
 def _default(var: str, *candidates: str) -> str:
+    """The path meson passes, or when run by hand, a usual build dir's. Set
+    but empty means the build has no such part: do not go looking for
+    another build's (a sanitizer build would preload a recorder built
+    without sanitizers into programs built with them)."""
     value = os.environ.get(var)
-    if value:
+    if value is not None:
         return value
     for c in candidates:
         if os.path.exists(c):

@@ -154,7 +154,8 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	struct engine *e = eng_new();
 	char err[1024];
-	for (int i = first; i < argc; i++) {
+	int status = 0;
+	for (int i = first; i < argc && status == 0; i++) {
 		const char *path = argv[i];
 		const char *f = format;
 		err[0] = 0;
@@ -162,7 +163,8 @@ int main(int argc, char **argv)
 			f = sniff(path, err, sizeof(err));
 			if (f == NULL) {
 				fprintf(stderr, "%s\n", err);
-				return 2;
+				status = 2;
+				break;
 			}
 		}
 		int rc;
@@ -175,17 +177,23 @@ int main(int argc, char **argv)
 		else if (strcmp(f, "board") == 0)
 			rc = run_board(e, path, err, sizeof(err));
 		else {
-			fprintf(stderr, "unknown format '%s'\n", f);
-			return 2;
+			snprintf(err, sizeof(err), "unknown format '%s'", f);
+			rc = -1;
 		}
 		if (rc != 0) {
 			fprintf(stderr, "%s\n", err);
-			return 2;
+			status = 2;
 		}
 	}
+	if (status != 0) {
+		eng_free(e);
+		return status;
+	}
 	eng_write_json(e, stdout);
-	if (fflush(stdout) != 0)
+	if (fflush(stdout) != 0) {
+		eng_free(e);
 		return 3;
+	}
 	if (stats) {
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		fprintf(stderr, "{\"heap_bytes\":%zu,\"events\":%llu,\"seconds\":%.6f}\n", eng_memory_high_water(e),
