@@ -431,7 +431,7 @@ static int on_ht(struct text_state *st, const char *s, size_t len)
  * x.py::y[..]" start with another word and are not test starts. */
 static void maybe_test(struct text_state *st, const char *s, size_t len)
 {
-	if (len < 8 || memmem(s, len, "::", 2) == NULL || memmem(s, len, "test_", 5) == NULL ||
+	if (s == NULL || len < 8 || memmem(s, len, "::", 2) == NULL || memmem(s, len, "test_", 5) == NULL ||
 	    memchr(s, '[', len) == NULL)
 		return;
 	size_t n = 0;
@@ -589,6 +589,11 @@ int eng_parse_text(struct engine *e, FILE *in, const char *path, bool mtrace, ch
 	st->path = path;
 	size_t cap = 1u << 20, have = 0;
 	char *buf = malloc(cap);
+	if (buf == NULL) {
+		free(st);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	int rc = 0;
 	uint64_t offset = 0; /* of buf[0] in the file */
 	bool eof = false;
