@@ -18,7 +18,6 @@
 #include "internal.h"
 
 struct htr_real htr_real;
-struct htr_counters htr_counters;
 
 static int resolve_state; /* 0 not yet, 1 in progress, 2 done */
 static __thread int resolving HTR_TLS;
@@ -99,22 +98,28 @@ uint8_t htr_family_of(uint8_t call)
 	}
 }
 
-static void count_alloc(uint64_t size)
+/* used_bytes stays one atomic: the peak is of the process's total. The
+ * counts are the thread's own (see htr_thread). */
+static inline void count_alloc(struct htr_thread *t, uint64_t size)
 {
 	int64_t used = __atomic_add_fetch(&htr_counters.used_bytes, (int64_t)size, __ATOMIC_RELAXED);
 	int64_t peak = __atomic_load_n(&htr_counters.peak_used_bytes, __ATOMIC_RELAXED);
 	while (used > peak && !__atomic_compare_exchange_n(&htr_counters.peak_used_bytes, &peak, used,
 							   true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
-	__atomic_add_fetch(&htr_counters.live_blocks, 1, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&htr_counters.alloc_count, 1, __ATOMIC_RELAXED);
+	if (HTR_LIKELY(t->counted))
+		__atomic_store_n(&t->allocs, t->allocs + 1, __ATOMIC_RELAXED);
+	else
+		__atomic_add_fetch(&htr_counters.alloc_count, 1, __ATOMIC_RELAXED);
 }
 
-static void count_free(uint64_t size)
+static inline void count_free(struct htr_thread *t, uint64_t size)
 {
 	__atomic_sub_fetch(&htr_counters.used_bytes, (int64_t)size, __ATOMIC_RELAXED);
-	__atomic_sub_fetch(&htr_counters.live_blocks, 1, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&htr_counters.free_count, 1, __ATOMIC_RELAXED);
+	if (HTR_LIKELY(t->counted))
+		__atomic_store_n(&t->frees, t->frees + 1, __ATOMIC_RELAXED);
+	else
+		__atomic_add_fetch(&htr_counters.free_count, 1, __ATOMIC_RELAXED);
 }
 
 int htr_stats_fill(struct htr_heap_stats *out)
@@ -123,12 +128,13 @@ int htr_stats_fill(struct htr_heap_stats *out)
 	if (!htr_recording())
 		return -1;
 	int64_t used = __atomic_load_n(&htr_counters.used_bytes, __ATOMIC_RELAXED);
-	int64_t live = __atomic_load_n(&htr_counters.live_blocks, __ATOMIC_RELAXED);
+	uint64_t allocs, frees;
+	htr_counts_sum(&allocs, &frees);
 	out->used_bytes = used > 0 ? (size_t)used : 0;
 	out->peak_used_bytes = (size_t)__atomic_load_n(&htr_counters.peak_used_bytes, __ATOMIC_RELAXED);
-	out->live_blocks = live > 0 ? (size_t)live : 0;
-	out->alloc_count = __atomic_load_n(&htr_counters.alloc_count, __ATOMIC_RELAXED);
-	out->free_count = __atomic_load_n(&htr_counters.free_count, __ATOMIC_RELAXED);
+	out->live_blocks = allocs > frees ? (size_t)(allocs - frees) : 0;
+	out->alloc_count = (uint32_t)allocs;
+	out->free_count = (uint32_t)frees;
 	out->failed_count = __atomic_load_n(&htr_counters.failed_count, __ATOMIC_RELAXED);
 	out->misuse_count = __atomic_load_n(&htr_counters.misuse_count, __ATOMIC_RELAXED);
 	return 0;
@@ -215,7 +221,7 @@ static ALWAYS_INLINE void note_alloc(uint8_t call, void *p, size_t size, size_t 
 		e.site = site;
 		e.flags = persist ? HTR_LIVE_PERSIST : 0;
 		htr_live_insert(&e);
-		count_alloc(size);
+		count_alloc(t, size);
 	} else {
 		__atomic_add_fetch(&htr_counters.failed_count, 1, __ATOMIC_RELAXED);
 	}
@@ -288,7 +294,7 @@ static ALWAYS_INLINE void do_free(uint8_t call, void *ptr, const char *file, int
 	if (found == HTR_LIVE_FOUND && (e.flags & HTR_LIVE_UNTRACED)) {
 		htr_real.free(ptr);
 	} else if (found == HTR_LIVE_FOUND && htr_family_of(e.call) != htr_family_of(call)) {
-		count_free(e.size);
+		count_free(t, e.size);
 		htr_misuse_report(&t->w, HTR_MISUSE_MISMATCH, p, call, stack, site, &e, NULL);
 		htr_real.free(ptr); /* the program meant to free it: free it correctly */
 	} else if (found == HTR_LIVE_FOUND) {
@@ -305,7 +311,7 @@ static ALWAYS_INLINE void do_free(uint8_t call, void *ptr, const char *file, int
 		} else {
 			htr_writer_drop(&t->w);
 		}
-		count_free(e.size);
+		count_free(t, e.size);
 		htr_real.free(ptr);
 	} else {
 		htr_misuse_report(&t->w,
@@ -388,7 +394,7 @@ void *htr_do_realloc(uint8_t call, void *ptr, size_t size, const char *file, int
 		if (e.flags & HTR_LIVE_UNTRACED) {
 			old_ptr = 0; /* the trace never saw it: the result is a new block */
 		} else if (htr_family_of(e.call) != HTR_FAMILY_MALLOC) {
-			count_free(e.size);
+			count_free(t, e.size);
 			htr_misuse_report(&t->w, HTR_MISUSE_MISMATCH, p, call, stack, site, &e, NULL);
 			old_ptr = 0;
 		} else {
@@ -416,14 +422,14 @@ void *htr_do_realloc(uint8_t call, void *ptr, size_t size, const char *file, int
 					     .site = site, .call = call };
 		htr_live_insert(&ne);
 		if (old_ptr != 0)
-			count_free(e.size);
-		count_alloc(size);
+			count_free(t, e.size);
+		count_alloc(t, size);
 	} else if (ptr != NULL && size != 0) {
 		htr_live_insert(&e); /* failed: the old block stays as it was */
 		__atomic_add_fetch(&htr_counters.failed_count, 1, __ATOMIC_RELAXED);
 	} else if (ptr != NULL) {
 		if (old_ptr != 0)
-			count_free(e.size);
+			count_free(t, e.size);
 	} else {
 		__atomic_add_fetch(&htr_counters.failed_count, 1, __ATOMIC_RELAXED);
 	}

@@ -170,6 +170,12 @@ struct htr_thread {
 	void *fork_slot;     /* reserved FORK record (see process.c) */
 	uint64_t fork_seq;
 	uint32_t stack_cache_gen;
+	/* This thread's share of htr_get_heap_stats' counts, while counted is
+	 * set (it is then on the list htr_counts_sum walks): plain stores on
+	 * the hot path instead of atomics on one shared line. */
+	int counted;
+	uint64_t allocs, frees;
+	struct htr_thread *next_counted;
 };
 extern __thread struct htr_thread htr_self HTR_TLS;
 /* Writes THREAD START for this thread if not done yet for the current file. */
@@ -180,6 +186,10 @@ void htr_thread_assign(struct htr_thread *t);
 void htr_thread_write_start(struct htr_thread *t);
 void htr_threads_init(void);
 void htr_threads_after_fork_child(void);
+void htr_threads_fork_prepare(void);
+void htr_threads_fork_parent(void);
+/* Sums of the per-thread counts (live threads and those that ended). */
+void htr_counts_sum(uint64_t *allocs, uint64_t *frees);
 extern uint32_t htr_file_generation;
 
 /* ---- stacks.c ---- */
@@ -316,8 +326,10 @@ uint64_t htr_now_ns(int clock);
 struct htr_counters {
 	int64_t used_bytes;
 	int64_t peak_used_bytes;
-	int64_t live_blocks;
-	uint32_t alloc_count, free_count, failed_count, misuse_count;
+	/* Counts of threads that are not counted per thread (see htr_thread)
+	 * or have ended. Live blocks are allocs - frees. */
+	uint64_t alloc_count, free_count;
+	uint32_t failed_count, misuse_count;
 };
 extern struct htr_counters htr_counters;
 int htr_stats_fill(struct htr_heap_stats *out);

@@ -133,6 +133,7 @@ static void atfork_prepare(void)
 	htr_stacks_fork_prepare();
 	htr_live_fork_prepare();
 	htr_tracefile_fork_prepare();
+	htr_threads_fork_prepare();
 }
 
 static void fill_fork(struct htr_thread *t, uint64_t child)
@@ -151,6 +152,7 @@ static void fill_fork(struct htr_thread *t, uint64_t child)
 static void atfork_parent(void)
 {
 	if (locked_for_fork) {
+		htr_threads_fork_parent();
 		htr_tracefile_fork_parent();
 		htr_live_fork_parent();
 		htr_stacks_fork_parent();

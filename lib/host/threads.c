@@ -10,6 +10,7 @@
 
 __thread struct htr_thread htr_self HTR_TLS;
 uint32_t htr_file_generation = 1;
+struct htr_counters htr_counters;
 
 static uint32_t next_thread_index;
 static pthread_key_t exit_key;
@@ -28,10 +29,78 @@ static void write_thread_record(struct htr_thread *t, uint8_t kind)
 	htr_record_commit(&t->w, r, HTR_REC_THREAD, kind, sizeof(*r));
 }
 
+/* The threads whose counts live in their TLS. A thread leaves the list
+ * before its TLS goes away (key destructor), so walking it under the lock
+ * reads live memory only. */
+static htr_spinlock counted_lock;
+static struct htr_thread *counted_threads;
+
+static void count_here(struct htr_thread *t)
+{
+	if (t->counted || !have_key)
+		return; /* without the key's destructor it could not leave the list */
+	htr_spin_lock(&counted_lock);
+	t->allocs = t->frees = 0;
+	t->next_counted = counted_threads;
+	counted_threads = t;
+	__atomic_store_n(&t->counted, 1, __ATOMIC_RELAXED);
+	htr_spin_unlock(&counted_lock);
+}
+
+static void fold_locked(struct htr_thread *t)
+{
+	__atomic_add_fetch(&htr_counters.alloc_count, t->allocs, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&htr_counters.free_count, t->frees, __ATOMIC_RELAXED);
+	t->allocs = t->frees = 0;
+	t->counted = 0;
+}
+
+static void stop_counting_here(struct htr_thread *t)
+{
+	if (!t->counted)
+		return;
+	htr_spin_lock(&counted_lock);
+	for (struct htr_thread **p = &counted_threads; *p != NULL; p = &(*p)->next_counted) {
+		if (*p == t) {
+			*p = t->next_counted;
+			break;
+		}
+	}
+	fold_locked(t);
+	htr_spin_unlock(&counted_lock);
+}
+
+void htr_counts_sum(uint64_t *allocs, uint64_t *frees)
+{
+	htr_spin_lock(&counted_lock);
+	uint64_t a = __atomic_load_n(&htr_counters.alloc_count, __ATOMIC_RELAXED);
+	uint64_t f = __atomic_load_n(&htr_counters.free_count, __ATOMIC_RELAXED);
+	for (struct htr_thread *t = counted_threads; t != NULL; t = t->next_counted) {
+		a += __atomic_load_n(&t->allocs, __ATOMIC_RELAXED);
+		f += __atomic_load_n(&t->frees, __ATOMIC_RELAXED);
+	}
+	htr_spin_unlock(&counted_lock);
+	*allocs = a;
+	*frees = f;
+}
+
+void htr_threads_fork_prepare(void)
+{
+	htr_spin_lock(&counted_lock);
+}
+
+void htr_threads_fork_parent(void)
+{
+	htr_spin_unlock(&counted_lock);
+}
+
 static void on_thread_exit(void *arg)
 {
 	(void)arg;
 	struct htr_thread *t = &htr_self;
+	/* Its TLS is about to go: later events of this thread (other keys'
+	 * destructors) count in the globals. */
+	stop_counting_here(t);
 	if (!htr_recording() || !t->started)
 		return;
 	t->busy++;
@@ -66,6 +135,7 @@ void htr_thread_assign(struct htr_thread *t)
 	/* The key only triggers the destructor when the value is non-NULL. */
 	if (have_key)
 		pthread_setspecific(exit_key, (void *)1);
+	count_here(t);
 }
 
 void htr_threads_init(void)
@@ -81,4 +151,15 @@ void htr_threads_after_fork_child(void)
 	__atomic_store_n(&next_thread_index, 0, __ATOMIC_RELAXED);
 	htr_file_generation++;
 	htr_self.started = 0;
+	/* The other threads are gone, their TLS copied but never freed: their
+	 * counts move to the globals (the counts carry over, as they did when
+	 * they were only global), and this thread is counted again as it
+	 * attaches. */
+	counted_lock.v = 0;
+	for (struct htr_thread *t = counted_threads; t != NULL;) {
+		struct htr_thread *next = t->next_counted;
+		fold_locked(t);
+		t = next;
+	}
+	counted_threads = NULL;
 }

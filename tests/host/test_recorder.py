@@ -310,6 +310,17 @@ class ThreadsTest(unittest.TestCase):
         seqs = [e["seq"] for e in t.events if "seq" in e and e["type"] != "stack"]
         self.assertEqual(len(seqs), len(set(seqs)))
         self.assertEqual(t.misuse if hasattr(t, "misuse") else t.of_type("misuse"), [])
+        # Counts kept per thread add up, threads that ended included.
+        ev = t.between_marks("stats-before", "stats-after")
+        allocs = sum(1 for e in ev if e["type"] == "alloc" and e["ptr"] != "0x0")
+        frees = sum(1 for e in ev if e["type"] == "free")
+        for e in ev:
+            if e["type"] == "realloc":
+                allocs += e["ptr2"] != "0x0"
+                frees += e["ptr"] != "0x0" and (e["ptr2"] != "0x0" or e["size"] == 0)
+        self.assertGreaterEqual(frees, 8 * 20000 + 4 * 500)
+        line = r.stdout.splitlines()[-1].split()
+        self.assertEqual(line, ["stats", str(allocs), str(frees), str(allocs - frees)])
 
 
 class OrderingTest(unittest.TestCase):

@@ -1,9 +1,12 @@
 /* 8 workers and 4 short-lived threads allocating at once: the short ones
  * exit while the workers still run. Every allocation is freed, sizes name
- * the thread: 5000 + index. */
+ * the thread: 5000 + index. Prints the heap statistics' change across the
+ * threads' lives, to be compared with the trace between the two marks. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "heaptrail.h"
 
 #define WORKERS 8
 #define SHORT 4
@@ -30,6 +33,10 @@ static void *run(void *arg)
 int main(void)
 {
 	pthread_t t[WORKERS + SHORT];
+	struct htr_heap_stats before, after;
+	if (htr_get_heap_stats(&before) != 0)
+		return 2;
+	htr_mark("stats-before");
 	pthread_barrier_init(&start, NULL, WORKERS + SHORT);
 	for (size_t i = 0; i < WORKERS + SHORT; i++)
 		if (pthread_create(&t[i], NULL, run, (void *)i) != 0)
@@ -39,6 +46,12 @@ int main(void)
 		pthread_join(t[i], NULL);
 	for (size_t i = 0; i < WORKERS; i++)
 		pthread_join(t[i], NULL);
+	/* The counts of threads that ended, compared with the trace. */
+	if (htr_get_heap_stats(&after) != 0)
+		return 2;
+	htr_mark("stats-after");
 	printf("threads done\n");
+	printf("stats %u %u %zu\n", after.alloc_count - before.alloc_count,
+	       after.free_count - before.free_count, after.live_blocks - before.live_blocks);
 	return 0;
 }
