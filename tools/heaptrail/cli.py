@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from . import __version__
 from .errors import HeaptrailError
@@ -32,8 +32,16 @@ class Paths:
     pack: str = ""  # htr-pack
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line naming what is wrong, and where to look; the
+    full usage text stays behind --help. Subcommand parsers inherit this."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="heaptrail",
         description="Heap tracing for C and C++ on a Linux host and on boards.",
     )

@@ -22,6 +22,8 @@ def run_engine(engine: str, inputs: Sequence[str], fmt: str = "auto") -> dict[st
         if not os.path.isfile(path):
             if os.path.isdir(path):
                 raise InputError(f"{path}: is a directory")
+            if os.path.exists(path):
+                raise InputError(f"{path}: not a regular file (a trace or log file is needed)")
             raise InputError(f"{path}: no such file")
         if not os.access(path, os.R_OK):
             raise InputError(f"{path}: permission denied")
