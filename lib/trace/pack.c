@@ -179,15 +179,6 @@ static int pack_notice(void *ctx, const struct htr_event *ev)
 	return maybe_flush(p);
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_pack_result *result, char *err,
 	     size_t errlen)
@@ -196,7 +187,7 @@ int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_p
 	if (htr_reader_open(&r, raw_path, err, errlen) != 0)
 		return -1;
 	if (r->packed != NULL) {
-		set_err(err, errlen, "%s: already packed", raw_path);
+		htr_set_err(err, errlen, "%s: already packed", raw_path);
 		htr_reader_close(r);
 		return -1;
 	}
@@ -206,7 +197,7 @@ int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_p
 	struct packer *p = calloc(1, sizeof(*p));
 	if (dir_copy == NULL || p == NULL ||
 	    asprintf(&tmp, "%s/.%s.XXXXXX", dirname(dir_copy), "heaptrail-pack") < 0) {
-		set_err(err, errlen, "%s: out of memory", out_path);
+		htr_set_err(err, errlen, "%s: out of memory", out_path);
 		free(dir_copy);
 		free(p);
 		htr_reader_close(r);
@@ -215,7 +206,7 @@ int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_p
 	free(dir_copy);
 	p->fd = mkostemp(tmp, O_CLOEXEC);
 	if (p->fd < 0) {
-		set_err(err, errlen, "%s: cannot create a file beside it: %s", out_path, strerror(errno));
+		htr_set_err(err, errlen, "%s: cannot create a file beside it: %s", out_path, strerror(errno));
 		free(tmp);
 		free(p);
 		htr_reader_close(r);
@@ -226,7 +217,7 @@ int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_p
 	htr_pack_state_init(&p->st);
 	int rc = -1;
 	if (p->cctx == NULL) {
-		set_err(err, errlen, "%s: out of memory", out_path);
+		htr_set_err(err, errlen, "%s: out of memory", out_path);
 		goto out;
 	}
 	ZSTD_CCtx_setParameter(p->cctx, ZSTD_c_compressionLevel, level);
@@ -261,7 +252,7 @@ int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_p
 	}
 	p->fd = -1;
 	if (rename(tmp, out_path) != 0) {
-		set_err(err, errlen, "%s: cannot rename into place: %s", out_path, strerror(errno));
+		htr_set_err(err, errlen, "%s: cannot rename into place: %s", out_path, strerror(errno));
 		goto out;
 	}
 	if (result != NULL) {
@@ -273,7 +264,7 @@ int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_p
 	goto out;
 
 write_failed:
-	set_err(err, errlen, "%s: cannot write: %s", out_path, strerror(p->write_errno ? p->write_errno : EIO));
+	htr_set_err(err, errlen, "%s: cannot write: %s", out_path, strerror(p->write_errno ? p->write_errno : EIO));
 out:
 	if (p->fd >= 0)
 		close(p->fd);

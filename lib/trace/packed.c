@@ -200,8 +200,7 @@ int htr_packed_open(struct htr_reader *r, int fd, char *err, size_t errlen)
 			free(in);
 		}
 		close(fd);
-		if (errlen)
-			snprintf(err, errlen, "%s: %s", r->path, why);
+		htr_set_err(err, errlen, "%s: %s", r->path, why);
 		return -1;
 	}
 	in->fd = fd;
@@ -209,8 +208,7 @@ int htr_packed_open(struct htr_reader *r, int fd, char *err, size_t errlen)
 	in->ib = (ZSTD_inBuffer){in->in, 0, 0};
 	if (lseek(fd, (off_t)sizeof(h), SEEK_SET) < 0) {
 		/* pread worked, so a regular file: cannot happen, but say so if it does */
-		if (errlen)
-			snprintf(err, errlen, "%s: %s", r->path, strerror(errno));
+		htr_set_err(err, errlen, "%s: %s", r->path, strerror(errno));
 		htr_packed_close(r);
 		return -1;
 	}
@@ -298,17 +296,6 @@ static uint8_t get_byte(struct cursor *c)
 	return *c->p++;
 }
 
-static int notice(struct htr_reader *r, htr_event_sink sink, void *ctx, uint8_t type, uint8_t kind,
-		  uint64_t offset, const char *text)
-{
-	struct htr_event ev = {0};
-	ev.type = type;
-	ev.kind = kind;
-	ev.offset = offset;
-	ev.time_ns = r->time_ns;
-	ev.text = text;
-	return sink(ctx, &ev);
-}
 
 int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 {
@@ -434,14 +421,14 @@ cut:
 	snprintf(text, sizeof(text),
 		 "packed stream ends after %" PRIu64 " records without its end mark: the file was cut short",
 		 ordinal);
-	return notice(r, sink, ctx, HTR_EV_TRUNCATED, HTR_TRUNC_FILE_SHORT, in->in_offset + in->ib.pos, text);
+	return htr_emit_notice(r, sink, ctx, HTR_EV_TRUNCATED, HTR_TRUNC_FILE_SHORT, in->in_offset + in->ib.pos, "%s", text);
 corrupt:
 	snprintf(text, sizeof(text), "corrupt packed data near file offset %" PRIu64 " (record %" PRIu64 "%s%s)",
 		 in->in_offset + in->ib.pos, ordinal, in->zstd_error ? ": " : "",
 		 in->zstd_error ? in->zstd_error : "");
-	int rc = notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, in->in_offset + in->ib.pos, text);
+	int rc = htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, in->in_offset + in->ib.pos, "%s", text);
 	if (rc != 0)
 		return rc;
-	return notice(r, sink, ctx, HTR_EV_TRUNCATED, HTR_TRUNC_FILE_SHORT, in->in_offset + in->ib.pos,
-		      "reading stopped at the corrupt packed data; events after it are lost");
+	return htr_emit_notice(r, sink, ctx, HTR_EV_TRUNCATED, HTR_TRUNC_FILE_SHORT, in->in_offset + in->ib.pos,
+			       "reading stopped at the corrupt packed data; events after it are lost");
 }

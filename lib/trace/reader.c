@@ -29,7 +29,7 @@ struct thread_stream {
 };
 
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void htr_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 	if (errlen == 0)
@@ -44,17 +44,17 @@ int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t
 	*out = NULL;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		htr_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		htr_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		set_err(err, errlen, "%s: not a regular file", path);
+		htr_set_err(err, errlen, "%s: not a regular file", path);
 		close(fd);
 		return -1;
 	}
@@ -65,7 +65,7 @@ int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t
 		if (r == NULL || (r->path = strdup(path)) == NULL) {
 			free(r);
 			close(fd);
-			set_err(err, errlen, "%s: out of memory", path);
+			htr_set_err(err, errlen, "%s: out of memory", path);
 			return -1;
 		}
 		if (htr_packed_open(r, fd, err, errlen) != 0) {
@@ -77,7 +77,7 @@ int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t
 		return 0;
 	}
 	if ((uint64_t)st.st_size < sizeof(struct htr_file_header)) {
-		set_err(err, errlen, "%s: %lld bytes, too short for a heaptrail trace header (%zu bytes)", path,
+		htr_set_err(err, errlen, "%s: %lld bytes, too short for a heaptrail trace header (%zu bytes)", path,
 			(long long)st.st_size, sizeof(struct htr_file_header));
 		close(fd);
 		return -1;
@@ -85,7 +85,7 @@ int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t
 	const uint8_t *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);
 	if (map == MAP_FAILED) {
-		set_err(err, errlen, "%s: cannot map: %s", path, strerror(errno));
+		htr_set_err(err, errlen, "%s: cannot map: %s", path, strerror(errno));
 		return -1;
 	}
 	madvise((void *)map, (size_t)st.st_size, MADV_SEQUENTIAL);
@@ -107,7 +107,7 @@ int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t
 		why = buf;
 	}
 	if (why != NULL) {
-		set_err(err, errlen, "%s: %s", path, why);
+		htr_set_err(err, errlen, "%s: %s", path, why);
 		munmap((void *)map, (size_t)st.st_size);
 		return -1;
 	}
@@ -116,7 +116,7 @@ int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t
 	if (r == NULL || (r->path = strdup(path)) == NULL) {
 		free(r);
 		munmap((void *)map, (size_t)st.st_size);
-		set_err(err, errlen, "%s: out of memory", path);
+		htr_set_err(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
 	r->map = map;
@@ -168,8 +168,8 @@ static uint64_t chunk_len(const struct htr_reader *r, uint64_t chunk)
 	return left < r->chunk_size ? left : r->chunk_size;
 }
 
-static int emit_notice(struct htr_reader *r, htr_event_sink sink, void *ctx, uint8_t type, uint8_t kind,
-		       uint64_t offset, const char *fmt, ...)
+int htr_emit_notice(struct htr_reader *r, htr_event_sink sink, void *ctx, uint8_t type, uint8_t kind,
+		    uint64_t offset, const char *fmt, ...)
 {
 	char text[256];
 	va_list ap;
@@ -215,7 +215,7 @@ static int scan_chunks(struct htr_reader *r, htr_event_sink sink, void *ctx)
 		if (ch.magic == 0)
 			continue;
 		if (ch.magic != HTR_CHUNK_MAGIC || ch.chunk_index != c) {
-			int rc = emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
+			int rc = htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
 					     "chunk %" PRIu64 " at offset %" PRIu64 " has a corrupt header; skipped",
 					     c, off);
 			if (rc != 0)
@@ -224,12 +224,12 @@ static int scan_chunks(struct htr_reader *r, htr_event_sink sink, void *ctx)
 		}
 		struct thread_stream *s = stream_for(r, ch.thread_index);
 		if (s == NULL)
-			return emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off, "out of memory");
+			return htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off, "out of memory");
 		if (s->nchunks == s->cap) {
 			size_t cap = s->cap ? s->cap * 2 : 8;
 			uint64_t *grown = realloc(s->chunks, cap * sizeof(*grown));
 			if (grown == NULL)
-				return emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off, "out of memory");
+				return htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off, "out of memory");
 			s->chunks = grown;
 			s->cap = cap;
 		}
@@ -561,7 +561,7 @@ static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event
 			return 0;
 		}
 		if (cr == CURSOR_CORRUPT) {
-			int rc = emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
+			int rc = htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
 					     "corrupt record at offset %" PRIu64 " (thread %u); rest of its chunk skipped",
 					     off, s->thread_index);
 			if (rc != 0)
@@ -584,7 +584,7 @@ static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event
 			continue;
 		}
 		if (!htr_record_decode(r, rec, s->thread_index, ev)) {
-			int rc = emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
+			int rc = htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
 					     "corrupt record at offset %" PRIu64 " (thread %u); skipped", off,
 					     s->thread_index);
 			advance(s, rec);
@@ -595,7 +595,7 @@ static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event
 		ev->offset = off;
 		if (ev->seq != 0) {
 			if (ev->seq < s->last_seq) {
-				int rc = emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
+				int rc = htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
 						     "record at offset %" PRIu64 " goes back in sequence", off);
 				if (rc != 0)
 					return rc;
@@ -657,7 +657,7 @@ int htr_reader_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 		return rc;
 	r->heap = calloc(r->nthreads + 1, sizeof(*r->heap));
 	if (r->heap == NULL)
-		return emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, 0, "out of memory");
+		return htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, 0, "out of memory");
 
 	/* Definitions ahead of a thread's first sequenced record come first. */
 	for (size_t i = 0; i < r->nthreads; i++) {
@@ -687,14 +687,14 @@ int htr_reader_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 
 	uint64_t end_offset = r->size;
 	if (r->saw_short) {
-		rc = emit_notice(r, sink, ctx, HTR_EV_TRUNCATED, HTR_TRUNC_FILE_SHORT, end_offset,
+		rc = htr_emit_notice(r, sink, ctx, HTR_EV_TRUNCATED, HTR_TRUNC_FILE_SHORT, end_offset,
 				 "file ends at offset %" PRIu64 " inside a chunk: it was cut short; events after it are lost",
 				 end_offset);
 		if (rc != 0)
 			return rc;
 	}
 	if (!r->saw_end) {
-		rc = emit_notice(r, sink, ctx, HTR_EV_TRUNCATED, HTR_TRUNC_NO_EXIT, end_offset,
+		rc = htr_emit_notice(r, sink, ctx, HTR_EV_TRUNCATED, HTR_TRUNC_NO_EXIT, end_offset,
 				 "process %u did not exit in order (crash, kill or _exit); events up to its end are complete",
 				 r->header.pid);
 		if (rc != 0)

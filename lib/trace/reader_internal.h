@@ -47,6 +47,13 @@ struct htr_reader {
 	struct htr_packed_input *packed;
 };
 
+/* A one-line reason into err (nothing when errlen is 0). */
+void htr_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Hands the sink a TRUNCATED, BAD_INPUT or LOSS event whose text is fmt. */
+int htr_emit_notice(struct htr_reader *r, htr_event_sink sink, void *ctx, uint8_t type, uint8_t kind,
+		    uint64_t offset, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+
 /* Decodes one raw record; false when its payload is inconsistent. */
 bool htr_record_decode(struct htr_reader *r, const uint8_t *rec, uint32_t thread, struct htr_event *ev);
 
