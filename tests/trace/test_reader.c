@@ -211,6 +211,18 @@ static void run_reader(const char *path, struct seen *seen)
 	unlink(packed);
 }
 
+/* Writes the built trace (its first `size` bytes), reads it raw and packed,
+ * and checks the events against `expected`. */
+static void expect_log(struct builder *b, size_t size, const char *expected)
+{
+	char *path = builder_write(b, size);
+	struct seen seen;
+	run_reader(path, &seen);
+	assert_string_equal(seen.log, expected);
+	unlink(path);
+	free(path);
+}
+
 static void test_single_thread_clean(void **state)
 {
 	(void)state;
@@ -221,12 +233,7 @@ static void test_single_thread_clean(void **state)
 	put_alloc(&b, 0, 1, 0x10, 64, 1);
 	put_free(&b, 0, 2, 0x10);
 	put_end(&b, 0, 3);
-	char *path = builder_write(&b, b.size);
-	struct seen seen;
-	run_reader(path, &seen);
-	assert_string_equal(seen.log, "stack:1:3:1002 alloc:1:10:64:t1 free:2:10 end:3 ");
-	unlink(path);
-	free(path);
+	expect_log(&b, b.size, "stack:1:3:1002 alloc:1:10:64:t1 free:2:10 end:3 ");
 }
 
 /* Two threads' chunks interleave by seq; a definition follows the sequenced
@@ -247,13 +254,8 @@ static void test_merge_by_seq(void **state)
 	put_free(&b, 1, 6, 0xc);
 	put_free(&b, 2, 5, 0xb);
 	put_end(&b, 2, 7);
-	char *path = builder_write(&b, b.size);
-	struct seen seen;
-	run_reader(path, &seen);
-	assert_string_equal(seen.log, "alloc:1:a:1:t1 stack:7:2:7001 alloc:2:c:3:t2 free:3:a alloc:4:b:2:t1 "
+	expect_log(&b, b.size, "alloc:1:a:1:t1 stack:7:2:7001 alloc:2:c:3:t2 free:3:a alloc:4:b:2:t1 "
 				      "free:5:b free:6:c end:3 ");
-	unlink(path);
-	free(path);
 }
 
 /* A record whose first word is still zero (cut off by a crash mid-write)
@@ -268,12 +270,7 @@ static void test_uncommitted_record_ends_chunk(void **state)
 	uint64_t off = put_alloc(&b, 0, 2, 0x20, 8, 0);
 	put_alloc(&b, 0, 3, 0x30, 8, 0);
 	memset(b.buf + off, 0, sizeof(struct htr_rec_header));
-	char *path = builder_write(&b, b.size);
-	struct seen seen;
-	run_reader(path, &seen);
-	assert_string_equal(seen.log, "alloc:1:10:8:t1 truncated:no_exit ");
-	unlink(path);
-	free(path);
+	expect_log(&b, b.size, "alloc:1:10:8:t1 truncated:no_exit ");
 }
 
 static void test_file_cut_mid_record(void **state)
@@ -284,12 +281,7 @@ static void test_file_cut_mid_record(void **state)
 	builder_chunk(&b, 0, 1);
 	put_alloc(&b, 0, 1, 0x10, 8, 0);
 	uint64_t off = put_alloc(&b, 0, 2, 0x20, 8, 0);
-	char *path = builder_write(&b, off + 12);
-	struct seen seen;
-	run_reader(path, &seen);
-	assert_string_equal(seen.log, "alloc:1:10:8:t1 truncated:file_short truncated:no_exit ");
-	unlink(path);
-	free(path);
+	expect_log(&b, off + 12, "alloc:1:10:8:t1 truncated:file_short truncated:no_exit ");
 }
 
 /* The recorder cuts the file after the last record at a clean exit: that
@@ -303,12 +295,7 @@ static void test_clean_exit_trimmed_file(void **state)
 	put_alloc(&b, 0, 1, 0x10, 8, 0);
 	put_end(&b, 0, 2);
 	size_t used = HTR_FILE_HEADER_SIZE + b.pos[0];
-	char *path = builder_write(&b, used);
-	struct seen seen;
-	run_reader(path, &seen);
-	assert_string_equal(seen.log, "alloc:1:10:8:t1 end:3 ");
-	unlink(path);
-	free(path);
+	expect_log(&b, used, "alloc:1:10:8:t1 end:3 ");
 }
 
 static void test_corrupt_record_reported_with_offset(void **state)
@@ -345,12 +332,7 @@ static void test_unknown_record_type_skipped(void **state)
 	put(&b, 0, future, sizeof(future));
 	put_free(&b, 0, 2, 0x10);
 	put_end(&b, 0, 3);
-	char *path = builder_write(&b, b.size);
-	struct seen seen;
-	run_reader(path, &seen);
-	assert_string_equal(seen.log, "alloc:1:10:8:t1 free:2:10 end:3 ");
-	unlink(path);
-	free(path);
+	expect_log(&b, b.size, "alloc:1:10:8:t1 free:2:10 end:3 ");
 }
 
 static void test_string_without_nul_is_bad_input(void **state)
@@ -370,12 +352,7 @@ static void test_string_without_nul_is_bad_input(void **state)
 	memcpy(ok + sizeof(m2), "boot", 5);
 	put(&b, 0, ok, sizeof(ok));
 	put_end(&b, 0, 3);
-	char *path = builder_write(&b, b.size);
-	struct seen seen;
-	run_reader(path, &seen);
-	assert_string_equal(seen.log, "bad marker:boot end:3 ");
-	unlink(path);
-	free(path);
+	expect_log(&b, b.size, "bad marker:boot end:3 ");
 }
 
 static void test_drops_become_loss(void **state)
