@@ -18,6 +18,10 @@
 
 #include "internal.h"
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
 uint64_t htr_seq_counter;
 
 static struct {
@@ -359,8 +363,7 @@ static uint8_t *claim_chunk(uint64_t *index_out)
 			want = need;
 		if (idx < tf.max_chunks && (grow_file(want) || grow_file(need))) {
 			uint8_t *at = tf.base + HTR_FILE_HEADER_SIZE + idx * (uint64_t)tf.chunk_size;
-			/* Populated in one go: cheaper than a page fault per 4 KiB. */
-			if (mmap(at, tf.chunk_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE, tf.fd,
+			if (mmap(at, tf.chunk_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, tf.fd,
 				 (off_t)(HTR_FILE_HEADER_SIZE + idx * (uint64_t)tf.chunk_size)) != MAP_FAILED) {
 				__atomic_store_n(&tf.hdr->chunks_claimed, idx + 1, __ATOMIC_RELEASE);
 				chunk = at;
@@ -369,6 +372,12 @@ static uint8_t *claim_chunk(uint64_t *index_out)
 		}
 	}
 	htr_spin_unlock(&tf.claim_lock);
+	/* Populated in one go (cheaper than a fault per 4 KiB), and outside
+	 * the lock: threads that fill their chunks at the same pace claim at
+	 * the same moment, and waited for each other's page faults. Where the
+	 * kernel cannot, the pages fault in as they are written. */
+	if (chunk != NULL)
+		(void)madvise(chunk, tf.chunk_size, MADV_POPULATE_WRITE);
 	return chunk;
 }
 
