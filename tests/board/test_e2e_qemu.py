@@ -430,6 +430,19 @@ class Report(unittest.TestCase):
         init = re.match(r"==MP init;0x[0-9a-f]+;(0x[0-9a-f]+);", CAP.text.decode())
         self.assertEqual(rep["heap"]["size"], int(init.group(1), 16))
         self.assertEqual(rep["heap"]["check_mismatches"], 0)
+        # Utilisation: what the firmware's last checkpoint says of its heap,
+        # and the peak as a share of it.
+        check = [line for line in CAP.text.decode().splitlines() if line.startswith("==HT check;")][-1]
+        fields = dict(kv.split("=", 1) for kv in check.split(";")[1:])
+        heap = rep["heap"]
+        self.assertEqual(heap["free"], int(fields["free"]))
+        self.assertEqual(heap["largest_free"], int(fields["largest"]))
+        self.assertEqual(heap["free_blocks"], int(fields["fblocks"]))
+        self.assertEqual(heap["min_free"], int(fields["minfree"]))
+        free, largest = int(fields["free"]), int(fields["largest"])
+        self.assertEqual(heap["fragmentation_permille"], 1000 - largest * 1000 // free)
+        self.assertGreater(rep["summary"]["peak_bytes"], 0)
+        self.assertEqual(heap["peak_percent"], round(rep["summary"]["peak_bytes"] * 100 / heap["size"], 2))
 
     def test_text_capture(self) -> None:
         self.check(report(CAP.text, "text.cap", FW["text-uart"]))
