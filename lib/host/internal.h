@@ -194,20 +194,26 @@ extern uint32_t htr_file_generation;
 
 /* ---- stacks.c ---- */
 #define HTR_SKIP_MAX 8u /* recorder frames we may have to drop */
+#define HTR_UNWIND_CAP (HTR_MAX_DEPTH + HTR_SKIP_MAX)
 int unw_backtrace(void **buffer, int size); /* libunwind.h, without its macros */
-/* Interns the frames unw_backtrace gave (the recorder's own dropped, at
- * most depth kept), writing the STACK definition through w the first time
- * an id is seen. Returns the id, 0 when nothing was left. */
-uint32_t htr_stack_intern(struct htr_writer *w, const uint64_t *ips, int n, unsigned depth);
+/* Interns the frames unw_backtrace gave when asked for `asked` of them (the
+ * recorder's own dropped, at most depth kept; unwinds again, deeper, when
+ * the recorder's frames cut the program's short). Writes the STACK
+ * definition through w the first time an id is seen. Returns the id, 0 when
+ * nothing was left. ips holds HTR_UNWIND_CAP entries. */
+uint32_t htr_stack_intern(struct htr_writer *w, uint64_t *ips, int n, int asked, unsigned depth);
 /* Unwinds the caller's stack and interns it. Inlined so that the hooks
  * that inline it leave fewer recorder frames for the unwinder to walk
- * (each costs as much as one of the program's). */
+ * (each costs as much as one of the program's). It asks for two frames
+ * more than depth (unw_backtrace's and the hook's): every frame asked for
+ * is walked, even when the recorder drops it. */
 static inline __attribute__((always_inline)) uint32_t htr_stack_capture(struct htr_writer *w,
 									unsigned depth)
 {
-	uint64_t ips[HTR_MAX_DEPTH + HTR_SKIP_MAX];
-	int n = unw_backtrace((void **)ips, (int)(depth + HTR_SKIP_MAX));
-	return htr_stack_intern(w, ips, n, depth);
+	uint64_t ips[HTR_UNWIND_CAP];
+	int asked = (int)depth + 2;
+	int n = unw_backtrace((void **)ips, asked);
+	return htr_stack_intern(w, ips, n, asked, depth);
 }
 void htr_stacks_init(void);
 /* Which addresses count as the recorder's own frames (tests set none). */

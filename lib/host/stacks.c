@@ -199,11 +199,27 @@ static void write_stack(struct htr_writer *w, uint32_t id, const uint64_t *frame
 	htr_record_commit(w, r, HTR_REC_STACK, 0, bytes);
 }
 
-uint32_t htr_stack_intern(struct htr_writer *w, const uint64_t *ips, int n, unsigned depth)
+static int recorder_frames(const uint64_t *ips, int n)
 {
 	int first = 0;
 	while (first < n && (uintptr_t)ips[first] >= self_start && (uintptr_t)ips[first] < self_end)
 		first++;
+	return first;
+}
+
+uint32_t htr_stack_intern(struct htr_writer *w, uint64_t *ips, int n, int asked, unsigned depth)
+{
+	int first = recorder_frames(ips, n);
+	/* n == asked: the walk stopped at the size, not at the stack's end, so
+	 * more program frames may follow. Each retry asks for more than the
+	 * last (first + depth > n), up to the buffer. */
+	while (n == asked && n - first < (int)depth && asked < (int)HTR_UNWIND_CAP) {
+		asked = first + (int)depth + (int)HTR_SKIP_MAX;
+		if (asked > (int)HTR_UNWIND_CAP)
+			asked = (int)HTR_UNWIND_CAP;
+		n = unw_backtrace((void **)ips, asked);
+		first = recorder_frames(ips, n);
+	}
 	if (first >= n)
 		return 0;
 	uint32_t d = (uint32_t)(n - first);

@@ -554,6 +554,19 @@ class OptionsTest(unittest.TestCase):
         self.assertEqual(t.header["max_depth"], 2)
         self.assertTrue(t.stacks)
         self.assertTrue(all(1 <= len(f) <= 2 for f in t.stacks.values()))
+        # The unwind is asked for few frames: the program's must still be
+        # there in full, first one first (leaf_alloc, then main).
+        ev = t.between_marks("begin", "end")
+        self.assertTrue(all(len(t.stacks[e["stack"]]) == 2 for e in ev))
+        sym = lib.Symbolizer(t)
+        self.assertEqual([sym.function(f) for f in t.stacks[ev[0]["stack"]]], ["leaf_alloc", "main"])
+        calloc = t.stacks[ev[1]["stack"]]
+        self.assertEqual(sym.function(calloc[0]), "main")
+        r1 = lib.run([lib.program("basic")], env={"HEAPTRAIL_DEPTH": "1"})
+        t1 = r1.trace()
+        ev1 = t1.between_marks("begin", "end")
+        self.assertEqual(lib.Symbolizer(t1).function(t1.stacks[ev1[0]["stack"]][0]), "leaf_alloc")
+        self.assertTrue(all(len(t1.stacks[e["stack"]]) == 1 for e in ev1))
 
     def test_free_depth(self) -> None:
         r = lib.run([lib.program("basic")], env={"HEAPTRAIL_FREE_DEPTH": "2"})
