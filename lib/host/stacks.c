@@ -199,6 +199,41 @@ static void write_stack(struct htr_writer *w, uint32_t id, const uint64_t *frame
 	htr_record_commit(w, r, HTR_REC_STACK, 0, bytes);
 }
 
+/* The thread's last few stacks, compared frame by frame: a loop allocates
+ * and frees from a handful of places, and comparing the frames (the first
+ * one mostly decides) costs less than hashing them. */
+#define RECENT 4u
+#define RECENT_FRAMES 64u
+
+struct recent_stack {
+	uint32_t id; /* 0: empty */
+	uint32_t depth;
+	uint64_t frames[RECENT_FRAMES];
+};
+static __thread struct recent_stack recent[RECENT] HTR_TLS;
+static __thread uint32_t recent_next HTR_TLS;
+
+static inline uint32_t recent_find(const uint64_t *frames, uint32_t d)
+{
+	for (unsigned i = 0; i < RECENT; i++) {
+		const struct recent_stack *r = &recent[i];
+		if (r->depth == d && r->id != 0 && r->frames[0] == frames[0] &&
+		    memcmp(r->frames, frames, d * sizeof(uint64_t)) == 0)
+			return r->id;
+	}
+	return 0;
+}
+
+static inline void recent_add(const uint64_t *frames, uint32_t d, uint32_t id)
+{
+	if (d > RECENT_FRAMES)
+		return;
+	struct recent_stack *r = &recent[recent_next++ % RECENT];
+	r->id = id;
+	r->depth = d;
+	memcpy(r->frames, frames, d * sizeof(uint64_t));
+}
+
 static int recorder_frames(const uint64_t *ips, int n)
 {
 	int first = 0;
@@ -227,14 +262,19 @@ uint32_t htr_stack_intern(struct htr_writer *w, uint64_t *ips, int n, int asked,
 		d = depth;
 	const uint64_t *frames = &ips[first];
 
+	uint32_t id = recent_find(frames, d);
+	if (id != 0)
+		return id;
 	uint64_t h = htr_stack_hash(frames, d);
 	struct cache_slot *c = &cache[h & (CACHE_SLOTS - 1)];
-	if (c->hash == h && c->depth == d)
+	if (c->hash == h && c->depth == d) {
+		recent_add(frames, d, c->id);
 		return c->id;
+	}
 
 	bool is_new;
 	htr_spin_lock(&global_table.lock);
-	uint32_t id = intern_locked(&global_table, frames, d, h, &is_new);
+	id = intern_locked(&global_table, frames, d, h, &is_new);
 	htr_spin_unlock(&global_table.lock);
 	if (id == 0)
 		return 0;
@@ -247,6 +287,7 @@ uint32_t htr_stack_intern(struct htr_writer *w, uint64_t *ips, int n, int asked,
 	c->hash = h;
 	c->id = id;
 	c->depth = d;
+	recent_add(frames, d, id);
 	return id;
 }
 
