@@ -149,8 +149,12 @@ int htr_options_parse(char *const *envp, struct htr_options *out, htr_warn_fn wa
 			    n % 4u == 0) {
 				out->chunk_kb = n;
 			} else {
-				complain(warn, ctx, name, value,
-					 "must be a multiple of 4 from 16 to 65536 (using 64)");
+				char why[96];
+				char *p = htr_str_append(why, why + sizeof(why),
+							 "must be a multiple of 4 from 16 to 65536 (using ");
+				p = htr_str_append_u64(p, why + sizeof(why), HTR_DEFAULT_CHUNK_KB);
+				htr_str_append(p, why + sizeof(why), ")");
+				complain(warn, ctx, name, value, why);
 				warnings++;
 			}
 		} else {

@@ -613,8 +613,8 @@ class MemoryTest(unittest.TestCase):
         hwm_kb = int(r.stdout.split()[1])
         size = os.path.getsize(r.traces[0])
         self.assertGreater(size, 40 << 20)
-        # Without retiring chunks: about 43 MB for the pairs, plus 64 KiB for
-        # each of the 400 threads.
+        # Without retiring chunks: about 43 MB for the pairs, plus a chunk
+        # (HEAPTRAIL_CHUNK_KB) for each of the 400 threads.
         self.assertLess(hwm_kb, 16 << 10, f"peak RSS {hwm_kb} kB for a {size >> 20} MB trace")
         out = subprocess.run([lib.DUMP, r.traces[0]], capture_output=True, text=True, check=True)
         frees = allocs = starts = exits = 0
