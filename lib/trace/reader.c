@@ -83,8 +83,8 @@ int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t
 		return -1;
 	}
 	const uint8_t *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
 	if (map == MAP_FAILED) {
+		close(fd);
 		htr_set_err(err, errlen, "%s: cannot map: %s", path, strerror(errno));
 		return -1;
 	}
@@ -109,6 +109,7 @@ int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t
 	if (why != NULL) {
 		htr_set_err(err, errlen, "%s: %s", path, why);
 		munmap((void *)map, (size_t)st.st_size);
+		close(fd);
 		return -1;
 	}
 
@@ -116,9 +117,11 @@ int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t
 	if (r == NULL || (r->path = strdup(path)) == NULL) {
 		free(r);
 		munmap((void *)map, (size_t)st.st_size);
+		close(fd);
 		htr_set_err(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
+	r->fd = fd;
 	r->map = map;
 	r->size = (uint64_t)st.st_size;
 	r->header = h;
@@ -147,10 +150,12 @@ void htr_reader_close(struct htr_reader *reader)
 		free(reader->threads[i].chunks);
 	free(reader->threads);
 	free(reader->heap);
-	if (reader->packed != NULL)
+	if (reader->packed != NULL) {
 		htr_packed_close(reader);
-	else
+	} else {
 		munmap((void *)reader->map, (size_t)reader->size);
+		close(reader->fd);
+	}
 	free(reader->path);
 	free(reader);
 }
@@ -210,8 +215,12 @@ static int scan_chunks(struct htr_reader *r, htr_event_sink sink, void *ctx)
 			r->saw_short = true;
 			continue;
 		}
+		/* Read, not touched through the mapping: a touch maps the pages
+		 * around it too, and the scan would make the whole trace
+		 * resident before reading starts. */
 		struct htr_chunk_header ch;
-		memcpy(&ch, r->map + off, sizeof(ch));
+		if (pread(r->fd, &ch, sizeof(ch), (off_t)off) != (ssize_t)sizeof(ch))
+			memset(&ch, 0, sizeof(ch));
 		if (ch.magic == 0)
 			continue;
 		if (ch.magic != HTR_CHUNK_MAGIC || ch.chunk_index != c) {
@@ -333,6 +342,9 @@ static enum cursor_result peek(struct htr_reader *r, struct thread_stream *s, co
 		s->peeked_off = off;
 		return CURSOR_RECORD;
 next_chunk:
+		/* Read for good: its pages leave this process, so resident memory
+		 * follows the threads' current chunks, not the trace's length. */
+		madvise((void *)(r->map + (chunk_offset(r, c) & ~(uint64_t)4095)), (size_t)len, MADV_DONTNEED);
 		s->chunk_at++;
 		s->pos = 0;
 	}

@@ -23,6 +23,7 @@ struct htr_reader {
 	uint64_t time_ns;
 
 	/* raw traces */
+	int fd;
 	const uint8_t *map;
 	uint64_t size;
 	uint64_t nchunks; /* whole or partial chunks present in the file */
