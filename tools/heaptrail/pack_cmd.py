@@ -21,11 +21,11 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("traces", nargs="+", metavar="TRACE")
-    parser.add_argument("-l", "--level", type=int, default=6, help="zstd level, 1-19 (default 6)")
+    parser.add_argument("-l", "--level", type=int, default=9, help="zstd level, 1-19 (default 9)")
     parser.set_defaults(func=run)
 
 
-def pack_files(pack_tool: str, traces: list[str], level: int = 6) -> list[str]:
+def pack_files(pack_tool: str, traces: list[str], level: int = 9) -> list[str]:
     """Packs traces in place; returns the tool's one line per file."""
     if not pack_tool or not os.access(pack_tool, os.X_OK):
         raise ToolError(f"the trace packer is missing ({pack_tool or 'not built'})")
