@@ -52,6 +52,21 @@ static void *next(const char *name)
 		memcpy(&real_, &sym_, sizeof(sym_));           \
 	} while (0)
 
+/* Every exec form does the same around the real call: END(EXEC) first, and
+ * if the call returns (it failed), that END is taken back. */
+#define EXEC_THROUGH(type, name, ...)                          \
+	do {                                                   \
+		REAL(type, name);                              \
+		if (real_ == NULL) {                           \
+			errno = ENOSYS;                        \
+			return -1;                             \
+		}                                              \
+		bool prepared_ = exec_prepare();               \
+		int rc_ = real_(__VA_ARGS__);                  \
+		exec_failed(prepared_);                        \
+		return rc_;                                    \
+	} while (0)
+
 typedef int (*execve_fn)(const char *, char *const[], char *const[]);
 typedef int (*execvp_fn)(const char *, char *const[]);
 typedef int (*execvpe_fn)(const char *, char *const[], char *const[]);
@@ -60,15 +75,7 @@ typedef int (*execveat_fn)(int, const char *, char *const[], char *const[], int)
 
 HTR_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
-	REAL(execve_fn, "execve");
-	if (real_ == NULL) {
-		errno = ENOSYS;
-		return -1;
-	}
-	bool prepared = exec_prepare();
-	int rc = real_(path, argv, envp);
-	exec_failed(prepared);
-	return rc;
+	EXEC_THROUGH(execve_fn, "execve", path, argv, envp);
 }
 
 HTR_EXPORT int execv(const char *path, char *const argv[])
@@ -78,55 +85,23 @@ HTR_EXPORT int execv(const char *path, char *const argv[])
 
 HTR_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-	REAL(execvpe_fn, "execvpe");
-	if (real_ == NULL) {
-		errno = ENOSYS;
-		return -1;
-	}
-	bool prepared = exec_prepare();
-	int rc = real_(file, argv, envp);
-	exec_failed(prepared);
-	return rc;
+	EXEC_THROUGH(execvpe_fn, "execvpe", file, argv, envp);
 }
 
 HTR_EXPORT int execvp(const char *file, char *const argv[])
 {
-	REAL(execvp_fn, "execvp");
-	if (real_ == NULL) {
-		errno = ENOSYS;
-		return -1;
-	}
-	bool prepared = exec_prepare();
-	int rc = real_(file, argv);
-	exec_failed(prepared);
-	return rc;
+	EXEC_THROUGH(execvp_fn, "execvp", file, argv);
 }
 
 HTR_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
-	REAL(fexecve_fn, "fexecve");
-	if (real_ == NULL) {
-		errno = ENOSYS;
-		return -1;
-	}
-	bool prepared = exec_prepare();
-	int rc = real_(fd, argv, envp);
-	exec_failed(prepared);
-	return rc;
+	EXEC_THROUGH(fexecve_fn, "fexecve", fd, argv, envp);
 }
 
 HTR_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
 			int flags)
 {
-	REAL(execveat_fn, "execveat");
-	if (real_ == NULL) {
-		errno = ENOSYS;
-		return -1;
-	}
-	bool prepared = exec_prepare();
-	int rc = real_(dirfd, path, argv, envp, flags);
-	exec_failed(prepared);
-	return rc;
+	EXEC_THROUGH(execveat_fn, "execveat", dirfd, path, argv, envp, flags);
 }
 
 /* The list forms: the arguments are gathered on the stack (no malloc in a
