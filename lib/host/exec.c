@@ -116,57 +116,42 @@ static size_t count_args(const char *arg0, va_list ap)
 	return n;
 }
 
-#define GATHER(argv, n, arg0, ap)                                   \
-	do {                                                        \
-		argv[0] = (char *)(arg0);                           \
-		for (size_t i_ = 1; i_ <= (n); i_++)                \
-			argv[i_] = va_arg(ap, char *);              \
-	} while (0)
+/* Declares `argv` on the caller's stack holding arg and the variadic
+ * arguments after it, NULL-terminated, and leaves `ap_` open past the
+ * terminating NULL (execle reads envp there). A macro, not a function: the
+ * array must live in the exec wrapper's own frame. */
+#define ARGV_FROM_LIST(argv, arg)                                       \
+	va_list ap_;                                                    \
+	va_start(ap_, arg);                                             \
+	size_t n_ = count_args(arg, ap_);                               \
+	va_end(ap_);                                                    \
+	char *argv[n_ + 1];                                             \
+	va_start(ap_, arg);                                             \
+	argv[0] = (char *)(arg);                                        \
+	for (size_t i_ = 1; i_ < n_; i_++)                              \
+		argv[i_] = va_arg(ap_, char *);                         \
+	if (n_ > 0)                                                     \
+		(void)va_arg(ap_, char *); /* the terminating NULL */   \
+	argv[n_] = NULL
 
 HTR_EXPORT int execl(const char *path, const char *arg, ...)
 {
-	va_list ap;
-	va_start(ap, arg);
-	size_t n = count_args(arg, ap);
-	va_end(ap);
-	char *argv[n + 1];
-	va_start(ap, arg);
-	if (n > 0)
-		GATHER(argv, n - 1, arg, ap);
-	va_end(ap);
-	argv[n] = NULL;
+	ARGV_FROM_LIST(argv, arg);
+	va_end(ap_);
 	return execve(path, argv, environ);
 }
 
 HTR_EXPORT int execlp(const char *file, const char *arg, ...)
 {
-	va_list ap;
-	va_start(ap, arg);
-	size_t n = count_args(arg, ap);
-	va_end(ap);
-	char *argv[n + 1];
-	va_start(ap, arg);
-	if (n > 0)
-		GATHER(argv, n - 1, arg, ap);
-	va_end(ap);
-	argv[n] = NULL;
+	ARGV_FROM_LIST(argv, arg);
+	va_end(ap_);
 	return execvp(file, argv);
 }
 
 HTR_EXPORT int execle(const char *path, const char *arg, ...)
 {
-	va_list ap;
-	va_start(ap, arg);
-	size_t n = count_args(arg, ap);
-	va_end(ap);
-	char *argv[n + 1];
-	va_start(ap, arg);
-	if (n > 0)
-		GATHER(argv, n - 1, arg, ap);
-	if (n > 0)
-		(void)va_arg(ap, char *); /* the terminating NULL */
-	char *const *envp = va_arg(ap, char *const *);
-	va_end(ap);
-	argv[n] = NULL;
+	ARGV_FROM_LIST(argv, arg);
+	char *const *envp = va_arg(ap_, char *const *);
+	va_end(ap_);
 	return execve(path, argv, envp);
 }

@@ -411,6 +411,16 @@ class ForkExecTest(unittest.TestCase):
         self.assertTrue(child.summary["clean_exit"])
         self.assertTrue(image.summary["clean_exit"])
 
+    def test_list_form_execs_pass_arguments_and_environment(self) -> None:
+        for form, expected in (("l", "zero|one|inherited"), ("lp", "zero|one|inherited"),
+                               ("le", "zero|one|given")):
+            r = lib.run([lib.program("forker"), "listforms", form], env={"HTR_FORM": "inherited"})
+            self.assertEqual(r.returncode, 0, (form, r.stderr))
+            self.assertEqual(r.stdout, expected + "\n", form)
+            forker = next(t for t in (lib.read_trace(p) for p in r.traces)
+                          if any(e["size"] == 6006 for e in t.of_type("alloc")))
+            self.assertEqual([e["kind"] for e in forker.of_type("end")], ["exec"], form)
+
     def test_failed_exec_keeps_recording(self) -> None:
         r = lib.run([lib.program("forker"), "badexec"])
         self.assertEqual(r.returncode, 0, r.stderr)

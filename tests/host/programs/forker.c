@@ -1,6 +1,10 @@
 /* fork: the parent allocates 6001 before and 6003 after; the child 6002.
  * With an argument "exec", the child execs this program with "image",
- * which allocates 6004. "badexec": a failing exec, then 6005. */
+ * which allocates 6004. "badexec": a failing exec, then 6005.
+ * "listforms l|lp|le": execl, execlp or execle of a shell that prints its
+ * $0, $1 and $HTR_FORM (execle passes HTR_FORM=given as the whole
+ * environment), so the recorder's list-form wrappers are seen to pass
+ * arguments and environment through exactly. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +25,20 @@ int main(int argc, char **argv)
 		sink = malloc(6005); /* still recorded after the failed exec */
 		free(sink);
 		return 0;
+	}
+	if (argc > 2 && strcmp(argv[1], "listforms") == 0) {
+		static const char script[] = "echo \"$0|$1|$HTR_FORM\"";
+		sink = malloc(6006);
+		free(sink);
+		if (strcmp(argv[2], "l") == 0) {
+			execl("/bin/sh", "sh", "-c", script, "zero", "one", (char *)NULL);
+		} else if (strcmp(argv[2], "lp") == 0) {
+			execlp("sh", "sh", "-c", script, "zero", "one", (char *)NULL);
+		} else if (strcmp(argv[2], "le") == 0) {
+			char *const envp[] = {"HTR_FORM=given", NULL};
+			execle("/bin/sh", "sh", "-c", script, "zero", "one", (char *)NULL, envp);
+		}
+		return 98;
 	}
 	sink = malloc(6001);
 	fflush(stdout);
