@@ -73,34 +73,36 @@ static unsigned class_slot(const struct htr_pack_state *st, uint64_t size)
 	return (size_class(size) + st->last_thread * 2654435761u) & 4095u;
 }
 
-/* A freed pointer is looked for among the recently allocated, an allocated
- * one among the recently freed (an allocator reuses those first). */
-static uint64_t code_ptr(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t ptr)
+/* The one bookkeeping step both sides take for every pointer, whatever its
+ * code: out of the cache it is looked for in, to the front of the other.
+ * Returns where it was found (-1: not there). Doing it in one place is what
+ * keeps the packer and the reader in step. */
+static int track(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t ptr)
 {
 	int i = cache_find(search, ptr);
-	uint64_t code;
-	if (i >= 0) {
+	if (i >= 0)
 		cache_remove_at(search, (unsigned)i);
-		code = (uint64_t)i;
-	} else {
-		code = HTR_PACK_PTR_CACHE + zigzag(ptr - st->last_ptr);
-	}
 	cache_push(other, ptr);
 	st->last_ptr = ptr;
-	return code;
+	return i;
 }
 
+/* A freed pointer is looked for among the recently allocated, an allocated
+ * one among the recently freed (an allocator reuses those first). A hit is
+ * its index; a miss, a delta from the previous pointer. */
+static uint64_t code_ptr(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t ptr)
+{
+	uint64_t prev = st->last_ptr;
+	int i = track(st, search, other, ptr);
+	return i >= 0 ? (uint64_t)i : HTR_PACK_PTR_CACHE + zigzag(ptr - prev);
+}
+
+/* The index the packer wrote is the first place the pointer stands in the
+ * cache, so track() finds and removes that same entry here. */
 static void decode_ptr(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t code, uint64_t *ptr)
 {
-	uint64_t p;
-	if (code < HTR_PACK_PTR_CACHE) {
-		p = search[code];
-		cache_remove_at(search, (unsigned)code);
-	} else {
-		p = st->last_ptr + unzigzag(code - HTR_PACK_PTR_CACHE);
-	}
-	cache_push(other, p);
-	st->last_ptr = p;
+	uint64_t p = code < HTR_PACK_PTR_CACHE ? search[code] : st->last_ptr + unzigzag(code - HTR_PACK_PTR_CACHE);
+	track(st, search, other, p);
 	*ptr = p;
 }
 
@@ -109,12 +111,7 @@ uint64_t htr_pack_code_allocated(struct htr_pack_state *st, uint64_t ptr, uint64
 	uint64_t *predicted = &st->by_class[class_slot(st, size)];
 	uint64_t code;
 	if (ptr == *predicted && ptr != 0) {
-		/* Same cache moves as any other code, to stay in step. */
-		int i = cache_find(st->freed, ptr);
-		if (i >= 0)
-			cache_remove_at(st->freed, (unsigned)i);
-		cache_push(st->live, ptr);
-		st->last_ptr = ptr;
+		track(st, st->freed, st->live, ptr);
 		code = 0;
 	} else {
 		code = 1 + code_ptr(st, st->freed, st->live, ptr);
@@ -132,13 +129,8 @@ void htr_pack_decode_allocated(struct htr_pack_state *st, uint64_t code, uint64_
 {
 	uint64_t *predicted = &st->by_class[class_slot(st, size)];
 	if (code == 0) {
-		uint64_t p = *predicted;
-		int i = cache_find(st->freed, p);
-		if (i >= 0)
-			cache_remove_at(st->freed, (unsigned)i);
-		cache_push(st->live, p);
-		st->last_ptr = p;
-		*ptr = p;
+		*ptr = *predicted;
+		track(st, st->freed, st->live, *ptr);
 	} else {
 		decode_ptr(st, st->freed, st->live, code - 1, ptr);
 	}
