@@ -555,15 +555,15 @@ bool htr_record_decode(struct htr_reader *r, const uint8_t *rec, uint32_t thread
 	}
 }
 
-/* Delivers records from the cursor on: the first sequenced record always
- * (with deliver_first), then every record up to the first sequenced one
- * whose seq is above limit, which is left in s->next_seq. With limit the
- * next seq of the runner-up stream, one call delivers a whole run of this
- * thread's records: a single-threaded trace is one call. */
+/* Delivers records from the cursor on, up to the first sequenced one whose
+ * seq is above limit, which is left in s->next_seq. The merge drains the
+ * stream with the smallest next seq, with limit the runner-up's: one call
+ * delivers a whole run of this thread's records, and a single-threaded
+ * trace is one call. limit 0 delivers only the definitions before a
+ * thread's first sequenced record. */
 static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event_sink sink, void *ctx,
-			bool deliver_first, uint64_t limit)
+			uint64_t limit)
 {
-	bool first = true;
 	for (;;) {
 		const uint8_t *rec = NULL;
 		uint64_t off = 0;
@@ -582,14 +582,10 @@ static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event
 			continue;
 		}
 		uint8_t type = rec[0];
-		if (has_seq(type) && !(first && deliver_first)) {
-			uint64_t seq = record_seq(rec);
-			if (seq > limit || !deliver_first) {
-				s->next_seq = seq;
-				return 0;
-			}
+		if (has_seq(type) && record_seq(rec) > limit) {
+			s->next_seq = record_seq(rec);
+			return 0;
 		}
-		first = false;
 		struct htr_event *ev = &r->ev;
 		if (fixed_sizes[type] == 0) {
 			advance(s, rec); /* a record type from a newer minor version */
@@ -673,7 +669,7 @@ int htr_reader_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 
 	/* Definitions ahead of a thread's first sequenced record come first. */
 	for (size_t i = 0; i < r->nthreads; i++) {
-		rc = drain_stream(r, &r->threads[i], sink, ctx, false, 0);
+		rc = drain_stream(r, &r->threads[i], sink, ctx, 0);
 		if (rc != 0)
 			return rc;
 		if (!r->threads[i].done) {
@@ -688,7 +684,7 @@ int htr_reader_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 			limit = r->threads[r->heap[1]].next_seq;
 		if (r->heap_len > 2 && r->threads[r->heap[2]].next_seq < limit)
 			limit = r->threads[r->heap[2]].next_seq;
-		rc = drain_stream(r, s, sink, ctx, true, limit);
+		rc = drain_stream(r, s, sink, ctx, limit);
 		if (rc != 0)
 			return rc;
 		if (s->done) {
