@@ -61,6 +61,33 @@ class RunCommandTest(unittest.TestCase):
         self.assertGreater(len(kinds[0]), 0)
         self.assertEqual(kinds[0], kinds[1])
 
+    def test_a_process_still_running_keeps_its_trace_raw(self) -> None:
+        # sh puts a sleep in the background, waits until it has exec'd, and
+        # exits; that sleep outlives the run and may still write: packing its
+        # trace would lose what comes after. Every trace no process writes
+        # any more is packed, including the fork child's image that exec
+        # replaced although its pid lives on.
+        out = lib.mkdtemp(prefix="htr-run-")
+        r = heaptrail(["run", "-o", out, "--no-report", "--", "/bin/sh", "-c",
+                       "sleep 4 >/dev/null 2>&1 & sleep 0.5; echo started"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "started\n")
+        forms = {}
+        for name in os.listdir(out):
+            with open(os.path.join(out, name), "rb") as handle:
+                forms[name] = handle.read(8)
+        raw = [n for n, magic in forms.items() if magic == b"HTRTRACE"]
+        packed = [n for n, magic in forms.items() if magic == b"HTRPACK\0"]
+        self.assertEqual(len(raw), 1, forms)
+        self.assertEqual(len(packed), len(forms) - 1, forms)
+        still_running = lib.read_trace(os.path.join(out, raw[0]))
+        self.assertEqual(still_running.of_type("process")[0]["args"][1:], ["4"])
+        # The same pid's image before the exec: its pid is alive, but no
+        # process writes that trace any more.
+        pid = raw[0].split(".")[1]
+        self.assertIn(f"heaptrail.{pid}.0.htr", packed)
+        self.assertEqual(raw[0], f"heaptrail.{pid}.1.htr")
+
     def test_fork_and_exec_traces_listed(self) -> None:
         out = lib.mkdtemp(prefix="htr-run-")
         r = heaptrail(["run", "-o", out, "--no-report", "--", lib.program("forker"), "exec"])

@@ -146,20 +146,13 @@ def _finished(traces: list[str]) -> list[str]:
     what it writes after the snapshot. A process that outlives the program
     (a daemonised grandchild) keeps its trace raw; an image replaced by exec
     is finished even though its pid lives on in the next image."""
-    newest: dict[int, str] = {}
-    for path in traces:  # in (pid, n) order
-        fields = _header(path)
-        if fields is not None:
-            newest[fields[8]] = path
-    done = []
+    pids = {}
     for path in traces:
         fields = _header(path)
-        if fields is None or fields[0] != b"HTRTRACE":
-            continue
-        pid = fields[8]
-        if not _alive(pid) or newest.get(pid) != path:
-            done.append(path)
-    return done
+        if fields is not None and fields[0] == b"HTRTRACE":
+            pids[path] = fields[8]
+    newest = {pid: path for path, pid in pids.items()}  # traces come in (pid, n) order
+    return [path for path, pid in pids.items() if not _alive(pid) or newest[pid] != path]
 
 
 def _pack(paths: Any, traces: list[str]) -> None:
