@@ -376,9 +376,6 @@ enum htr_pack_code {
 #define HTR_PACK_EXTRA 0x80u       /* kind, site (and alignment) follow; else: previous kind, 0, 0 */
 #define HTR_PACK_PTR_CACHE 16u     /* pointer codes below this index a recency cache */
 
-/* The bytes that follow a record's fixed part (frames, strings). */
-#define HTR_REC_PAYLOAD(rec) ((const void *)((rec) + 1))
-
 #ifdef __cplusplus
 #define HTR_STATIC_ASSERT static_assert
 #else

@@ -137,11 +137,6 @@ const struct htr_file_header *htr_reader_header(const struct htr_reader *reader)
 	return &reader->header;
 }
 
-const char *htr_reader_path(const struct htr_reader *reader)
-{
-	return reader->path;
-}
-
 void htr_reader_close(struct htr_reader *reader)
 {
 	if (reader == NULL)

@@ -26,7 +26,6 @@ int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t
 int htr_reader_run(struct htr_reader *reader, htr_event_sink sink, void *ctx);
 
 const struct htr_file_header *htr_reader_header(const struct htr_reader *reader);
-const char *htr_reader_path(const struct htr_reader *reader);
 
 void htr_reader_close(struct htr_reader *reader);
 
