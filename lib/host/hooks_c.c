@@ -98,13 +98,13 @@ uint8_t htr_family_of(uint8_t call)
 	}
 }
 
-/* used_bytes stays one atomic: the peak is of the process's total. The
- * counts are the thread's own (see htr_thread). */
+/* used_bytes stays one atomic, on seq's line (htr_hot): the peak is of the
+ * process's total. The counts are the thread's own (see htr_thread). */
 static inline void count_alloc(struct htr_thread *t, uint64_t size)
 {
-	int64_t used = __atomic_add_fetch(&htr_counters.used_bytes, (int64_t)size, __ATOMIC_RELAXED);
-	int64_t peak = __atomic_load_n(&htr_counters.peak_used_bytes, __ATOMIC_RELAXED);
-	while (used > peak && !__atomic_compare_exchange_n(&htr_counters.peak_used_bytes, &peak, used,
+	int64_t used = __atomic_add_fetch(&htr_hot.used_bytes, (int64_t)size, __ATOMIC_RELAXED);
+	int64_t peak = __atomic_load_n(&htr_hot.peak_used_bytes, __ATOMIC_RELAXED);
+	while (used > peak && !__atomic_compare_exchange_n(&htr_hot.peak_used_bytes, &peak, used,
 							   true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
 	if (HTR_LIKELY(t->counted))
@@ -115,7 +115,7 @@ static inline void count_alloc(struct htr_thread *t, uint64_t size)
 
 static inline void count_free(struct htr_thread *t, uint64_t size)
 {
-	__atomic_sub_fetch(&htr_counters.used_bytes, (int64_t)size, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&htr_hot.used_bytes, (int64_t)size, __ATOMIC_RELAXED);
 	if (HTR_LIKELY(t->counted))
 		__atomic_store_n(&t->frees, t->frees + 1, __ATOMIC_RELAXED);
 	else
@@ -127,11 +127,11 @@ int htr_stats_fill(struct htr_heap_stats *out)
 	memset(out, 0, sizeof(*out));
 	if (!htr_recording())
 		return -1;
-	int64_t used = __atomic_load_n(&htr_counters.used_bytes, __ATOMIC_RELAXED);
+	int64_t used = __atomic_load_n(&htr_hot.used_bytes, __ATOMIC_RELAXED);
 	uint64_t allocs, frees;
 	htr_counts_sum(&allocs, &frees);
 	out->used_bytes = used > 0 ? (size_t)used : 0;
-	out->peak_used_bytes = (size_t)__atomic_load_n(&htr_counters.peak_used_bytes, __ATOMIC_RELAXED);
+	out->peak_used_bytes = (size_t)__atomic_load_n(&htr_hot.peak_used_bytes, __ATOMIC_RELAXED);
 	out->live_blocks = allocs > frees ? (size_t)(allocs - frees) : 0;
 	out->alloc_count = (uint32_t)allocs;
 	out->free_count = (uint32_t)frees;
@@ -214,7 +214,7 @@ static ALWAYS_INLINE void note_alloc(uint8_t call, void *p, size_t size, size_t 
 	int saved_errno = errno;
 	t->busy++;
 	htr_thread_attach(t);
-	uint32_t site = htr_site_intern(&t->w, file, line);
+	uint32_t site = file != NULL ? htr_site_intern(&t->w, file, line) : 0;
 	uint32_t stack = htr_stack_capture(&t->w, htr_opts.depth);
 	if (p != NULL) {
 		e.stack = stack;
@@ -281,7 +281,7 @@ static ALWAYS_INLINE void do_free(uint8_t call, void *ptr, const char *file, int
 	}
 	t->busy++;
 	htr_thread_attach(t);
-	uint32_t site = htr_site_intern(&t->w, file, line);
+	uint32_t site = file != NULL ? htr_site_intern(&t->w, file, line) : 0;
 	/* HEAPTRAIL_FREE_DEPTH: a free's stack only names the first free in a
 	 * double-free report, and costs as much as an allocation's. */
 	unsigned free_depth = htr_opts.free_depth;
@@ -377,7 +377,7 @@ void *htr_do_realloc(uint8_t call, void *ptr, size_t size, const char *file, int
 	int saved_errno = errno;
 	t->busy++;
 	htr_thread_attach(t);
-	uint32_t site = htr_site_intern(&t->w, file, line);
+	uint32_t site = file != NULL ? htr_site_intern(&t->w, file, line) : 0;
 	uint32_t stack = htr_stack_capture(&t->w, htr_opts.depth);
 	uint64_t old_ptr = 0;
 	if (ptr != NULL) {

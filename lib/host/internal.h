@@ -23,7 +23,15 @@ typedef struct {
 	int v;
 } htr_spinlock;
 
-void htr_spin_lock(htr_spinlock *l);
+void htr_spin_lock_slow(htr_spinlock *l);
+/* Inline: a free or malloc takes a live-table shard lock, and the call to
+ * an out-of-line lock cost as much as the uncontended exchange itself. */
+static inline void htr_spin_lock(htr_spinlock *l)
+{
+	if (HTR_LIKELY(!__atomic_exchange_n(&l->v, 1, __ATOMIC_ACQUIRE)))
+		return;
+	htr_spin_lock_slow(l);
+}
 static inline void htr_spin_unlock(htr_spinlock *l)
 {
 	__atomic_store_n(&l->v, 0, __ATOMIC_RELEASE);
@@ -112,11 +120,19 @@ void htr_tracefile_fork_parent(void);
 void htr_tracefile_forget_lock(void);
 struct htr_file_header *htr_tracefile_header(void);
 
-/* The process-wide sequence counter. */
-extern uint64_t htr_seq_counter;
+/* The words every event updates, on one cache line of their own: the
+ * process-wide sequence counter and the heap statistics' used bytes and
+ * peak. With threads on several cores an event then moves one line between
+ * cores instead of two, and nothing else shares the line. */
+struct htr_hot {
+	uint64_t seq;            /* last seq handed out */
+	int64_t used_bytes;      /* live bytes of the blocks the hooks counted */
+	int64_t peak_used_bytes; /* highest used_bytes so far */
+} __attribute__((aligned(64)));
+extern struct htr_hot htr_hot;
 static inline uint64_t htr_next_seq(void)
 {
-	return __atomic_add_fetch(&htr_seq_counter, 1, __ATOMIC_RELAXED);
+	return __atomic_add_fetch(&htr_hot.seq, 1, __ATOMIC_RELAXED);
 }
 
 /* Per-thread writer state (one per thread, in TLS). */
@@ -132,14 +148,36 @@ struct htr_writer {
 	uint8_t *held; /* full chunk kept mapped for pin */
 };
 
+extern uint32_t htr_file_generation;
+void *htr_writer_reserve_slow(struct htr_writer *w, size_t bytes);
 /* Makes room for `bytes` in the thread's chunk (claiming a new chunk, which
  * starts with a TIME record, when needed). Returns a pointer to write the
- * records at, or NULL (the caller counts a drop). */
-void *htr_writer_reserve(struct htr_writer *w, size_t bytes);
+ * records at, or NULL (the caller counts a drop). The common case (room
+ * left, nothing to report first) is inline: a compare and an add. */
+static inline void *htr_writer_reserve(struct htr_writer *w, size_t bytes)
+{
+	if (HTR_LIKELY(w->generation == htr_file_generation && w->pending_drops == 0 &&
+		       w->cur != NULL && (size_t)(w->end - w->cur) >= bytes)) {
+		void *p = w->cur;
+		w->cur += bytes;
+		return p;
+	}
+	return htr_writer_reserve_slow(w, bytes);
+}
+static inline void htr_rec_publish(void *rec, uint8_t type, uint8_t kind, size_t bytes)
+{
+	uint32_t word = (uint32_t)type | (uint32_t)kind << 8 | (uint32_t)bytes << 16;
+	__atomic_store_n((uint32_t *)rec, word, __ATOMIC_RELEASE);
+}
 /* Publishes a record built at rec: body first, then the first word with
  * release order. rec must come from htr_writer_reserve; `bytes` is the
  * record's size (multiple of 8). */
-void htr_record_commit(struct htr_writer *w, void *rec, uint8_t type, uint8_t kind, size_t bytes);
+static inline void htr_record_commit(struct htr_writer *w, void *rec, uint8_t type, uint8_t kind,
+				     size_t bytes)
+{
+	(void)w;
+	htr_rec_publish(rec, type, kind, bytes);
+}
 /* Ends the pin; a chunk it kept mapped is retired now. */
 void htr_writer_unpin(struct htr_writer *w);
 /* The thread is done with its chunk (thread exit): its pages leave the
@@ -157,7 +195,6 @@ struct htr_chunk_writer {
 void htr_chunk_init(struct htr_chunk_writer *cw, void *chunk, size_t chunk_size,
 		    uint32_t thread_index, uint64_t chunk_index, uint64_t first_seq);
 void *htr_chunk_reserve(struct htr_chunk_writer *cw, size_t bytes);
-void htr_rec_publish(void *rec, uint8_t type, uint8_t kind, size_t bytes);
 
 static inline size_t htr_align8(size_t n)
 {
@@ -181,8 +218,14 @@ struct htr_thread {
 	struct htr_thread *next_counted;
 };
 extern __thread struct htr_thread htr_self HTR_TLS;
+void htr_thread_attach_slow(struct htr_thread *t);
 /* Writes THREAD START for this thread if not done yet for the current file. */
-void htr_thread_attach(struct htr_thread *t);
+static inline void htr_thread_attach(struct htr_thread *t)
+{
+	if (HTR_LIKELY(t->started && t->w.generation == htr_file_generation))
+		return;
+	htr_thread_attach_slow(t);
+}
 /* Gives the thread its index without writing anything (the first thread of
  * a trace writes PROCESS before its THREAD START). */
 void htr_thread_assign(struct htr_thread *t);
@@ -193,7 +236,6 @@ void htr_threads_fork_prepare(void);
 void htr_threads_fork_parent(void);
 /* Sums of the per-thread counts (live threads and those that ended). */
 void htr_counts_sum(uint64_t *allocs, uint64_t *frees);
-extern uint32_t htr_file_generation;
 
 /* ---- stacks.c ---- */
 #define HTR_SKIP_MAX 8u /* recorder frames we may have to drop */
@@ -332,9 +374,8 @@ void htr_write_process_record(struct htr_writer *w);
 uint64_t htr_now_ns(int clock);
 
 /* ---- stats (hooks_c.c) ---- */
+/* used_bytes and its peak are in htr_hot. */
 struct htr_counters {
-	int64_t used_bytes;
-	int64_t peak_used_bytes;
 	/* Counts of threads that are not counted per thread (see htr_thread)
 	 * or have ended. Live blocks are allocs - frees. */
 	uint64_t alloc_count, free_count;

@@ -110,10 +110,8 @@ static void on_thread_exit(void *arg)
 	t->busy--;
 }
 
-void htr_thread_attach(struct htr_thread *t)
+void htr_thread_attach_slow(struct htr_thread *t)
 {
-	if (HTR_LIKELY(t->started && t->w.generation == htr_file_generation))
-		return;
 	htr_thread_assign(t);
 	write_thread_record(t, HTR_THREAD_START);
 }

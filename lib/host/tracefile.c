@@ -22,7 +22,7 @@
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
-uint64_t htr_seq_counter;
+struct htr_hot htr_hot;
 
 static struct {
 	uint8_t *base;          /* reserved range */
@@ -41,7 +41,7 @@ static struct {
 	char path[4200];
 } tf = { .fd = -1 };
 
-void htr_spin_lock(htr_spinlock *l)
+void htr_spin_lock_slow(htr_spinlock *l)
 {
 	unsigned spins = 0;
 	for (;;) {
@@ -63,12 +63,6 @@ uint64_t htr_now_ns(int clock)
 }
 
 /* ---- chunk level (pure memory; the unit tests drive these directly) ---- */
-
-void htr_rec_publish(void *rec, uint8_t type, uint8_t kind, size_t bytes)
-{
-	uint32_t word = (uint32_t)type | (uint32_t)kind << 8 | (uint32_t)bytes << 16;
-	__atomic_store_n((uint32_t *)rec, word, __ATOMIC_RELEASE);
-}
 
 void htr_chunk_init(struct htr_chunk_writer *cw, void *chunk, size_t chunk_size,
 		    uint32_t thread_index, uint64_t chunk_index, uint64_t first_seq)
@@ -460,7 +454,7 @@ static void write_drops(struct htr_writer *w)
 	htr_rec_publish(d, HTR_REC_DROPS, HTR_DROP_NO_SPACE, sizeof(*d));
 }
 
-void *htr_writer_reserve(struct htr_writer *w, size_t bytes)
+void *htr_writer_reserve_slow(struct htr_writer *w, size_t bytes)
 {
 	if (HTR_UNLIKELY(w->generation != htr_file_generation)) {
 		/* A chunk of a file this process no longer writes (fork child). */
@@ -489,7 +483,7 @@ void *htr_writer_reserve(struct htr_writer *w, size_t bytes)
 	}
 	struct htr_chunk_writer cw;
 	htr_chunk_init(&cw, chunk, tf.chunk_size, w->thread_index, idx,
-		       __atomic_load_n(&htr_seq_counter, __ATOMIC_RELAXED));
+		       __atomic_load_n(&htr_hot.seq, __ATOMIC_RELAXED));
 	w->cur = cw.cur;
 	w->end = cw.end;
 	/* Chunk 0 starts with the PROCESS record; process.c writes TIME next. */
@@ -500,12 +494,6 @@ void *htr_writer_reserve(struct htr_writer *w, size_t bytes)
 	void *p = w->cur;
 	w->cur += bytes;
 	return p;
-}
-
-void htr_record_commit(struct htr_writer *w, void *rec, uint8_t type, uint8_t kind, size_t bytes)
-{
-	(void)w;
-	htr_rec_publish(rec, type, kind, bytes);
 }
 
 /* An exec that failed: the END written for it becomes a TIME record (same
