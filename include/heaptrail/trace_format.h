@@ -1,4 +1,4 @@
-/* The heaptrail host trace format, version 1. docs/trace-format.md is the
+/* The heaptrail host trace format, version 2. docs/trace-format.md is the
  * prose version of this file; where they disagree, this file is right.
  *
  * A trace file is the recorder's shared mapping itself: the program writes
@@ -27,9 +27,11 @@
  * counter. A free takes its seq before the memory goes back to the C library
  * and an allocation after the C library returned it, so when an address is
  * reused by another thread the free always sorts first. Readers merge the
- * per-thread streams by seq. Definition records (STACK, SITE) have no seq:
- * they stand right after the preceding sequenced record of their thread, and
- * a consumer must accept an id used before its definition is seen.
+ * per-thread streams by seq (the short ALLOC and FREE forms carry it as an
+ * offset from their chunk's first_seq). Definition records (STACK, SITE)
+ * have no seq: they stand right after the preceding sequenced record of
+ * their thread, and a consumer must accept an id used before its definition
+ * is seen.
  *
  * All integers are little-endian (the file is read on the machine that wrote
  * it, or one like it: pointer size and byte order are in the header).
@@ -40,7 +42,7 @@
 #include <stdint.h>
 
 #define HTR_TRACE_MAGIC "HTRTRACE"  /* 8 bytes, no NUL */
-#define HTR_TRACE_VERSION_MAJOR 1   /* readers refuse another major */
+#define HTR_TRACE_VERSION_MAJOR 2   /* readers refuse another major, but read 1 (2 added the short forms) */
 #define HTR_TRACE_VERSION_MINOR 0   /* readers accept any minor (new record types are skipped) */
 #define HTR_FILE_HEADER_SIZE 4096u
 #define HTR_CHUNK_MAGIC 0x43525448u /* "HTRC" little-endian */
@@ -108,6 +110,8 @@ enum htr_record_type {
 	HTR_REC_DROPS = 13,       /* struct htr_rec_drops */
 	HTR_REC_END = 14,         /* struct htr_rec_end */
 	HTR_REC_PERSIST = 15,     /* struct htr_rec_persist: marks a live block persistent */
+	HTR_REC_ALLOC_SHORT = 16, /* struct htr_rec_alloc_short (version 2) */
+	HTR_REC_FREE_SHORT = 17,  /* struct htr_rec_free_short (version 2) */
 };
 
 /* Which function made or ended a block. The analyser uses it for mismatch
@@ -188,6 +192,36 @@ struct htr_rec_realloc {
 	uint64_t size;
 	uint32_t site;
 	uint32_t reserved;
+};
+
+/* The short forms of ALLOC (site 0, alignment 0) and FREE (site 0), for a
+ * 16-byte aligned ptr below 2^48 whose seq is less than 2^20 past its chunk's
+ * first_seq: nearly every event of a malloc/free loop. They cut what the
+ * recorder writes from 36 to 20 bytes per event, and the kernel's page work
+ * with it. One word holds ptr and seq:
+ *   ptr_seq = (ptr >> HTR_SHORT_PTR_SHIFT) << HTR_SHORT_SEQ_BITS | (seq - first_seq)
+ * A writer uses the long form whenever a field does not fit. */
+#define HTR_SHORT_PTR_SHIFT 4u
+#define HTR_SHORT_SEQ_BITS 20u
+#define HTR_SHORT_PTR_LIMIT ((uint64_t)1 << 48) /* ptr < this */
+static inline uint64_t htr_short_ptr(uint64_t ptr_seq)
+{
+	return ptr_seq >> HTR_SHORT_SEQ_BITS << HTR_SHORT_PTR_SHIFT;
+}
+static inline uint64_t htr_short_seq(uint64_t ptr_seq, uint64_t first_seq)
+{
+	return first_seq + (ptr_seq & (((uint64_t)1 << HTR_SHORT_SEQ_BITS) - 1));
+}
+struct htr_rec_alloc_short {
+	struct htr_rec_header h; /* kind: enum htr_call_kind */
+	uint32_t stack;
+	uint64_t ptr_seq;
+	uint64_t size;
+};
+struct htr_rec_free_short {
+	struct htr_rec_header h; /* kind: enum htr_call_kind */
+	uint32_t stack;
+	uint64_t ptr_seq;
 };
 
 /* kind: enum htr_misuse_kind. The call was not passed to the C library
@@ -386,6 +420,8 @@ HTR_STATIC_ASSERT(sizeof(struct htr_chunk_header) == 32, "chunk header layout");
 HTR_STATIC_ASSERT(sizeof(struct htr_rec_alloc) == 40, "alloc record layout");
 HTR_STATIC_ASSERT(sizeof(struct htr_rec_free) == 32, "free record layout");
 HTR_STATIC_ASSERT(sizeof(struct htr_rec_realloc) == 48, "realloc record layout");
+HTR_STATIC_ASSERT(sizeof(struct htr_rec_alloc_short) == 24, "short alloc record layout");
+HTR_STATIC_ASSERT(sizeof(struct htr_rec_free_short) == 16, "short free record layout");
 HTR_STATIC_ASSERT(sizeof(struct htr_rec_misuse) == 56, "misuse record layout");
 HTR_STATIC_ASSERT(sizeof(struct htr_rec_stack) == 16, "stack record layout");
 HTR_STATIC_ASSERT(sizeof(struct htr_rec_module) == 72, "module record layout");

@@ -230,13 +230,7 @@ static ALWAYS_INLINE void note_alloc(uint8_t call, void *p, size_t size, size_t 
 	if (r != NULL) {
 		if (p != NULL)
 			pending_wait(e.ptr, -1);
-		r->stack = stack;
-		r->seq = htr_next_seq();
-		r->ptr = e.ptr;
-		r->size = size;
-		r->site = site;
-		r->alignment = (uint32_t)alignment;
-		htr_record_commit(&t->w, r, HTR_REC_ALLOC, call, sizeof(*r));
+		htr_put_alloc(&t->w, r, call, stack, htr_next_seq(), e.ptr, size, site, (uint32_t)alignment);
 		if (persist && p != NULL) {
 			struct htr_rec_persist *ps = (struct htr_rec_persist *)(r + 1);
 			ps->reserved = 0;
@@ -302,12 +296,7 @@ static ALWAYS_INLINE void do_free(uint8_t call, void *ptr, const char *file, int
 		/* seq before the block goes back: see trace_format.h, Ordering */
 		uint64_t seq = htr_next_seq();
 		if (r != NULL) {
-			r->stack = stack;
-			r->seq = seq;
-			r->ptr = p;
-			r->site = site;
-			r->reserved = 0;
-			htr_record_commit(&t->w, r, HTR_REC_FREE, call, sizeof(*r));
+			htr_put_free(&t->w, r, call, stack, seq, p, site);
 		} else {
 			htr_writer_drop(&t->w);
 		}

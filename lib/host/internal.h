@@ -141,6 +141,7 @@ struct htr_writer {
 	uint8_t *end;   /* end of the current chunk */
 	uint32_t thread_index;
 	uint32_t generation; /* file generation this chunk belongs to */
+	uint64_t chunk_seq;  /* the chunk's first_seq: the short forms' seq base */
 	uint64_t pending_drops;
 	/* A record reserved now and filled later (the FORK slot): its chunk
 	 * must stay mapped until it is filled, even if the thread moves on. */
@@ -178,6 +179,66 @@ static inline void htr_record_commit(struct htr_writer *w, void *rec, uint8_t ty
 	(void)w;
 	htr_rec_publish(rec, type, kind, bytes);
 }
+/* The short ALLOC and FREE forms (trace_format.h), when ptr and seq fit. */
+static inline bool htr_short_fits(const struct htr_writer *w, uint64_t ptr, uint64_t seq)
+{
+	return (ptr & ((1u << HTR_SHORT_PTR_SHIFT) - 1)) == 0 && ptr < HTR_SHORT_PTR_LIMIT &&
+	       seq - w->chunk_seq < ((uint64_t)1 << HTR_SHORT_SEQ_BITS);
+}
+static inline uint64_t htr_short_pack(const struct htr_writer *w, uint64_t ptr, uint64_t seq)
+{
+	return ptr >> HTR_SHORT_PTR_SHIFT << HTR_SHORT_SEQ_BITS | (seq - w->chunk_seq);
+}
+
+/* Writes an ALLOC at r, which must be w's latest reservation, made for a
+ * long ALLOC: in the short form when it fits, and the bytes that form does
+ * not use go back to the chunk. */
+static inline void htr_put_alloc(struct htr_writer *w, void *r, uint8_t call, uint32_t stack,
+				 uint64_t seq, uint64_t ptr, uint64_t size, uint32_t site,
+				 uint32_t alignment)
+{
+	if (HTR_LIKELY(site == 0 && alignment == 0 && htr_short_fits(w, ptr, seq) &&
+		       w->cur == (uint8_t *)r + sizeof(struct htr_rec_alloc))) {
+		struct htr_rec_alloc_short *s = (struct htr_rec_alloc_short *)r;
+		s->stack = stack;
+		s->ptr_seq = htr_short_pack(w, ptr, seq);
+		s->size = size;
+		w->cur = (uint8_t *)r + sizeof(*s);
+		htr_rec_publish(s, HTR_REC_ALLOC_SHORT, call, sizeof(*s));
+		return;
+	}
+	struct htr_rec_alloc *a = (struct htr_rec_alloc *)r;
+	a->stack = stack;
+	a->seq = seq;
+	a->ptr = ptr;
+	a->size = size;
+	a->site = site;
+	a->alignment = alignment;
+	htr_rec_publish(a, HTR_REC_ALLOC, call, sizeof(*a));
+}
+
+/* The same for a FREE, at a reservation made for a long FREE. */
+static inline void htr_put_free(struct htr_writer *w, void *r, uint8_t call, uint32_t stack,
+				uint64_t seq, uint64_t ptr, uint32_t site)
+{
+	if (HTR_LIKELY(site == 0 && htr_short_fits(w, ptr, seq) &&
+		       w->cur == (uint8_t *)r + sizeof(struct htr_rec_free))) {
+		struct htr_rec_free_short *s = (struct htr_rec_free_short *)r;
+		s->stack = stack;
+		s->ptr_seq = htr_short_pack(w, ptr, seq);
+		w->cur = (uint8_t *)r + sizeof(*s);
+		htr_rec_publish(s, HTR_REC_FREE_SHORT, call, sizeof(*s));
+		return;
+	}
+	struct htr_rec_free *f = (struct htr_rec_free *)r;
+	f->stack = stack;
+	f->seq = seq;
+	f->ptr = ptr;
+	f->site = site;
+	f->reserved = 0;
+	htr_rec_publish(f, HTR_REC_FREE, call, sizeof(*f));
+}
+
 /* Ends the pin; a chunk it kept mapped is retired now. */
 void htr_writer_unpin(struct htr_writer *w);
 /* The thread is done with its chunk (thread exit): its pages leave the

@@ -482,8 +482,8 @@ void *htr_writer_reserve_slow(struct htr_writer *w, size_t bytes)
 		return NULL;
 	}
 	struct htr_chunk_writer cw;
-	htr_chunk_init(&cw, chunk, tf.chunk_size, w->thread_index, idx,
-		       __atomic_load_n(&htr_hot.seq, __ATOMIC_RELAXED));
+	w->chunk_seq = __atomic_load_n(&htr_hot.seq, __ATOMIC_RELAXED);
+	htr_chunk_init(&cw, chunk, tf.chunk_size, w->thread_index, idx, w->chunk_seq);
 	w->cur = cw.cur;
 	w->end = cw.end;
 	/* Chunk 0 starts with the PROCESS record; process.c writes TIME next. */

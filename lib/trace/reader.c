@@ -21,6 +21,7 @@ struct thread_stream {
 	size_t nchunks, cap;
 	size_t chunk_at;   /* index into chunks */
 	uint64_t pos;      /* byte offset inside the current chunk */
+	uint64_t chunk_seq; /* its header's first_seq: the short forms' seq base */
 	uint64_t last_seq; /* to spot a stream that goes backwards */
 	uint64_t next_seq; /* seq of the record the cursor stands on */
 	const uint8_t *peeked; /* that record once validated, until the cursor moves */
@@ -96,7 +97,8 @@ int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t
 	char buf[160];
 	if (memcmp(h.magic, HTR_TRACE_MAGIC, sizeof(h.magic)) != 0) {
 		why = "not a heaptrail trace (bad magic at offset 0)";
-	} else if (h.version_major != HTR_TRACE_VERSION_MAJOR) {
+	} else if (h.version_major != HTR_TRACE_VERSION_MAJOR && h.version_major != 1) {
+		/* 2 only added record types (the short forms) to 1 */
 		snprintf(buf, sizeof(buf), "trace format version %u.%u; this reader reads version %u.x",
 			 h.version_major, h.version_minor, HTR_TRACE_VERSION_MAJOR);
 		why = buf;
@@ -260,6 +262,8 @@ static const uint16_t fixed_sizes[256] = {
 	[HTR_REC_DROPS] = sizeof(struct htr_rec_drops),
 	[HTR_REC_END] = sizeof(struct htr_rec_end),
 	[HTR_REC_PERSIST] = sizeof(struct htr_rec_persist),
+	[HTR_REC_ALLOC_SHORT] = sizeof(struct htr_rec_alloc_short),
+	[HTR_REC_FREE_SHORT] = sizeof(struct htr_rec_free_short),
 };
 
 size_t htr_record_fixed_size(uint8_t type)
@@ -272,12 +276,18 @@ static bool has_seq(uint8_t type)
 	return type != HTR_REC_STACK && type != HTR_REC_SITE && fixed_sizes[type] != 0;
 }
 
-/* All records with a seq keep it at offset 8. */
-static uint64_t record_seq(const uint8_t *rec)
+static bool is_short(uint8_t type)
+{
+	return type == HTR_REC_ALLOC_SHORT || type == HTR_REC_FREE_SHORT;
+}
+
+/* All records with a seq keep it at offset 8; the short forms keep an
+ * offset from their chunk's first_seq there. */
+static uint64_t record_seq(const struct thread_stream *s, const uint8_t *rec)
 {
 	uint64_t seq;
 	memcpy(&seq, rec + 8, sizeof(seq));
-	return seq;
+	return is_short(rec[0]) ? htr_short_seq(seq, s->chunk_seq) : seq;
 }
 
 /* The string payload after a fixed part must end with a NUL inside the
@@ -304,8 +314,12 @@ static enum cursor_result peek(struct htr_reader *r, struct thread_stream *s, co
 	while (s->chunk_at < s->nchunks) {
 		uint64_t c = s->chunks[s->chunk_at];
 		uint64_t len = chunk_len(r, c);
-		if (s->pos == 0)
+		if (s->pos == 0) {
+			struct htr_chunk_header ch;
+			memcpy(&ch, r->map + chunk_offset(r, c), sizeof(ch));
+			s->chunk_seq = ch.first_seq;
 			s->pos = sizeof(struct htr_chunk_header);
+		}
 		uint64_t off = chunk_offset(r, c) + s->pos;
 		*offset_out = off;
 		if (s->pos + sizeof(struct htr_rec_header) > len) {
@@ -367,7 +381,8 @@ bool htr_record_decode(struct htr_reader *r, const uint8_t *rec, uint32_t thread
 {
 	struct htr_rec_header h;
 	memcpy(&h, rec, sizeof(h));
-	bool hot = h.type == HTR_REC_ALLOC || h.type == HTR_REC_FREE || h.type == HTR_REC_REALLOC;
+	bool hot = h.type == HTR_REC_ALLOC || h.type == HTR_REC_FREE || h.type == HTR_REC_REALLOC ||
+		   is_short(h.type);
 	if (!(hot && ev == &r->ev && r->ev_clean))
 		*ev = (struct htr_event){0};
 	if (ev == &r->ev)
@@ -398,6 +413,35 @@ bool htr_record_decode(struct htr_reader *r, const uint8_t *rec, uint32_t thread
 		ev->size = 0;
 		ev->stack = f->stack;
 		ev->site = f->site;
+		ev->alignment = 0;
+		return true;
+	}
+	/* The short forms' seq is left as the offset from the chunk's
+	 * first_seq, which only the stream knows: drain_stream adds it. (A
+	 * packed trace never holds them: they pack as ALLOC and FREE.) */
+	case HTR_REC_ALLOC_SHORT: {
+		const struct htr_rec_alloc_short *a = (const void *)rec;
+		ev->type = HTR_EV_ALLOC;
+		ev->call = h.kind;
+		ev->seq = htr_short_seq(a->ptr_seq, 0);
+		ev->ptr = htr_short_ptr(a->ptr_seq);
+		ev->ptr2 = 0;
+		ev->size = a->size;
+		ev->stack = a->stack;
+		ev->site = 0;
+		ev->alignment = 0;
+		return true;
+	}
+	case HTR_REC_FREE_SHORT: {
+		const struct htr_rec_free_short *f = (const void *)rec;
+		ev->type = HTR_EV_FREE;
+		ev->call = h.kind;
+		ev->seq = htr_short_seq(f->ptr_seq, 0);
+		ev->ptr = htr_short_ptr(f->ptr_seq);
+		ev->ptr2 = 0;
+		ev->size = 0;
+		ev->stack = f->stack;
+		ev->site = 0;
 		ev->alignment = 0;
 		return true;
 	}
@@ -577,8 +621,8 @@ static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event
 			continue;
 		}
 		uint8_t type = rec[0];
-		if (has_seq(type) && record_seq(rec) > limit) {
-			s->next_seq = record_seq(rec);
+		if (has_seq(type) && record_seq(s, rec) > limit) {
+			s->next_seq = record_seq(s, rec);
 			return 0;
 		}
 		struct htr_event *ev = &r->ev;
@@ -596,6 +640,8 @@ static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event
 			continue;
 		}
 		ev->offset = off;
+		if (is_short(type))
+			ev->seq += s->chunk_seq; /* decoded as the offset: see htr_record_decode */
 		if (ev->seq != 0) {
 			if (ev->seq < s->last_seq) {
 				int rc = htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,

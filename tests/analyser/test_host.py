@@ -187,11 +187,11 @@ class HostTraces(unittest.TestCase):
 
     def test_unknown_version_refused(self) -> None:
         w = sample_trace()
-        w.version = (2, 0)
-        path = w.write(self.path("v2.htr"))
+        w.version = (3, 0)
+        path = w.write(self.path("v3.htr"))
         proc = run_heaptrail(["report", path])
         self.assertEqual(proc.returncode, 2)
-        self.assertIn("version 2.0", proc.stderr)
+        self.assertIn("version 3.0", proc.stderr)
         self.assertEqual(len(proc.stderr.strip().splitlines()), 1)
 
     def test_golden_outputs(self) -> None:

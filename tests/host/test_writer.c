@@ -107,6 +107,88 @@ static void test_commit_protocol(void **state)
 	free(chunk);
 }
 
+/* ALLOC and FREE take the short forms exactly when every field fits, and
+ * give the bytes they do not use back to the chunk; otherwise the long. */
+static void test_short_forms(void **state)
+{
+	(void)state;
+	size_t size = 4096;
+	uint8_t *chunk = aligned_alloc(4096, size);
+	memset(chunk, 0, size);
+	struct htr_chunk_writer cw;
+	htr_chunk_init(&cw, chunk, size, 1, 0, 100);
+	struct htr_writer w = {.cur = cw.cur, .end = cw.end, .generation = htr_file_generation, .chunk_seq = 100};
+	const uint64_t far = 100 + (1u << HTR_SHORT_SEQ_BITS);
+	struct {
+		bool is_alloc;
+		uint64_t seq, ptr;
+		uint32_t site, alignment;
+		uint8_t type;
+	} cases[] = {
+		{true, 101, 0x7f0000001010ull, 0, 0, HTR_REC_ALLOC_SHORT},
+		{false, 102, 0x7f0000001010ull, 0, 0, HTR_REC_FREE_SHORT},
+		{true, 103, 0, 0, 0, HTR_REC_ALLOC_SHORT},              /* failed: ptr 0 */
+		{true, 104, 0x7f0000001020ull, 3, 0, HTR_REC_ALLOC},      /* a site */
+		{true, 105, 0x7f0000001040ull, 0, 64, HTR_REC_ALLOC},     /* an alignment */
+		{true, 106, 0x7f0000001008ull, 0, 0, HTR_REC_ALLOC},      /* 8-aligned */
+		{false, 107, 0x7f0000001008ull, 0, 0, HTR_REC_FREE},
+		{false, 108, HTR_SHORT_PTR_LIMIT, 0, 0, HTR_REC_FREE},    /* too high */
+		{false, 109, 0x7f0000001020ull, 7, 0, HTR_REC_FREE},      /* a site */
+		{true, far - 1, HTR_SHORT_PTR_LIMIT - 16, 0, 0, HTR_REC_ALLOC_SHORT},
+		{true, far, 0x7f0000001050ull, 0, 0, HTR_REC_ALLOC},      /* seq too far */
+		{false, far + 1, 0x7f0000001050ull, 0, 0, HTR_REC_FREE},
+		{true, 99, 0x7f0000001060ull, 0, 0, HTR_REC_ALLOC},       /* before first_seq */
+	};
+	size_t n = sizeof(cases) / sizeof(cases[0]);
+	for (size_t i = 0; i < n; i++) {
+		size_t reserved = cases[i].is_alloc ? sizeof(struct htr_rec_alloc) : sizeof(struct htr_rec_free);
+		uint8_t *r = htr_writer_reserve(&w, reserved);
+		assert_non_null(r);
+		if (cases[i].is_alloc)
+			htr_put_alloc(&w, r, HTR_CALL_MALLOC, 9, cases[i].seq, cases[i].ptr, 48, cases[i].site,
+				      cases[i].alignment);
+		else
+			htr_put_free(&w, r, HTR_CALL_FREE, 9, cases[i].seq, cases[i].ptr, cases[i].site);
+		struct htr_rec_header h;
+		memcpy(&h, r, sizeof(h));
+		assert_int_equal(h.type, cases[i].type);
+		assert_ptr_equal(w.cur, r + h.size); /* what the short form leaves goes back */
+		uint64_t seq, ptr;
+		if (h.type == HTR_REC_ALLOC_SHORT || h.type == HTR_REC_FREE_SHORT) {
+			uint64_t ptr_seq;
+			memcpy(&ptr_seq, r + 8, 8);
+			seq = htr_short_seq(ptr_seq, 100);
+			ptr = htr_short_ptr(ptr_seq);
+			assert_int_equal(h.size, h.type == HTR_REC_ALLOC_SHORT ? 24 : 16);
+		} else {
+			memcpy(&seq, r + 8, 8);
+			memcpy(&ptr, r + 16, 8);
+			assert_int_equal(h.size, reserved);
+		}
+		assert_int_equal(seq, cases[i].seq);
+		assert_int_equal(ptr, cases[i].ptr);
+		uint32_t stack;
+		memcpy(&stack, r + 4, 4);
+		assert_int_equal(stack, 9);
+		if (h.type == HTR_REC_ALLOC_SHORT) {
+			uint64_t sz;
+			memcpy(&sz, r + 16, 8);
+			assert_int_equal(sz, 48);
+		}
+	}
+	/* Not the latest reservation: the space after it is taken, so the long
+	 * form fills what was reserved. */
+	uint8_t *a = htr_writer_reserve(&w, sizeof(struct htr_rec_alloc));
+	uint8_t *b = htr_writer_reserve(&w, sizeof(struct htr_rec_free));
+	htr_put_alloc(&w, a, HTR_CALL_MALLOC, 0, 110, 0x7f0000001070ull, 1, 0, 0);
+	htr_put_free(&w, b, HTR_CALL_FREE, 0, 111, 0x7f0000001070ull, 0);
+	assert_int_equal(a[0], HTR_REC_ALLOC);
+	assert_int_equal(b[0], HTR_REC_FREE_SHORT);
+	uint8_t types[32];
+	assert_int_equal(walk(chunk, size, types, 32), (int)n + 2);
+	free(chunk);
+}
+
 /* A writer fills a chunk while a reader thread walks it again and again:
  * every record the reader can see must be complete (its body was written
  * before its first word), and the count it sees only grows. */
@@ -356,6 +438,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_encoding),
 		cmocka_unit_test(test_commit_protocol),
+		cmocka_unit_test(test_short_forms),
 		cmocka_unit_test(test_reader_sees_only_committed),
 		cmocka_unit_test(test_trace_file),
 		cmocka_unit_test(test_unwritable_dir),

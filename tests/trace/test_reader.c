@@ -50,10 +50,16 @@ static struct htr_file_header *builder_header(struct builder *b)
 	return (struct htr_file_header *)b->buf;
 }
 
+static void builder_chunk_at(struct builder *b, uint64_t chunk, uint32_t thread, uint64_t first_seq)
+{
+	struct htr_chunk_header ch = {
+		.magic = HTR_CHUNK_MAGIC, .thread_index = thread, .chunk_index = chunk, .first_seq = first_seq};
+	memcpy(b->buf + HTR_FILE_HEADER_SIZE + chunk * CHUNK, &ch, sizeof(ch));
+}
+
 static void builder_chunk(struct builder *b, uint64_t chunk, uint32_t thread)
 {
-	struct htr_chunk_header ch = {.magic = HTR_CHUNK_MAGIC, .thread_index = thread, .chunk_index = chunk};
-	memcpy(b->buf + HTR_FILE_HEADER_SIZE + chunk * CHUNK, &ch, sizeof(ch));
+	builder_chunk_at(b, chunk, thread, 0);
 }
 
 /* Appends a record (its header's size must be set) to a chunk; returns its
@@ -82,6 +88,26 @@ static uint64_t put_free(struct builder *b, uint64_t chunk, uint64_t seq, uint64
 {
 	struct htr_rec_free f = {.h = {HTR_REC_FREE, HTR_CALL_FREE, sizeof(f)}, .seq = seq, .ptr = ptr};
 	return put(b, chunk, &f, sizeof(f));
+}
+
+/* The short forms: seq is stored as the offset from the chunk's first_seq. */
+static void put_alloc_short(struct builder *b, uint64_t chunk, uint64_t first_seq, uint64_t seq, uint64_t ptr,
+			    uint64_t size, uint32_t stack)
+{
+	struct htr_rec_alloc_short a = {.h = {HTR_REC_ALLOC_SHORT, HTR_CALL_MALLOC, sizeof(a)},
+					.stack = stack,
+					.ptr_seq = ptr >> HTR_SHORT_PTR_SHIFT << HTR_SHORT_SEQ_BITS | (seq - first_seq),
+					.size = size};
+	put(b, chunk, &a, sizeof(a));
+}
+
+static void put_free_short(struct builder *b, uint64_t chunk, uint64_t first_seq, uint64_t seq, uint64_t ptr,
+			   uint32_t stack)
+{
+	struct htr_rec_free_short f = {.h = {HTR_REC_FREE_SHORT, HTR_CALL_FREE, sizeof(f)},
+				       .stack = stack,
+				       .ptr_seq = ptr >> HTR_SHORT_PTR_SHIFT << HTR_SHORT_SEQ_BITS | (seq - first_seq)};
+	put(b, chunk, &f, sizeof(f));
 }
 
 static void put_stack(struct builder *b, uint64_t chunk, uint32_t id, uint32_t depth)
@@ -258,6 +284,34 @@ static void test_merge_by_seq(void **state)
 				      "free:5:b free:6:c end:3 ");
 }
 
+/* The short ALLOC and FREE forms take their seq from their own chunk's
+ * first_seq, mixed with the long forms, across threads and chunks; the
+ * largest pointer and offset they can hold read back exactly. */
+static void test_short_forms(void **state)
+{
+	(void)state;
+	const uint64_t top = HTR_SHORT_PTR_LIMIT - 16;
+	const uint64_t far = (1u << HTR_SHORT_SEQ_BITS) - 1;
+	struct builder b;
+	builder_init(&b, 4, HTR_STATE_CLEAN_EXIT);
+	builder_chunk_at(&b, 0, 1, 0);
+	builder_chunk_at(&b, 1, 2, 1);
+	builder_chunk_at(&b, 2, 1, 5);
+	builder_chunk_at(&b, 3, 2, 7);
+	put_alloc_short(&b, 0, 0, 1, 0x7f0000001000ull, 64, 1);
+	put_alloc(&b, 0, 4, 0x7f0000002008ull, 8, 1);
+	put_free_short(&b, 0, 0, 5, 0x7f0000001000ull, 0);
+	put_alloc_short(&b, 1, 1, 2, 0x10, 3, 2);
+	put_free_short(&b, 1, 1, 3, 0x10, 2);
+	put_alloc_short(&b, 2, 5, 6, top, 1u << 31, 0);
+	put_free(&b, 2, far + 8, 0x7f0000002008ull);
+	put_free_short(&b, 3, 7, far + 7, top, 0);
+	put_end(&b, 2, far + 9);
+	expect_log(&b, b.size, "alloc:1:7f0000001000:64:t1 alloc:2:10:3:t2 free:3:10 alloc:4:7f0000002008:8:t1 "
+			       "free:5:7f0000001000 alloc:6:fffffffffff0:2147483648:t1 free:1048582:fffffffffff0 "
+			       "free:1048583:7f0000002008 end:3 ");
+}
+
 /* A record whose first word is still zero (cut off by a crash mid-write)
  * ends its chunk: what follows it is not read. */
 static void test_uncommitted_record_ends_chunk(void **state)
@@ -401,9 +455,9 @@ static void test_open_errors(void **state)
 
 	struct builder b;
 	builder_init(&b, 1, HTR_STATE_CLEAN_EXIT);
-	builder_header(&b)->version_major = 2;
-	expect_open_error(b.buf, b.size, "version 2.0");
-	builder_header(&b)->version_major = 1;
+	builder_header(&b)->version_major = 3;
+	expect_open_error(b.buf, b.size, "version 3.0");
+	builder_header(&b)->version_major = 1; /* still read: 2 only added record types */
 	builder_header(&b)->chunk_size = 100;
 	expect_open_error(b.buf, b.size, "chunk size 100");
 	free(b.buf);
@@ -433,7 +487,10 @@ static void test_pack_random_stream(void **state)
 			x ^= x << 17;
 			unsigned slot = (unsigned)(x % 64);
 			seq++;
-			if (live[slot] == 0) {
+			if (live[slot] == 0 && x % 5 < 2) {
+				live[slot] = 0x7f0000001000ull + (x % 4096) * 16;
+				put_alloc_short(&b, c, 0, seq, live[slot], x % 300, (uint32_t)(x % 5));
+			} else if (live[slot] == 0) {
 				live[slot] = 0x7f0000001000ull + (x % 4096) * 16;
 				struct htr_rec_alloc a = {.h = {HTR_REC_ALLOC, (uint8_t)(x % 7 == 0 ? HTR_CALL_NEW : HTR_CALL_MALLOC),
 								sizeof(a)},
@@ -454,7 +511,10 @@ static void test_pack_random_stream(void **state)
 				live[slot] = ra.new_ptr;
 				put(&b, c, &ra, sizeof(ra));
 			} else {
-				put_free(&b, c, seq, live[slot]);
+				if (x % 5 < 2)
+					put_free_short(&b, c, 0, seq, live[slot], (uint32_t)(x % 4));
+				else
+					put_free(&b, c, seq, live[slot]);
 				live[slot] = 0;
 			}
 		}
@@ -530,6 +590,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_single_thread_clean),
 		cmocka_unit_test(test_merge_by_seq),
+		cmocka_unit_test(test_short_forms),
 		cmocka_unit_test(test_uncommitted_record_ends_chunk),
 		cmocka_unit_test(test_file_cut_mid_record),
 		cmocka_unit_test(test_clean_exit_trimmed_file),
