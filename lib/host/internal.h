@@ -392,7 +392,7 @@ void htr_live_fork_parent(void);
 void htr_live_fork_child(void);
 size_t htr_live_count(void);
 void htr_live_reset_for_tests(void);
-#define HTR_FREED_RING 1024u /* remembered frees per shard */
+#define HTR_FREED_RING 2048u /* remembered frees per shard */
 
 /* ---- misuse.c / hooks ---- */
 struct htr_call {

@@ -1,7 +1,7 @@
 /* The live-pointer table: every block the C library handed out through the
  * hooks, so that a free can be checked before it reaches libc.
  *
- * Sharded by pointer hash, one spinlock per shard, open addressing with
+ * Sharded by region and pointer hash (see GROUPS), one spinlock per shard, open addressing with
  * linear probing and backward-shift deletion (no tombstones). Storage comes
  * from mmap, never from malloc: the table is used inside malloc. Each shard
  * also keeps a ring of its most recent frees (HTR_FREED_RING), which is how
@@ -12,7 +12,16 @@
 
 #include "internal.h"
 
-#define SHARDS 64u
+/* Shards come in groups, a group per 64 MiB region of address space: glibc
+ * gives each thread's arena a 64 MiB aligned heap of its own, so a thread's
+ * blocks live in shards (lock, slots, ring) that only its core touches,
+ * instead of each event moving shard lines between cores. Within a group
+ * the pointer's hash picks the shard: one arena still has several locks
+ * and rings. */
+#define GROUPS 16u
+#define GROUP_SHARDS 8u
+#define SHARDS (GROUPS * GROUP_SHARDS)
+#define REGION_SHIFT 26
 #define INITIAL_CAPACITY 1024u
 
 struct shard {
@@ -40,7 +49,8 @@ static inline uint64_t mix(uint64_t x)
 static inline struct shard *shard_of(uint64_t ptr, uint64_t *h)
 {
 	*h = mix(ptr);
-	return &shards[*h & (SHARDS - 1)];
+	uint64_t group = (ptr >> REGION_SHIFT) * 0x9e3779b97f4a7c15ull >> 60; /* 16 groups */
+	return &shards[group * GROUP_SHARDS + (*h & (GROUP_SHARDS - 1))];
 }
 
 static void *map_zeroed(size_t bytes)

@@ -166,6 +166,58 @@ static void test_threads(void **state)
 	assert_int_equal(htr_live_count(), 0);
 }
 
+/* Each thread's blocks sit in a 64 MiB region of its own, as glibc's
+ * per-thread arenas do (the table keeps them in that region's shards); a
+ * block freed by another thread, then freed again by its owner, is still a
+ * double free that names the first free, and an interior pointer is
+ * unknown. */
+#define REGION_BLOCKS 2000
+
+static pthread_barrier_t region_barrier;
+
+static void *region_worker(void *arg)
+{
+	uint64_t self = (uint64_t)(uintptr_t)arg;
+	uint64_t mine = 0x7f0000000000ull + (self << 26);
+	uint64_t next = 0x7f0000000000ull + (((self + 1) % THREADS) << 26);
+	struct htr_live_entry out;
+	struct htr_freed_entry f;
+	intptr_t errors = 0;
+	for (uint64_t i = 0; i < REGION_BLOCKS; i++) {
+		struct htr_live_entry e = entry(mine + i * 32, i, (uint32_t)self, HTR_CALL_MALLOC);
+		htr_live_insert(&e);
+	}
+	pthread_barrier_wait(&region_barrier);
+	for (uint64_t i = 0; i < REGION_BLOCKS; i++)
+		errors += htr_live_remove(next + i * 32, &out, &f, true, (uint32_t)self + 100, 0, HTR_CALL_FREE) !=
+			  HTR_LIVE_FOUND;
+	pthread_barrier_wait(&region_barrier);
+	uint32_t freer = (uint32_t)((self + THREADS - 1) % THREADS) + 100;
+	for (uint64_t i = 0; i < REGION_BLOCKS; i++) {
+		enum htr_live_result r = htr_live_remove(mine + i * 32, &out, &f, true, 0, 0, HTR_CALL_FREE);
+		errors += r != HTR_LIVE_FREED || f.free_stack != freer || f.alloc_stack != self || f.size != i;
+		errors += htr_live_remove(mine + i * 32 + 16, &out, &f, true, 0, 0, HTR_CALL_FREE) !=
+			  HTR_LIVE_UNKNOWN;
+	}
+	return (void *)errors;
+}
+
+static void test_regions_across_threads(void **state)
+{
+	(void)state;
+	pthread_t t[THREADS];
+	pthread_barrier_init(&region_barrier, NULL, THREADS);
+	for (uintptr_t i = 0; i < THREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, region_worker, (void *)i), 0);
+	for (int i = 0; i < THREADS; i++) {
+		void *errors;
+		pthread_join(t[i], &errors);
+		assert_int_equal((intptr_t)errors, 0);
+	}
+	pthread_barrier_destroy(&region_barrier);
+	assert_int_equal(htr_live_count(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -174,6 +226,7 @@ int main(void)
 		cmocka_unit_test_setup(test_freed_memory_is_bounded, reset),
 		cmocka_unit_test_setup(test_growth_and_collisions, reset),
 		cmocka_unit_test_setup(test_threads, reset),
+		cmocka_unit_test_setup(test_regions_across_threads, reset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
