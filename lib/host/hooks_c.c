@@ -99,27 +99,50 @@ uint8_t htr_family_of(uint8_t call)
 }
 
 /* used_bytes stays one atomic, on seq's line (htr_hot): the peak is of the
- * process's total. The counts are the thread's own (see htr_thread). */
-static inline void count_alloc(struct htr_thread *t, uint64_t size)
+ * process's total. malloc and free change it together with taking their seq
+ * (htr_next_seq_used); the rarer paths use add_used. The counts are the
+ * thread's own (see htr_thread). */
+static inline void note_peak(int64_t used)
 {
-	int64_t used = __atomic_add_fetch(&htr_hot.used_bytes, (int64_t)size, __ATOMIC_RELAXED);
 	int64_t peak = __atomic_load_n(&htr_hot.peak_used_bytes, __ATOMIC_RELAXED);
 	while (used > peak && !__atomic_compare_exchange_n(&htr_hot.peak_used_bytes, &peak, used,
 							   true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
+}
+
+static inline void add_used(int64_t delta)
+{
+	int64_t used = __atomic_add_fetch(&htr_hot.used_bytes, delta, __ATOMIC_RELAXED);
+	if (delta > 0)
+		note_peak(used);
+}
+
+static inline void count_alloc_only(struct htr_thread *t)
+{
 	if (HTR_LIKELY(t->counted))
 		__atomic_store_n(&t->allocs, t->allocs + 1, __ATOMIC_RELAXED);
 	else
 		__atomic_add_fetch(&htr_counters.alloc_count, 1, __ATOMIC_RELAXED);
 }
 
-static inline void count_free(struct htr_thread *t, uint64_t size)
+static inline void count_free_only(struct htr_thread *t)
 {
-	__atomic_sub_fetch(&htr_hot.used_bytes, (int64_t)size, __ATOMIC_RELAXED);
 	if (HTR_LIKELY(t->counted))
 		__atomic_store_n(&t->frees, t->frees + 1, __ATOMIC_RELAXED);
 	else
 		__atomic_add_fetch(&htr_counters.free_count, 1, __ATOMIC_RELAXED);
+}
+
+static inline void count_alloc(struct htr_thread *t, uint64_t size)
+{
+	add_used((int64_t)size);
+	count_alloc_only(t);
+}
+
+static inline void count_free(struct htr_thread *t, uint64_t size)
+{
+	add_used(-(int64_t)size);
+	count_free_only(t);
 }
 
 int htr_stats_fill(struct htr_heap_stats *out)
@@ -221,16 +244,23 @@ static ALWAYS_INLINE void note_alloc(uint8_t call, void *p, size_t size, size_t 
 		e.site = site;
 		e.flags = persist ? HTR_LIVE_PERSIST : 0;
 		htr_live_insert(&e);
-		count_alloc(t, size);
+		count_alloc_only(t);
 	} else {
 		__atomic_add_fetch(&htr_counters.failed_count, 1, __ATOMIC_RELAXED);
 	}
 	size_t bytes = sizeof(struct htr_rec_alloc) + (persist && p ? sizeof(struct htr_rec_persist) : 0);
 	struct htr_rec_alloc *r = htr_writer_reserve(&t->w, bytes);
 	if (r != NULL) {
-		if (p != NULL)
+		uint64_t seq;
+		if (p != NULL) {
 			pending_wait(e.ptr, -1);
-		htr_put_alloc(&t->w, r, call, stack, htr_next_seq(), e.ptr, size, site, (uint32_t)alignment);
+			int64_t used;
+			seq = htr_next_seq_used((int64_t)size, &used);
+			note_peak(used);
+		} else {
+			seq = htr_next_seq();
+		}
+		htr_put_alloc(&t->w, r, call, stack, seq, e.ptr, size, site, (uint32_t)alignment);
 		if (persist && p != NULL) {
 			struct htr_rec_persist *ps = (struct htr_rec_persist *)(r + 1);
 			ps->reserved = 0;
@@ -240,6 +270,8 @@ static ALWAYS_INLINE void note_alloc(uint8_t call, void *p, size_t size, size_t 
 		}
 	} else {
 		htr_writer_drop(&t->w);
+		if (p != NULL)
+			add_used((int64_t)size);
 	}
 	t->busy--;
 	errno = saved_errno;
@@ -294,13 +326,14 @@ static ALWAYS_INLINE void do_free(uint8_t call, void *ptr, const char *file, int
 	} else if (found == HTR_LIVE_FOUND) {
 		struct htr_rec_free *r = htr_writer_reserve(&t->w, sizeof(*r));
 		/* seq before the block goes back: see trace_format.h, Ordering */
-		uint64_t seq = htr_next_seq();
+		int64_t used;
+		uint64_t seq = htr_next_seq_used(-(int64_t)e.size, &used);
 		if (r != NULL) {
 			htr_put_free(&t->w, r, call, stack, seq, p, site);
 		} else {
 			htr_writer_drop(&t->w);
 		}
-		count_free(t, e.size);
+		count_free_only(t);
 		htr_real.free(ptr);
 	} else {
 		htr_misuse_report(&t->w,

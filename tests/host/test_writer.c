@@ -189,6 +189,46 @@ static void test_short_forms(void **state)
 	free(chunk);
 }
 
+/* seq and used_bytes change together in one locked instruction, alongside
+ * plain seq increments from other threads: nothing is lost from either, and
+ * every seq handed out is distinct. */
+#define PAIR_THREADS 4
+#define PAIR_ROUNDS 100000
+
+static void *pair_thread(void *arg)
+{
+	int64_t size = (int64_t)(uintptr_t)arg;
+	uint64_t last = 0;
+	intptr_t errors = 0;
+	for (int i = 0; i < PAIR_ROUNDS; i++) {
+		int64_t used;
+		uint64_t a = htr_next_seq_used(size, &used);
+		errors += used < size; /* our own add is in it */
+		uint64_t b = htr_next_seq();
+		uint64_t c = htr_next_seq_used(-size, &used);
+		errors += !(last < a && a < b && b < c);
+		last = c;
+	}
+	return (void *)errors;
+}
+
+static void test_seq_and_used_together(void **state)
+{
+	(void)state;
+	uint64_t seq0 = __atomic_load_n(&htr_hot.seq, __ATOMIC_RELAXED);
+	int64_t used0 = __atomic_load_n(&htr_hot.used_bytes, __ATOMIC_RELAXED);
+	pthread_t th[PAIR_THREADS];
+	for (uintptr_t i = 0; i < PAIR_THREADS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, pair_thread, (void *)(16 * (i + 1))), 0);
+	for (int i = 0; i < PAIR_THREADS; i++) {
+		void *errors;
+		pthread_join(th[i], &errors);
+		assert_int_equal((intptr_t)errors, 0);
+	}
+	assert_int_equal(htr_hot.seq, seq0 + 3ull * PAIR_THREADS * PAIR_ROUNDS);
+	assert_int_equal(htr_hot.used_bytes, used0);
+}
+
 /* A writer fills a chunk while a reader thread walks it again and again:
  * every record the reader can see must be complete (its body was written
  * before its first word), and the count it sees only grows. */
@@ -439,6 +479,7 @@ int main(void)
 		cmocka_unit_test(test_encoding),
 		cmocka_unit_test(test_commit_protocol),
 		cmocka_unit_test(test_short_forms),
+		cmocka_unit_test(test_seq_and_used_together),
 		cmocka_unit_test(test_reader_sees_only_committed),
 		cmocka_unit_test(test_trace_file),
 		cmocka_unit_test(test_unwritable_dir),
