@@ -337,10 +337,34 @@ static bool fd_is_ours(void)
 	return true;
 }
 
+/* Puts a fresh chunk's pages into the page cache through the write path
+ * (zeros, from .bss, so no memory of ours): the populate that follows then
+ * only maps them. Faulting them in directly reads each page of the
+ * fallocated (unwritten) range, zeroes it, then makes it writable, page by
+ * page; this cut the kernel's time of a malloc/free loop by a quarter
+ * (wl_pairs sys 0.123 -> 0.089 s). The descriptor is checked again first,
+ * as before every use (fd_is_ours): a program that took its number must
+ * not get zeros in its own file. */
+static void prefill(int fd, uint64_t off)
+{
+	static char zeros[65536];
+	struct stat st;
+	if (fstat(fd, &st) != 0 || st.st_dev != tf.dev || st.st_ino != tf.ino)
+		return;
+	for (uint64_t done = 0; done < tf.chunk_size;) {
+		size_t n = tf.chunk_size - done < sizeof(zeros) ? (size_t)(tf.chunk_size - done) : sizeof(zeros);
+		ssize_t w = pwrite(fd, zeros, n, (off_t)(off + done));
+		if (w <= 0)
+			return; /* the populate (or the first write) faults the rest in */
+		done += (uint64_t)w;
+	}
+}
+
 /* Claims and maps the next chunk. NULL when the file cannot grow. */
 static uint8_t *claim_chunk(uint64_t *index_out)
 {
 	uint8_t *chunk = NULL;
+	int fd = -1;
 	htr_spin_lock(&tf.claim_lock);
 	if (tf.active && !tf.ended && fd_is_ours()) {
 		uint64_t idx = __atomic_load_n(&tf.hdr->chunks_claimed, __ATOMIC_RELAXED);
@@ -361,6 +385,7 @@ static uint8_t *claim_chunk(uint64_t *index_out)
 				 (off_t)(HTR_FILE_HEADER_SIZE + idx * (uint64_t)tf.chunk_size)) != MAP_FAILED) {
 				__atomic_store_n(&tf.hdr->chunks_claimed, idx + 1, __ATOMIC_RELEASE);
 				chunk = at;
+				fd = tf.fd;
 				*index_out = idx;
 			}
 		}
@@ -370,8 +395,10 @@ static uint8_t *claim_chunk(uint64_t *index_out)
 	 * the lock: threads that fill their chunks at the same pace claim at
 	 * the same moment, and waited for each other's page faults. Where the
 	 * kernel cannot, the pages fault in as they are written. */
-	if (chunk != NULL)
+	if (chunk != NULL) {
+		prefill(fd, HTR_FILE_HEADER_SIZE + *index_out * (uint64_t)tf.chunk_size);
 		(void)madvise(chunk, tf.chunk_size, MADV_POPULATE_WRITE);
+	}
 	return chunk;
 }
 
