@@ -1,8 +1,9 @@
 /* The live-pointer table: every block the C library handed out through the
  * hooks, so that a free can be checked before it reaches libc.
  *
- * Sharded by region and pointer hash (see GROUPS), one spinlock per shard, open addressing with
- * linear probing and backward-shift deletion (no tombstones). Storage comes
+ * Sharded by region and pointer hash (see GROUPS), one spinlock per shard,
+ * open addressing with linear probing and backward-shift deletion (no
+ * tombstones). Storage comes
  * from mmap, never from malloc: the table is used inside malloc. Each shard
  * also keeps a ring of its most recent frees (HTR_FREED_RING), which is how
  * a double free names the first free; older frees are forgotten, and a
