@@ -50,7 +50,10 @@ static inline uint64_t mix(uint64_t x)
 static inline struct shard *shard_of(uint64_t ptr, uint64_t *h)
 {
 	*h = mix(ptr);
-	uint64_t group = (ptr >> REGION_SHIFT) * 0x9e3779b97f4a7c15ull >> 60; /* 16 groups */
+	/* The region number's low bits, not a hash of it: glibc maps its
+	 * arenas' heaps next to each other, so up to GROUPS of them get a
+	 * group each, where a hash made two of eight share one most times. */
+	uint64_t group = (ptr >> REGION_SHIFT) & (GROUPS - 1);
 	return &shards[group * GROUP_SHARDS + (*h & (GROUP_SHARDS - 1))];
 }
 
