@@ -112,6 +112,7 @@ enum htr_record_type {
 	HTR_REC_PERSIST = 15,     /* struct htr_rec_persist: marks a live block persistent */
 	HTR_REC_ALLOC_SHORT = 16, /* struct htr_rec_alloc_short (version 2) */
 	HTR_REC_FREE_SHORT = 17,  /* struct htr_rec_free_short (version 2) */
+	HTR_REC_REALLOC_SHORT = 18, /* struct htr_rec_realloc_short (version 2) */
 };
 
 /* Which function made or ended a block. The analyser uses it for mismatch
@@ -194,9 +195,10 @@ struct htr_rec_realloc {
 	uint32_t reserved;
 };
 
-/* The short forms of ALLOC (site 0, alignment 0) and FREE (site 0), for a
- * 16-byte aligned ptr below 2^48 whose seq is less than 2^20 past its chunk's
- * first_seq: nearly every event of a malloc/free loop. They cut what the
+/* The short forms of ALLOC (site 0, alignment 0), FREE and REALLOC (site 0),
+ * for a 16-byte aligned ptr (REALLOC: old_ptr, which may be 0) below 2^48
+ * whose seq is less than 2^20 past its chunk's first_seq: nearly every event
+ * of a malloc/free loop. They cut what the
  * recorder writes from 36 to 20 bytes per event, and the kernel's page work
  * with it. One word holds ptr and seq:
  *   ptr_seq = (ptr >> HTR_SHORT_PTR_SHIFT) << HTR_SHORT_SEQ_BITS | (seq - first_seq)
@@ -222,6 +224,13 @@ struct htr_rec_free_short {
 	struct htr_rec_header h; /* kind: enum htr_call_kind */
 	uint32_t stack;
 	uint64_t ptr_seq;
+};
+struct htr_rec_realloc_short {
+	struct htr_rec_header h; /* kind: as REALLOC's, and the same four cases */
+	uint32_t stack;
+	uint64_t ptr_seq; /* old_ptr and seq */
+	uint64_t new_ptr;
+	uint64_t size;
 };
 
 /* kind: enum htr_misuse_kind. The call was not passed to the C library
@@ -422,6 +431,7 @@ HTR_STATIC_ASSERT(sizeof(struct htr_rec_free) == 32, "free record layout");
 HTR_STATIC_ASSERT(sizeof(struct htr_rec_realloc) == 48, "realloc record layout");
 HTR_STATIC_ASSERT(sizeof(struct htr_rec_alloc_short) == 24, "short alloc record layout");
 HTR_STATIC_ASSERT(sizeof(struct htr_rec_free_short) == 16, "short free record layout");
+HTR_STATIC_ASSERT(sizeof(struct htr_rec_realloc_short) == 32, "short realloc record layout");
 HTR_STATIC_ASSERT(sizeof(struct htr_rec_misuse) == 56, "misuse record layout");
 HTR_STATIC_ASSERT(sizeof(struct htr_rec_stack) == 16, "stack record layout");
 HTR_STATIC_ASSERT(sizeof(struct htr_rec_module) == 72, "module record layout");

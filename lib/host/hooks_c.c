@@ -456,14 +456,7 @@ void *htr_do_realloc(uint8_t call, void *ptr, size_t size, const char *file, int
 		__atomic_add_fetch(&htr_counters.failed_count, 1, __ATOMIC_RELAXED);
 	}
 	if (r != NULL && (old_ptr != 0 || n != NULL || size != 0)) {
-		r->stack = stack;
-		r->seq = seq;
-		r->old_ptr = old_ptr;
-		r->new_ptr = (uint64_t)(uintptr_t)n;
-		r->size = size;
-		r->site = site;
-		r->reserved = 0;
-		htr_record_commit(&t->w, r, HTR_REC_REALLOC, call, sizeof(*r));
+		htr_put_realloc(&t->w, r, call, stack, seq, old_ptr, (uint64_t)(uintptr_t)n, size, site);
 	} else if (r != NULL) {
 		/* Nothing to say (an untraced block freed by realloc(p, 0)): the
 		 * reserved space must still hold a valid record. */

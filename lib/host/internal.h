@@ -263,6 +263,34 @@ static inline void htr_put_free(struct htr_writer *w, void *r, uint8_t call, uin
 	htr_rec_publish(f, HTR_REC_FREE, call, sizeof(*f));
 }
 
+/* The same for a REALLOC (ptr_seq holds old_ptr), at a reservation made
+ * for a long REALLOC. */
+static inline void htr_put_realloc(struct htr_writer *w, void *r, uint8_t call, uint32_t stack,
+				   uint64_t seq, uint64_t old_ptr, uint64_t new_ptr, uint64_t size,
+				   uint32_t site)
+{
+	if (HTR_LIKELY(site == 0 && htr_short_fits(w, old_ptr, seq) &&
+		       w->cur == (uint8_t *)r + sizeof(struct htr_rec_realloc))) {
+		struct htr_rec_realloc_short *s = (struct htr_rec_realloc_short *)r;
+		s->stack = stack;
+		s->ptr_seq = htr_short_pack(w, old_ptr, seq);
+		s->new_ptr = new_ptr;
+		s->size = size;
+		w->cur = (uint8_t *)r + sizeof(*s);
+		htr_rec_publish(s, HTR_REC_REALLOC_SHORT, call, sizeof(*s));
+		return;
+	}
+	struct htr_rec_realloc *a = (struct htr_rec_realloc *)r;
+	a->stack = stack;
+	a->seq = seq;
+	a->old_ptr = old_ptr;
+	a->new_ptr = new_ptr;
+	a->size = size;
+	a->site = site;
+	a->reserved = 0;
+	htr_rec_publish(a, HTR_REC_REALLOC, call, sizeof(*a));
+}
+
 /* Ends the pin; a chunk it kept mapped is retired now. */
 void htr_writer_unpin(struct htr_writer *w);
 /* The thread is done with its chunk (thread exit): its pages leave the

@@ -264,6 +264,7 @@ static const uint16_t fixed_sizes[256] = {
 	[HTR_REC_PERSIST] = sizeof(struct htr_rec_persist),
 	[HTR_REC_ALLOC_SHORT] = sizeof(struct htr_rec_alloc_short),
 	[HTR_REC_FREE_SHORT] = sizeof(struct htr_rec_free_short),
+	[HTR_REC_REALLOC_SHORT] = sizeof(struct htr_rec_realloc_short),
 };
 
 size_t htr_record_fixed_size(uint8_t type)
@@ -278,7 +279,7 @@ static bool has_seq(uint8_t type)
 
 static bool is_short(uint8_t type)
 {
-	return type == HTR_REC_ALLOC_SHORT || type == HTR_REC_FREE_SHORT;
+	return type == HTR_REC_ALLOC_SHORT || type == HTR_REC_FREE_SHORT || type == HTR_REC_REALLOC_SHORT;
 }
 
 /* All records with a seq keep it at offset 8; the short forms keep an
@@ -418,7 +419,7 @@ bool htr_record_decode(struct htr_reader *r, const uint8_t *rec, uint32_t thread
 	}
 	/* The short forms' seq is left as the offset from the chunk's
 	 * first_seq, which only the stream knows: drain_stream adds it. (A
-	 * packed trace never holds them: they pack as ALLOC and FREE.) */
+	 * packed trace never holds them: they pack as ALLOC, FREE and REALLOC.) */
 	case HTR_REC_ALLOC_SHORT: {
 		const struct htr_rec_alloc_short *a = (const void *)rec;
 		ev->type = HTR_EV_ALLOC;
@@ -441,6 +442,19 @@ bool htr_record_decode(struct htr_reader *r, const uint8_t *rec, uint32_t thread
 		ev->ptr2 = 0;
 		ev->size = 0;
 		ev->stack = f->stack;
+		ev->site = 0;
+		ev->alignment = 0;
+		return true;
+	}
+	case HTR_REC_REALLOC_SHORT: {
+		const struct htr_rec_realloc_short *a = (const void *)rec;
+		ev->type = HTR_EV_REALLOC;
+		ev->call = h.kind;
+		ev->seq = htr_short_seq(a->ptr_seq, 0);
+		ev->ptr = htr_short_ptr(a->ptr_seq);
+		ev->ptr2 = a->new_ptr;
+		ev->size = a->size;
+		ev->stack = a->stack;
 		ev->site = 0;
 		ev->alignment = 0;
 		return true;

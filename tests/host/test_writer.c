@@ -176,6 +176,25 @@ static void test_short_forms(void **state)
 			assert_int_equal(sz, 48);
 		}
 	}
+	/* REALLOC: old_ptr decides (0 fits), new_ptr and size are kept whole. */
+	uint8_t *ra = htr_writer_reserve(&w, sizeof(struct htr_rec_realloc));
+	htr_put_realloc(&w, ra, HTR_CALL_REALLOC, 5, 120, 0, 0xffff00000008ull, (uint64_t)1 << 40, 0);
+	assert_int_equal(ra[0], HTR_REC_REALLOC_SHORT);
+	assert_ptr_equal(w.cur, ra + sizeof(struct htr_rec_realloc_short));
+	const struct htr_rec_realloc_short *rs = (const void *)ra;
+	assert_int_equal(htr_short_seq(rs->ptr_seq, 100), 120);
+	assert_int_equal(htr_short_ptr(rs->ptr_seq), 0);
+	assert_int_equal(rs->new_ptr, 0xffff00000008ull);
+	assert_int_equal(rs->size, (uint64_t)1 << 40);
+	uint8_t *rl = htr_writer_reserve(&w, sizeof(struct htr_rec_realloc));
+	htr_put_realloc(&w, rl, HTR_CALL_REALLOCARRAY, 5, 121, 0x7f0000001008ull, 0x10, 1, 0);
+	assert_int_equal(rl[0], HTR_REC_REALLOC);
+	assert_int_equal(rl[1], HTR_CALL_REALLOCARRAY);
+	const struct htr_rec_realloc *rr = (const void *)rl;
+	assert_int_equal(rr->seq, 121);
+	assert_int_equal(rr->old_ptr, 0x7f0000001008ull);
+	assert_int_equal(rr->new_ptr, 0x10);
+
 	/* Not the latest reservation: the space after it is taken, so the long
 	 * form fills what was reserved. */
 	uint8_t *a = htr_writer_reserve(&w, sizeof(struct htr_rec_alloc));
@@ -185,7 +204,7 @@ static void test_short_forms(void **state)
 	assert_int_equal(a[0], HTR_REC_ALLOC);
 	assert_int_equal(b[0], HTR_REC_FREE_SHORT);
 	uint8_t types[32];
-	assert_int_equal(walk(chunk, size, types, 32), (int)n + 2);
+	assert_int_equal(walk(chunk, size, types, 32), (int)n + 4);
 	free(chunk);
 }
 

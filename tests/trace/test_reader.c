@@ -110,6 +110,18 @@ static void put_free_short(struct builder *b, uint64_t chunk, uint64_t first_seq
 	put(b, chunk, &f, sizeof(f));
 }
 
+static void put_realloc_short(struct builder *b, uint64_t chunk, uint64_t first_seq, uint64_t seq,
+			      uint64_t old_ptr, uint64_t new_ptr, uint64_t size)
+{
+	struct htr_rec_realloc_short ra = {
+		.h = {HTR_REC_REALLOC_SHORT, HTR_CALL_REALLOC, sizeof(ra)},
+		.stack = 2,
+		.ptr_seq = old_ptr >> HTR_SHORT_PTR_SHIFT << HTR_SHORT_SEQ_BITS | (seq - first_seq),
+		.new_ptr = new_ptr,
+		.size = size};
+	put(b, chunk, &ra, sizeof(ra));
+}
+
 static void put_stack(struct builder *b, uint64_t chunk, uint32_t id, uint32_t depth)
 {
 	uint8_t rec[sizeof(struct htr_rec_stack) + 8 * 8] = {0};
@@ -293,11 +305,13 @@ static void test_short_forms(void **state)
 	const uint64_t top = HTR_SHORT_PTR_LIMIT - 16;
 	const uint64_t far = (1u << HTR_SHORT_SEQ_BITS) - 1;
 	struct builder b;
-	builder_init(&b, 4, HTR_STATE_CLEAN_EXIT);
+	builder_init(&b, 6, HTR_STATE_CLEAN_EXIT);
 	builder_chunk_at(&b, 0, 1, 0);
 	builder_chunk_at(&b, 1, 2, 1);
 	builder_chunk_at(&b, 2, 1, 5);
 	builder_chunk_at(&b, 3, 2, 7);
+	builder_chunk_at(&b, 4, 1, far + 8);
+	builder_chunk_at(&b, 5, 2, far + 9);
 	put_alloc_short(&b, 0, 0, 1, 0x7f0000001000ull, 64, 1);
 	put_alloc(&b, 0, 4, 0x7f0000002008ull, 8, 1);
 	put_free_short(&b, 0, 0, 5, 0x7f0000001000ull, 0);
@@ -306,10 +320,13 @@ static void test_short_forms(void **state)
 	put_alloc_short(&b, 2, 5, 6, top, 1u << 31, 0);
 	put_free(&b, 2, far + 8, 0x7f0000002008ull);
 	put_free_short(&b, 3, 7, far + 7, top, 0);
-	put_end(&b, 2, far + 9);
+	put_realloc_short(&b, 4, far + 8, far + 9, 0, 0x7f0000003000ull, 100);
+	put_realloc_short(&b, 5, far + 9, far + 10, 0x7f0000003000ull, 0x7f0000004008ull, 200);
+	put_end(&b, 4, far + 11);
 	expect_log(&b, b.size, "alloc:1:7f0000001000:64:t1 alloc:2:10:3:t2 free:3:10 alloc:4:7f0000002008:8:t1 "
 			       "free:5:7f0000001000 alloc:6:fffffffffff0:2147483648:t1 free:1048582:fffffffffff0 "
-			       "free:1048583:7f0000002008 end:3 ");
+			       "free:1048583:7f0000002008 realloc:1048584:0:7f0000003000:100 "
+			       "realloc:1048585:7f0000003000:7f0000004008:200 end:3 ");
 }
 
 /* A record whose first word is still zero (cut off by a crash mid-write)
@@ -501,6 +518,10 @@ static void test_pack_random_stream(void **state)
 							  .site = (uint32_t)(x % 11 == 0 ? 3 : 0),
 							  .alignment = (uint32_t)(x % 13 == 0 ? 64 : 0)};
 				put(&b, c, &a, sizeof(a));
+			} else if (x % 3 == 0 && x % 5 < 2) {
+				uint64_t moved = live[slot] + (x % 2) * 4096;
+				put_realloc_short(&b, c, 0, seq, live[slot], moved, x % 1000);
+				live[slot] = moved;
 			} else if (x % 3 == 0) {
 				struct htr_rec_realloc ra = {.h = {HTR_REC_REALLOC, HTR_CALL_REALLOC, sizeof(ra)},
 							     .stack = 2,
