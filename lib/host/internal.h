@@ -130,6 +130,10 @@ struct htr_hot {
 	int64_t peak_used_bytes; /* highest used_bytes so far */
 } __attribute__((aligned(64)));
 extern struct htr_hot htr_hot;
+/* The CPU has cmpxchg16b (all but the first x86-64 CPUs); set by
+ * htr_hot_init before the trace starts. */
+extern bool htr_have_cx16;
+void htr_hot_init(void);
 static inline uint64_t htr_next_seq(void)
 {
 	return __atomic_add_fetch(&htr_hot.seq, 1, __ATOMIC_RELAXED);
@@ -141,22 +145,23 @@ static inline uint64_t htr_next_seq(void)
 static inline uint64_t htr_next_seq_used(int64_t delta, int64_t *used)
 {
 #if defined(__x86_64__)
-	uint64_t seq = __atomic_load_n(&htr_hot.seq, __ATOMIC_RELAXED);
-	int64_t old = __atomic_load_n(&htr_hot.used_bytes, __ATOMIC_RELAXED);
-	bool done;
-	do {
-		/* On failure rdx:rax get the pair's current value: retry from it. */
-		__asm__ __volatile__("lock cmpxchg16b %[pair]"
-				     : "=@ccz"(done), [pair] "+m"(htr_hot), "+a"(seq), "+d"(old)
-				     : "b"(seq + 1), "c"(old + delta)
-				     : "memory");
-	} while (!done);
-	*used = old + delta;
-	return seq + 1;
-#else
+	if (HTR_LIKELY(htr_have_cx16)) {
+		uint64_t seq = __atomic_load_n(&htr_hot.seq, __ATOMIC_RELAXED);
+		int64_t old = __atomic_load_n(&htr_hot.used_bytes, __ATOMIC_RELAXED);
+		bool done;
+		do {
+			/* On failure rdx:rax get the pair's current value: retry from it. */
+			__asm__ __volatile__("lock cmpxchg16b %[pair]"
+					     : "=@ccz"(done), [pair] "+m"(htr_hot), "+a"(seq), "+d"(old)
+					     : "b"(seq + 1), "c"(old + delta)
+					     : "memory");
+		} while (!done);
+		*used = old + delta;
+		return seq + 1;
+	}
+#endif
 	*used = __atomic_add_fetch(&htr_hot.used_bytes, delta, __ATOMIC_RELAXED);
 	return htr_next_seq();
-#endif
 }
 
 /* Per-thread writer state (one per thread, in TLS). */

@@ -272,6 +272,7 @@ __attribute__((constructor(101))) static void htr_start(void)
 	absolute_output(&htr_opts);
 	htr_stacks_init();
 	htr_threads_init();
+	htr_hot_init();
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	end_in_exit_handler = on_exit(on_exit_status, NULL) == 0;
 	if (htr_tracefile_open(&htr_opts, 0, 0, 0) != 0) {
