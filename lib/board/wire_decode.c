@@ -193,6 +193,14 @@ static uint32_t stack_of(const struct htr_wire_decoder *dec, uint64_t id)
 	return id < HTR_WIRE_MAX_SITE_IDS ? dec->stack_map[id] : 0;
 }
 
+/* Starts an event about a heap block made or freed at wire site id. */
+static void site_event(struct htr_wire_decoder *dec, struct htr_event *ev, uint8_t type, uint64_t site)
+{
+	event_init(dec, ev, type);
+	ev->site = site_of(dec, site);
+	ev->stack = stack_of(dec, site);
+}
+
 /* The stack id of a caller PC: one per distinct PC, defined (a STACK event)
  * the first time it is seen, so the engine groups by caller. */
 static uint32_t intern_pc(struct htr_wire_decoder *dec, uint64_t pc, int *fresh)
@@ -273,20 +281,16 @@ static void do_alloc(struct htr_wire_decoder *dec, struct cursor *c, enum alloc_
 	if (form == FORM_MALLOC || form == FORM_AGAIN)
 		note_recent(dec, KIND_ALLOC, site);
 	struct htr_event ev;
-	event_init(dec, &ev, HTR_EV_ALLOC);
+	site_event(dec, &ev, HTR_EV_ALLOC, site);
 	ev.call = call;
 	ev.ptr = ptr;
 	ev.size = size;
-	ev.site = site_of(dec, site);
-	ev.stack = stack_of(dec, site);
 	ev.alignment = (uint32_t)align;
 	if (emit(dec, &ev) != 0 || form != FORM_PERSIST || ptr == 0)
 		return;
-	event_init(dec, &ev, HTR_EV_PERSIST);
+	site_event(dec, &ev, HTR_EV_PERSIST, site);
 	ev.ptr = ptr;
 	ev.size = size;
-	ev.site = site_of(dec, site);
-	ev.stack = stack_of(dec, site);
 	emit(dec, &ev);
 }
 
@@ -306,11 +310,9 @@ static void do_free(struct htr_wire_decoder *dec, struct cursor *c, int again)
 	commit_seq(dec);
 	note_recent(dec, KIND_FREE, site);
 	struct htr_event ev;
-	event_init(dec, &ev, HTR_EV_FREE);
+	site_event(dec, &ev, HTR_EV_FREE, site);
 	ev.call = HTR_CALL_FREE;
 	ev.ptr = ptr;
-	ev.site = site_of(dec, site);
-	ev.stack = stack_of(dec, site);
 	emit(dec, &ev);
 }
 
@@ -324,13 +326,11 @@ static void do_realloc(struct htr_wire_decoder *dec, struct cursor *c)
 		return;
 	}
 	struct htr_event ev;
-	event_init(dec, &ev, HTR_EV_REALLOC);
+	site_event(dec, &ev, HTR_EV_REALLOC, site);
 	ev.call = HTR_CALL_REALLOC;
 	ev.ptr = old_ptr;
 	ev.ptr2 = new_ptr;
 	ev.size = size;
-	ev.site = site_of(dec, site);
-	ev.stack = stack_of(dec, site);
 	emit(dec, &ev);
 }
 
@@ -447,12 +447,10 @@ static void do_ext(struct htr_wire_decoder *dec, struct cursor *c)
 			bad_input(dec, "malformed MISUSE record");
 			return;
 		}
-		event_init(dec, &ev, HTR_EV_MISUSE);
+		site_event(dec, &ev, HTR_EV_MISUSE, site);
 		ev.kind = kind == 1 ? HTR_MISUSE_DOUBLE_FREE : HTR_MISUSE_INVALID_FREE;
 		ev.call = HTR_CALL_FREE;
 		ev.ptr = addr;
-		ev.site = site_of(dec, site);
-		ev.stack = stack_of(dec, site);
 		emit(dec, &ev);
 		return;
 	}

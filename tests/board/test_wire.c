@@ -744,6 +744,21 @@ static void test_binary_cut_stream(void **state)
 	}
 }
 
+/* The captured stream with ins and a delimiter put in at the first frame
+ * boundary from the middle on. Returns the length. */
+static size_t splice_mid(uint8_t *dst, const uint8_t *ins, size_t ins_len)
+{
+	size_t half = out_len / 2;
+	while (out[half - 1] != 0)
+		half++;
+	memcpy(dst, out, half);
+	memcpy(dst + half, ins, ins_len);
+	size_t m = half + ins_len;
+	dst[m++] = 0;
+	memcpy(dst + m, out + half, out_len - half);
+	return m + out_len - half;
+}
+
 static void test_binary_garbage(void **state)
 {
 	(void)state;
@@ -764,17 +779,7 @@ static void test_binary_garbage(void **state)
 	board(HTR_BOARD_BINARY, 16);
 	churn(50);
 	static uint8_t mixed[1 << 17];
-	size_t m = 0, half = out_len / 2;
-	while (out[half - 1] != 0)
-		half++;
-	memcpy(mixed, out, half);
-	m = half;
-	memcpy(mixed + m, noise, 4000);
-	m += 4000;
-	mixed[m++] = 0;
-	memcpy(mixed + m, out + half, out_len - half);
-	m += out_len - half;
-	decode(mixed, m, 1000);
+	decode(mixed, splice_mid(mixed, noise, 4000), 1000);
 	assert_int_equal(count_type(HTR_EV_ALLOC), 50);
 	assert_int_equal(count_type(HTR_EV_FREE), 50);
 	assert_int_equal(total_loss(), 0);
@@ -784,17 +789,9 @@ static void test_binary_garbage(void **state)
 	 * counted lost around it. */
 	board(HTR_BOARD_BINARY, 0);
 	churn(10);
-	half = out_len / 2;
-	while (out[half - 1] != 0)
-		half++;
-	uint8_t rec[3] = {HTR_WIRE_FREE << HTR_WIRE_SEQ_BITS | 7u, 0x85, 0};
+	uint8_t rec[3] = {HTR_WIRE_FREE << HTR_WIRE_SEQ_BITS | 7u, 0x85, 0}, frame[8];
 	rec[2] = htr_wire_crc8(rec, 2);
-	memcpy(mixed, out, half);
-	m = half + htr_wire_cobs_encode(rec, 3, mixed + half);
-	mixed[m++] = 0;
-	memcpy(mixed + m, out + half, out_len - half);
-	m += out_len - half;
-	decode(mixed, m, 7);
+	decode(mixed, splice_mid(mixed, frame, htr_wire_cobs_encode(rec, 3, frame)), 7);
 	assert_int_equal(count_type(HTR_EV_BAD_INPUT), 1);
 	assert_int_equal(count_type(HTR_EV_ALLOC), 10);
 	assert_int_equal(count_type(HTR_EV_FREE), 10);
