@@ -1,8 +1,8 @@
 /* The compact binary encoding (wire.h, docs/board-wire.md): one COBS frame
  * per record. A typical alloc is 7 or 8 bytes on the wire and a free 6 or 7,
  * because file:line:pc is sent once as a SITE and referenced by a one-byte
- * id, or not at all when the site is that of the alloc (free) just before,
- * and pointers travel as 8-byte units from the heap base. */
+ * id, or not at all when it is that of the latest alloc (free) a few
+ * records back, and pointers travel as 8-byte units from the heap base. */
 #include <string.h>
 
 #include "enc.h"
@@ -52,27 +52,28 @@ enum { KIND_OTHER, KIND_ALLOC, KIND_FREE };
 
 /* Starts a record of kind (KIND_ALLOC: ALLOC, KIND_FREE: FREE) at site id,
  * choosing the *_AGAIN type when the latest record of the same kind among
- * the last few had the same site, and noting this one for the next. */
+ * the last HTR_WIRE_RECENT had the same site (and the run of them is not
+ * too long), and noting this one for the next. */
 static void begin_kind(struct htr_enc *e, struct rec *r, unsigned type, unsigned kind, unsigned id)
 {
 	uint32_t seq = htr_enc_next_seq(e);
+	int again = 0;
 	for (uint32_t d = 1; kind != KIND_OTHER && d <= HTR_WIRE_RECENT; d++) {
 		uint32_t k = (seq - d) % HTR_WIRE_RECENT;
 		if (e->recent_kind[k] == kind) {
-			if (e->recent_site[k] == id && e->again_run[kind - 1u] < HTR_WIRE_AGAIN_RUN)
-				type = kind == KIND_ALLOC ? HTR_WIRE_ALLOC_AGAIN : HTR_WIRE_FREE_AGAIN;
+			again = e->recent_site[k] == id && e->again_run[kind - 1u] < HTR_WIRE_AGAIN_RUN;
 			break;
 		}
 	}
 	if (kind != KIND_OTHER)
-		e->again_run[kind - 1u] = type == HTR_WIRE_ALLOC_AGAIN || type == HTR_WIRE_FREE_AGAIN
-						  ? (uint8_t)(e->again_run[kind - 1u] + 1u)
-						  : 0u;
+		e->again_run[kind - 1u] = again ? (uint8_t)(e->again_run[kind - 1u] + 1u) : 0u;
+	if (again)
+		type = kind == KIND_ALLOC ? HTR_WIRE_ALLOC_AGAIN : HTR_WIRE_FREE_AGAIN;
 	e->recent_kind[seq % HTR_WIRE_RECENT] = (uint8_t)kind;
 	e->recent_site[seq % HTR_WIRE_RECENT] = (uint8_t)id;
 	r->n = 0;
 	put_u8(r, (uint8_t)(type << HTR_WIRE_SEQ_BITS | (seq & HTR_WIRE_SEQ_MASK)));
-	if (kind != KIND_OTHER && type != HTR_WIRE_ALLOC_AGAIN && type != HTR_WIRE_FREE_AGAIN)
+	if (kind != KIND_OTHER && !again)
 		put_var(r, id);
 }
 
