@@ -8,12 +8,11 @@ taking ``(args, paths)`` and returning the exit status.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import importlib.util
 import os
 import sys
-from typing import NoReturn, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from . import __version__
 from .errors import HeaptrailError
@@ -22,14 +21,17 @@ from .errors import HeaptrailError
 SUBCOMMANDS = ("run", "report", "diff", "capture", "pack", "dump")
 
 
-@dataclasses.dataclass(frozen=True)
 class Paths:
-    """Where the compiled parts are, filled in by the launcher."""
+    """Where the compiled parts are, filled in by the launcher. (A plain
+    class: importing dataclasses costs more start-up than it saves here.)"""
 
-    shim: str  # libheaptrail.so
-    engine: str  # htr-engine
-    dump: str  # htr-dump
-    pack: str = ""  # htr-pack
+    __slots__ = ("shim", "engine", "dump", "pack")
+
+    def __init__(self, shim: str, engine: str, dump: str, pack: str = "") -> None:
+        self.shim = shim  # libheaptrail.so
+        self.engine = engine  # htr-engine
+        self.dump = dump  # htr-dump
+        self.pack = pack  # htr-pack
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,14 +42,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _named_command(argv: Sequence[str]) -> Optional[str]:
+    """The subcommand argv names, if its first word is one: then only that
+    subcommand's module is imported (start-up time is paid on every run);
+    anything else (--help, a typo, nothing) gets the parser with them all."""
+    if argv and argv[0] in SUBCOMMANDS:
+        return argv[0]
+    return None
+
+
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="heaptrail",
         description="Heap tracing for C and C++ on a Linux host and on boards.",
     )
     parser.add_argument("--version", action="version", version=f"heaptrail {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in SUBCOMMANDS:
+    for name in SUBCOMMANDS if only is None else (only,):
         module_name = f"{__package__}.{name}_cmd"
         if importlib.util.find_spec(module_name) is None:
             continue  # a part this build does not have
@@ -56,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str], paths: Paths) -> int:
-    parser = build_parser()
+    parser = build_parser(_named_command(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args, paths))

@@ -4,9 +4,9 @@ the engine output and rendering stay apart."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Optional, Sequence
 
+from .records import record
 from .symbols import Frame, ProcessSymbols, Symbolizer
 
 KINDS = ("leak", "double-free", "invalid-free", "mismatch", "lost-data")
@@ -15,7 +15,7 @@ PEAK_CONTRIBUTORS = 10
 TOP_ALLOCATORS = 10
 
 
-@dataclasses.dataclass
+@record()
 class Leak:
     bytes: int
     blocks: int
@@ -47,7 +47,7 @@ class Leak:
         return out
 
 
-@dataclasses.dataclass
+@record()
 class FreeError:
     kind: str
     count: int
@@ -86,7 +86,7 @@ class FreeError:
         return out
 
 
-@dataclasses.dataclass
+@record()
 class SiteStat:
     """An allocation site with a figure: peak share, persistent, top."""
 
@@ -106,7 +106,7 @@ class SiteStat:
         }
 
 
-@dataclasses.dataclass
+@record()
 class Segment:
     name: str
     kind: str
@@ -151,7 +151,7 @@ class Segment:
         }
 
 
-@dataclasses.dataclass
+@record()
 class Report:
     summary: dict[str, Any]
     leaks: list[Leak]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from typing import Any, Optional, Sequence
 
 from . import __version__
@@ -44,6 +43,8 @@ def _error_message(err: FreeError) -> str:
 def render_junit(report: Report) -> str:
     """One testsuite; a testcase per segment (test) when the input has them,
     else one for the whole run, each failing with its findings."""
+    import xml.etree.ElementTree as ET  # only JUnit needs it: kept off start-up
+
     suites = ET.Element("testsuites", name="heaptrail")
     suite = ET.SubElement(suites, "testsuite", name="heaptrail")
     cases: list[tuple[str, list[tuple[str, str, str]]]] = []

@@ -10,13 +10,14 @@ import os
 import sys
 from typing import Any, Optional
 
-from . import baseline, suppress
+from . import suppress
 from .engine import FORMATS, run_engine
 from .errors import UsageError
 from .model import DEFAULT_FAIL_ON, KINDS, Report, build_report, parse_fail_on
-from .render_ci import render_json, render_junit, render_sarif
-from .render_text import render as render_text
 from .symbols import Symbolizer
+
+# The baseline and the renderers are imported where used: each run needs
+# one renderer, and start-up is part of every CI step's cost.
 
 
 def add_symbol_options(parser: argparse.ArgumentParser) -> None:
@@ -92,7 +93,10 @@ def run(args: argparse.Namespace, paths: Any) -> int:
     rules = [] if args.no_default_suppressions else suppress.default_rules()
     for path in args.suppressions:
         rules.extend(suppress.load(path))
-    accepted = baseline.load(args.baseline) if args.baseline else None
+    accepted = None
+    if args.baseline or args.write_baseline:
+        from . import baseline
+        accepted = baseline.load(args.baseline) if args.baseline else None
     report = analyse(args, paths, args.inputs, args.input_format)
     report.fail_on = fail_on
     if rules:
@@ -101,13 +105,13 @@ def run(args: argparse.Namespace, paths: Any) -> int:
         baseline.write(report, args.write_baseline)
     if accepted is not None:
         baseline.apply(report, accepted)
-    if args.format == "json":
-        text = render_json(report)
-    elif args.format == "junit":
-        text = render_junit(report)
-    elif args.format == "sarif":
-        text = render_sarif(report)
+    if args.format in ("json", "junit", "sarif"):
+        from . import render_ci
+        render = {"json": render_ci.render_json, "junit": render_ci.render_junit, "sarif": render_ci.render_sarif}
+        text = render[args.format](report)
     else:
+        from .render_text import render as render_text
+
         colour = args.color == "always" or (
             args.color == "auto" and want_colour("auto", sys.stdout, bool(args.output))
         )

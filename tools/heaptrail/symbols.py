@@ -10,18 +10,17 @@ Missing files or debug info give "module+0xOFFSET", never an error.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 from typing import Iterable, Optional, Sequence
+
+from .records import record
 
 BATCH = 2000  # addresses per addr2line command line
 
 
-@dataclasses.dataclass(frozen=True)
+@record(frozen=True)
 class Frame:
     addr: str
     function: Optional[str] = None
@@ -52,7 +51,7 @@ class Frame:
         return f"{name}{where}"
 
 
-@dataclasses.dataclass
+@record()
 class Module:
     path: str
     base: int
@@ -67,6 +66,8 @@ CACHE_FORMAT = 2
 
 
 def _find_tool(names: Sequence[str]) -> Optional[str]:
+    import shutil  # only when there is something to look up
+
     for name in names:
         found = shutil.which(name)
         if found:
@@ -128,13 +129,19 @@ class Symbolizer:
         self.debug_dirs = list(debug_dirs) + ["/usr/lib/debug"]
         self.elf = elf
         self.enabled = enabled
-        self.tool = _find_tool(["eu-addr2line", "addr2line"])
-        self.arm_tool = _find_tool(["eu-addr2line", "arm-none-eabi-addr2line", "addr2line"])
+        self._tools: dict[bool, Optional[str]] = {}
         if cache_dir is None:
             base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
             cache_dir = os.path.join(base, "heaptrail", "symbols")
         self.cache_dir = cache_dir if os.environ.get("HTR_NO_SYMBOL_CACHE") is None else None
         self._memo: dict[tuple[str, int], list[tuple[Optional[str], Optional[str], Optional[int]]]] = {}
+
+    def addr2line(self, arm: bool = False) -> Optional[str]:
+        """The addr2line to run (PATH is searched once, when first needed)."""
+        if arm not in self._tools:
+            names = ["eu-addr2line", "arm-none-eabi-addr2line", "addr2line"] if arm else ["eu-addr2line", "addr2line"]
+            self._tools[arm] = _find_tool(names)
+        return self._tools[arm]
 
     # -- file lookup ---------------------------------------------------
     def _debug_file(self, build_id: str) -> Optional[str]:
@@ -173,6 +180,8 @@ class Symbolizer:
         except OSError:
             return None
         key = f"{CACHE_FORMAT}\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}"
+        import hashlib  # only when a lookup reaches the disk cache
+
         return os.path.join(self.cache_dir, hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
 
     def lookup(self, path: str, offsets: Iterable[int], arm: bool = False) -> None:
@@ -195,7 +204,7 @@ class Symbolizer:
                 self._memo[(path, off)] = [(f, fi, ln) for f, fi, ln in hit]  # type: ignore[misc]
             else:
                 missing.append(off)
-        tool = self.arm_tool if arm else self.tool
+        tool = self.addr2line(arm) if missing else None
         if missing and tool:
             for i in range(0, len(missing), BATCH):
                 chunk = missing[i : i + BATCH]
