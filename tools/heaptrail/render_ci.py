@@ -16,6 +16,7 @@ RULES = {
     "invalid-free": "free() of a pointer no allocator returned.",
     "mismatch": "A block was freed through the wrong family (new/delete/free).",
     "lost-data": "Events were lost; results may be incomplete.",
+    "empty": "An input holds no heap events: nothing was checked (a broken capture?).",
 }
 
 
@@ -70,6 +71,8 @@ def render_junit(report: Report) -> str:
         cases = [("heap", findings)]
     if "lost-data" in report.fail_on and report.findings()["lost-data"]:
         cases.append(("lost-data", [("lost-data", f"{report.summary['lost_events']} events lost", "")]))
+    if "empty" in report.fail_on and report.empty_inputs:
+        cases.append(("empty", [("empty", f"{path}: no heap events", "") for path in report.empty_inputs]))
     failures = 0
     for name, findings in cases:
         case = ET.SubElement(suite, "testcase", classname="heaptrail", name=name)
@@ -123,6 +126,8 @@ def render_sarif(report: Report) -> str:
         add("leak", _leak_message(leak), leak.site, leak.stack, leak.key())
     for err in report.active_errors():
         add(err.kind, _error_message(err), err.site, err.stack, err.key())
+    for path in report.empty_inputs:
+        add("empty", f"{path}: no heap events: nothing was checked", None, [], "empty " + path)
     doc = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",

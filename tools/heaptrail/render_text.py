@@ -88,8 +88,9 @@ def render(report: Report, quiet: bool = False, colour: bool = False) -> str:
         line = f"  input: {i['path']} ({i['format']}, {i['events']:,} events)"
         if i.get("stopped_at"):
             line += f" -- stopped at offset {i['stopped_at']['offset']}: {i['stopped_at']['reason']}"
-        if not i["events"]:
+        if i["path"] in report.empty_inputs:
             line += " -- no heap events in it (was heap tracing or memory profiling on?)"
+            line = st.bad(line) if "empty" in report.fail_on else line
         out.append(line)
     out.append(f"  total heap usage: {s['allocations']:,} allocs, {s['frees']:,} frees, {human(s['total_bytes'])} allocated")
     if s["failed_allocations"]:

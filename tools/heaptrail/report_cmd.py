@@ -34,7 +34,8 @@ def register(subparsers: Any) -> None:
         "report",
         help="analyse traces or logs and report leaks, free errors and peak",
         description="Analyse host traces, board logs, valground ==MP logs or glibc mtrace logs. "
-        "Exit status: 0 clean, 1 findings (see --fail-on), 2 bad usage or unreadable input.",
+        "Exit status: 0 clean, 1 findings (see --fail-on), 2 bad usage or unreadable input. "
+        "An input with no heap events is reported on stderr; --fail-on empty makes it fail the run.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="trace files (a parent and its children together) or logs")
@@ -117,4 +118,16 @@ def run(args: argparse.Namespace, paths: Any) -> int:
         )
         text = render_text(report, quiet=args.quiet, colour=colour)
     emit(text, args.output)
+    warn_empty(report)
     return 1 if report.failed() else 0
+
+
+def warn_empty(report: Report) -> None:
+    """An input with no heap events passes every other gate: say so on
+    stderr whatever the format, so a broken capture does not go unseen in a
+    green CI log. --fail-on empty makes it fail the run."""
+    gate = "empty" in report.fail_on
+    for path in report.empty_inputs:
+        what = "error" if gate else "warning"
+        then = "the run fails (--fail-on empty)" if gate else "add --fail-on empty to fail the run on this"
+        print(f"heaptrail report: {what}: {path}: no heap events: nothing was checked; {then}", file=sys.stderr)
