@@ -74,7 +74,7 @@ class StartUp(unittest.TestCase):
         self.assertIn("heaptrail.report_cmd", mods)
         for other in ("run", "diff", "capture", "pack", "dump"):
             self.assertNotIn(f"heaptrail.{other}_cmd", mods)
-        for heavy in ("dataclasses", "inspect", "xml.etree.ElementTree", "hashlib", "socket"):
+        for heavy in ("dataclasses", "inspect", "typing", "shutil", "subprocess", "xml.etree.ElementTree", "hashlib", "socket"):
             self.assertNotIn(heavy, mods)
 
     @unittest.skipUnless(HEAPTRAIL and os.path.exists(HEAPTRAIL), "no build/heaptrail launcher")

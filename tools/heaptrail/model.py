@@ -4,7 +4,9 @@ the engine output and rendering stay apart."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any, Optional, Sequence
 
 from .records import record
 from .symbols import Frame, ProcessSymbols, Symbolizer

@@ -9,9 +9,11 @@ a class attribute shared by every instance, so it must not be mutable)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any, Callable, TypeVar
 
-T = TypeVar("T")
+    T = TypeVar("T")
 
 
 def _fields(cls: type) -> tuple[tuple[str, ...], dict[str, Any]]:

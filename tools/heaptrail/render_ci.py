@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional, Sequence
+
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any, Optional, Sequence
 
 from . import __version__
 from .model import FreeError, Leak, Report

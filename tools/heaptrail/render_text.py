@@ -3,7 +3,9 @@ words a valgrind user already knows."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Optional, Sequence
 
 from .model import Leak, Report
 from .symbols import Frame

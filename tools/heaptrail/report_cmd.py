@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Optional
+
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 from . import suppress
 from .engine import FORMATS, run_engine

@@ -10,7 +10,10 @@ matches "src/a.c:10"). `#` starts a comment."""
 from __future__ import annotations
 
 import fnmatch
-from typing import Iterable, Optional, Sequence
+
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Iterable, Optional, Sequence
 
 from .errors import InputError
 from .records import record

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-from typing import Iterable, Optional, Sequence
+import zlib
+
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Optional, Sequence
 
 from .records import record
 
@@ -61,8 +64,10 @@ class Module:
 
 
 # Part of every cache key: bump it when what a cached lookup holds changes
-# (2: file paths normalised), so old entries are not served.
-CACHE_FORMAT = 2
+# (2: file paths normalised; 3: named by CRC, holding their key), so old
+# entries are not served.
+CACHE_FORMAT = 3
+CACHE_KEY = "key"  # the entry holding the file's key; lookups are "0x..." entries
 
 
 def _find_tool(names: Sequence[str]) -> Optional[str]:
@@ -172,7 +177,10 @@ class Symbolizer:
         return None
 
     # -- lookups -------------------------------------------------------
-    def _cache_path(self, path: str) -> Optional[str]:
+    def _cache_entry(self, path: str) -> Optional[tuple[str, str]]:
+        """The cache file for path and the key it must hold. Named by two
+        checksums of the key (zlib: hashlib's OpenSSL costs more start-up
+        than a whole cached lookup); the key inside settles a clash."""
         if not self.cache_dir:
             return None
         try:
@@ -180,23 +188,28 @@ class Symbolizer:
         except OSError:
             return None
         key = f"{CACHE_FORMAT}\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}"
-        import hashlib  # only when a lookup reaches the disk cache
-
-        return os.path.join(self.cache_dir, hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+        raw = key.encode("utf-8", "surrogateescape")
+        name = f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}{len(raw):04x}.json"
+        return os.path.join(self.cache_dir, name), key
 
     def lookup(self, path: str, offsets: Iterable[int], arm: bool = False) -> None:
         """Resolves offsets in path into the memo, one process per batch."""
         wanted = sorted({o for o in offsets if (path, o) not in self._memo})
         if not wanted:
             return
-        cache_file = self._cache_path(path)
-        cached: dict[str, list[list[object]]] = {}
-        if cache_file and os.path.isfile(cache_file):
+        entry = self._cache_entry(path)
+        cache_file = entry[0] if entry else None
+        cached: dict[str, Any] = {}
+        if entry and os.path.isfile(entry[0]):
             try:
-                with open(cache_file, encoding="utf-8") as handle:
+                with open(entry[0], encoding="utf-8") as handle:
                     cached = json.load(handle)
             except (OSError, ValueError):
                 cached = {}
+            if not isinstance(cached, dict) or cached.get(CACHE_KEY) != entry[1]:
+                cached = {}  # another file's lookups under the same name
+        if entry:
+            cached[CACHE_KEY] = entry[1]
         missing = []
         for off in wanted:
             hit = cached.get(hex(off))
@@ -206,6 +219,8 @@ class Symbolizer:
                 missing.append(off)
         tool = self.addr2line(arm) if missing else None
         if missing and tool:
+            import subprocess  # only when addr2line must run: kept off start-up
+
             for i in range(0, len(missing), BATCH):
                 chunk = missing[i : i + BATCH]
                 try:
