@@ -39,8 +39,9 @@ def _run(cmd: Sequence[str]) -> tuple[int, bytes, bytes]:
         pid = os.posix_spawn(cmd[0], list(cmd), os.environ,
                              file_actions=[(os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])
         os.close(out_w)
+        out_w = -1
         os.close(err_w)
-        out_w = err_w = -1
+        err_w = -1
         out = _read_all(out_r)
         err = _read_all(err_r)
         _, wait_status = os.waitpid(pid, 0)
@@ -48,8 +49,11 @@ def _run(cmd: Sequence[str]) -> tuple[int, bytes, bytes]:
         return os.waitstatus_to_exitcode(wait_status), out, err
     finally:
         if pid > 0:  # interrupted (^C) or failed while reading: do not leave the engine behind
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass  # already gone
         for fd in (out_r, out_w, err_r, err_w):
             if fd >= 0:
                 os.close(fd)
