@@ -59,27 +59,54 @@ static inline bool in_frame(uint64_t addr, uint64_t sp)
 	return (addr & 7u) == 0 && addr >= sp && addr - sp < MAX_FRAME;
 }
 
-static inline uint64_t load(struct htr_unwind_log *log, uint64_t addr)
+static inline uint64_t peek(uint64_t addr)
 {
 	uint64_t v;
 	memcpy(&v, (const void *)(uintptr_t)addr, sizeof(v));
-	if (log != NULL) {
-		if (HTR_LIKELY(log->n < HTR_UNWIND_LOG_MAX)) {
-			log->addr[log->n] = addr;
-			log->val[log->n] = v;
-			log->n++;
-		} else {
-			log->overflow = true;
-		}
-	}
 	return v;
+}
+
+static inline void note(struct htr_unwind_log *log, uint64_t addr, uint64_t v)
+{
+	if (log == NULL)
+		return;
+	if (HTR_LIKELY(log->n < HTR_UNWIND_LOG_MAX)) {
+		log->addr[log->n] = addr;
+		log->val[log->n] = v;
+		log->n++;
+	} else {
+		log->overflow = true;
+	}
+}
+
+/* rbp as the walk knows it. Optimised code keeps anything in rbp, so a
+ * restored rbp is often a loop counter of some caller: logging it would
+ * make every replay of an unchanged backtrace fail. It is logged only when
+ * a rule uses it (which is when it decides anything), at that point; it
+ * still was read where the walk restored it, from the same address. */
+struct rbp_state {
+	uint64_t value;
+	uint64_t slot; /* where it was restored from; 0: not logged yet or start */
+	bool from_start;
+};
+
+static inline uint64_t use_rbp(struct rbp_state *r, struct htr_unwind_log *log)
+{
+	if (r->slot != 0) {
+		note(log, r->slot, r->value);
+		r->slot = 0;
+	} else if (r->from_start && log != NULL) {
+		log->uses_rbp = true;
+	}
+	return r->value;
 }
 
 int htr_unwind_walk(const struct htr_unwind_regs *start, uint64_t *ips, int max, uintptr_t skip_lo,
 		    uintptr_t skip_hi, struct htr_unwind_log *log)
 {
-	uint64_t pc = start->pc, sp = start->cfa, rbp = start->rbp;
-	bool rbp_is_start = true, skipping = true;
+	uint64_t pc = start->pc, sp = start->cfa;
+	struct rbp_state rbp = { .value = start->rbp, .slot = 0, .from_start = true };
+	bool skipping = true;
 	int n = 0;
 	if (log != NULL) {
 		log->n = 0;
@@ -99,21 +126,19 @@ int htr_unwind_walk(const struct htr_unwind_regs *start, uint64_t *ips, int max,
 		}
 		const struct htr_unwind_rule *r = rule_for(pc);
 		uint64_t cfa, slot;
-		bool reads_rbp = false;
 		switch (r->cfa_kind) {
 		case HTR_CFA_RSP:
 			cfa = sp + (uint64_t)(int64_t)r->cfa_off;
 			break;
 		case HTR_CFA_RBP:
-			reads_rbp = true;
-			cfa = rbp + (uint64_t)(int64_t)r->cfa_off;
+			cfa = use_rbp(&rbp, log) + (uint64_t)(int64_t)r->cfa_off;
 			break;
 		case HTR_CFA_DEREF_RBP:
-			reads_rbp = true;
-			slot = rbp + (uint64_t)(int64_t)r->cfa_off;
+			slot = use_rbp(&rbp, log) + (uint64_t)(int64_t)r->cfa_off;
 			if (!in_frame(slot, sp))
 				return -1;
-			cfa = load(log, slot);
+			cfa = peek(slot);
+			note(log, slot, cfa);
 			break;
 		case HTR_CFA_END:
 			return n;
@@ -127,22 +152,18 @@ int htr_unwind_walk(const struct htr_unwind_regs *start, uint64_t *ips, int max,
 		slot = cfa + (uint64_t)(int64_t)r->ra_off;
 		if (!in_frame(slot, sp))
 			return -1;
-		uint64_t ra = load(log, slot);
+		uint64_t ra = peek(slot);
+		note(log, slot, ra);
 		if (r->rbp_kind != HTR_RBP_SAME) {
-			if (r->rbp_kind == HTR_RBP_AT_CFA) {
+			if (r->rbp_kind == HTR_RBP_AT_CFA)
 				slot = cfa + (uint64_t)(int64_t)r->rbp_off;
-			} else {
-				reads_rbp = true;
-				slot = rbp + (uint64_t)(int64_t)r->rbp_off;
-			}
+			else
+				slot = use_rbp(&rbp, log) + (uint64_t)(int64_t)r->rbp_off;
 			if (!in_frame(slot, sp))
 				return -1;
-			if (reads_rbp && rbp_is_start && log != NULL)
-				log->uses_rbp = true;
-			rbp = load(log, slot);
-			rbp_is_start = false;
-		} else if (reads_rbp && rbp_is_start && log != NULL) {
-			log->uses_rbp = true;
+			rbp.value = peek(slot);
+			rbp.slot = slot;
+			rbp.from_start = false;
 		}
 		sp = cfa;
 		pc = ra;

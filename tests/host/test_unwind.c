@@ -63,6 +63,8 @@ static __attribute__((noinline)) int unw_step_backtrace(uint64_t *ips, int max)
 
 static bool stepwise; /* the reference is unw_step_backtrace */
 
+int htr_test_probe(void); /* also called from programs/unwind_cxx.cc */
+
 /* Both unwinders from here. Returns a PROBE_* (no cmocka asserts: it runs
  * in signal handlers, threads and under operator new too). */
 __attribute__((noinline)) int htr_test_probe(void)
@@ -399,6 +401,55 @@ static void test_chain_cache_dlclose(void **state)
 	assert_int_equal(c[3].chain_hits, c[2].chain_hits + 1);
 }
 
+/* Optimised code keeps anything in rbp. Here two frames hold a value that
+ * changes on every call in it (the asm clobber makes GCC save the caller's
+ * rbp with CFI, then the value is put there): rbp0 of the capture and the
+ * rbp G restores for H are different each time, and no rule uses them, so
+ * the backtrace is the same and must be replayed. F keeps a frame pointer:
+ * its CFA is rbp-based, from the rbp H restores. */
+__attribute__((noinline)) static uint32_t rbp_g(uint64_t v)
+{
+	__asm__ volatile("mov %0, %%rbp" : : "r"(v) : "rbp");
+	uint32_t id = below();
+	BARRIER();
+	return id;
+}
+
+__attribute__((noinline)) static uint32_t rbp_h(uint64_t v, uint64_t w)
+{
+	__asm__ volatile("mov %0, %%rbp" : : "r"(v) : "rbp");
+	uint32_t id = rbp_g(w);
+	BARRIER();
+	return id;
+}
+
+__attribute__((noinline, optimize("no-omit-frame-pointer"))) static uint32_t rbp_f(uint64_t v,
+										 uint64_t w)
+{
+	uint32_t id = rbp_h(v, w);
+	BARRIER();
+	return id;
+}
+
+static void test_chain_cache_ignores_unused_rbp(void **state)
+{
+	(void)state;
+	setup_writer();
+	uint32_t ids[5];
+	struct htr_stack_counts c[6];
+	htr_stack_counts_get(&c[0]);
+	for (volatile int i = 0; i < 5; i++) {
+		ids[i] = rbp_f(0x1000u + (uint64_t)i * 8u, 0x5000u + (uint64_t)i * 24u);
+		htr_stack_counts_get(&c[i + 1]);
+	}
+	for (int i = 1; i < 5; i++)
+		assert_int_equal(ids[i], ids[0]);
+	assert_int_equal(c[5].chain_hits, c[1].chain_hits + 4);
+	assert_int_equal(c[5].fallbacks, c[0].fallbacks);
+	uint64_t f[16];
+	assert_true(htr_stack_frames(ids[0], f, 16) > 5);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -411,6 +462,7 @@ int main(void)
 		cmocka_unit_test(test_capture_matches),
 		cmocka_unit_test(test_chain_cache),
 		cmocka_unit_test(test_chain_cache_dlclose),
+		cmocka_unit_test(test_chain_cache_ignores_unused_rbp),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
