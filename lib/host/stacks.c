@@ -338,19 +338,40 @@ static __thread uint32_t chain_next HTR_TLS;
 
 static inline bool replay(const struct chain *c)
 {
-	for (uint32_t i = 0; i < c->log.n; i++) {
+	const uint64_t *addr = c->log.addr, *val = c->log.val;
+	for (uint32_t i = 0, n = c->log.n; i < n; i++) {
 		uint64_t v;
-		memcpy(&v, (const void *)(uintptr_t)c->log.addr[i], sizeof(v));
-		if (v != c->log.val[i])
+		memcpy(&v, (const void *)(uintptr_t)addr[i], sizeof(v));
+		if (v != val[i])
 			return false;
 	}
 	return true;
+}
+
+static inline bool chain_matches(unsigned i, const struct htr_unwind_regs *s, unsigned depth)
+{
+	if (chain_keys[i].cfa != s->cfa || chain_keys[i].pc != s->pc)
+		return false;
+	const struct chain *c = &chains[i];
+	return c->id != 0 && c->depth == depth && (!c->log.uses_rbp || c->rbp == s->rbp) && replay(c);
+}
+
+/* The entry a start last hit or filled, by a hash of the start: a loop's
+ * few starts find theirs at the first look, without scanning the keys. */
+#define HINTS 16u
+static __thread uint8_t chain_hint[HINTS] HTR_TLS;
+
+static inline unsigned hint_of(const struct htr_unwind_regs *s)
+{
+	return (unsigned)(((s->pc ^ s->cfa) * 0x9e3779b97f4a7c15ull) >> 60);
 }
 
 /* libunwind for a backtrace the walker gave up on, cut to the same frames
  * the walk would have given: from s->pc on (this function's and the
  * capture's own frames are dropped by finding s->pc), the recorder's
  * leading frames dropped, at most depth kept. */
+#define OWN_FRAMES_MAX 6 /* the capture's own frames before s->pc, at most */
+
 static __attribute__((noinline)) uint32_t capture_libunwind(struct htr_writer *w,
 							    const struct htr_unwind_regs *s,
 							    unsigned depth)
@@ -362,9 +383,9 @@ static __attribute__((noinline)) uint32_t capture_libunwind(struct htr_writer *w
 			asked = (int)HTR_UNWIND_CAP;
 		int n = unw_backtrace((void **)ips, asked);
 		int at = 0;
-		while (at < n && at < 4 && ips[at] != s->pc)
+		while (at < n && at < OWN_FRAMES_MAX && ips[at] != s->pc)
 			at++;
-		if (at == n || at == 4)
+		if (at == n || at == OWN_FRAMES_MAX)
 			return 0; /* libunwind did not see our own frames: nothing sane to keep */
 		int first = at + recorder_frames(&ips[at], n - at);
 		if (n == asked && n - first < (int)depth && asked < (int)HTR_UNWIND_CAP) {
@@ -397,7 +418,7 @@ static void verify(struct htr_writer *w, const struct htr_unwind_regs *s, unsign
 		abort();
 	abort();
 }
-#define VERIFY(id) verify(w, s, depth, id)
+#define VERIFY(regs, id) verify(w, regs, depth, id)
 
 /* The main thread's counts at exit, when HTR_UNWIND_VERIFY_COUNTS is set. */
 __attribute__((destructor)) static void verify_counts(void)
@@ -416,30 +437,27 @@ __attribute__((destructor)) static void verify_counts(void)
 		return;
 }
 #else
-#define VERIFY(id) (void)0
+#define VERIFY(regs, id) (void)0
 #endif
 
-static inline __attribute__((always_inline)) uint32_t capture_from(struct htr_writer *w,
-								   const struct htr_unwind_regs *s,
-								   unsigned depth)
+/* Everything but a replay at the first look: kept out of the capture so
+ * that its fast path saves few registers. */
+static __attribute__((noinline)) uint32_t capture_slow(struct htr_writer *w,
+						       const struct htr_unwind_regs *s,
+						       unsigned depth, uint32_t gen, unsigned hint)
 {
-	/* One load when nothing was unloaded; the rule cache follows. */
-	uint32_t gen = __atomic_load_n(&htr_unwind_generation, __ATOMIC_ACQUIRE);
 	if (HTR_UNLIKELY(chains_gen != gen)) {
-		htr_unwind_sync();
+		htr_unwind_sync(); /* the rule cache follows */
 		for (unsigned i = 0; i < CHAINS; i++)
 			chains[i].id = 0;
 		chains_gen = gen;
 	}
 	for (unsigned i = 0; i < CHAINS; i++) {
-		if (chain_keys[i].cfa != s->cfa || chain_keys[i].pc != s->pc)
-			continue;
-		const struct chain *c = &chains[i];
-		if (c->id != 0 && c->depth == depth && (!c->log.uses_rbp || c->rbp == s->rbp) &&
-		    replay(c)) {
+		if (chain_matches(i, s, depth)) {
 			counts.chain_hits++;
-			VERIFY(c->id);
-			return c->id;
+			chain_hint[hint] = (uint8_t)i;
+			VERIFY(s, chains[i].id);
+			return chains[i].id;
 		}
 	}
 	/* The walk logs straight into the slot it will own. */
@@ -454,7 +472,7 @@ static inline __attribute__((always_inline)) uint32_t capture_from(struct htr_wr
 	}
 	counts.walks++;
 	if (n == 0) {
-		VERIFY(0);
+		VERIFY(s, 0);
 		return 0;
 	}
 	uint32_t id = intern_frames(w, ips, (uint32_t)n);
@@ -464,8 +482,9 @@ static inline __attribute__((always_inline)) uint32_t capture_from(struct htr_wr
 		c->rbp = s->rbp;
 		c->depth = depth;
 		c->id = id;
+		chain_hint[hint] = (uint8_t)victim;
 	}
-	VERIFY(id);
+	VERIFY(s, id);
 	return id;
 }
 
@@ -480,8 +499,19 @@ __attribute__((noinline)) uint32_t htr_stack_capture_native(struct htr_writer *w
 		.cfa = (uint64_t)(uintptr_t)(fp + 2),
 		.rbp = fp[0],
 	};
-	uint32_t id = capture_from(w, &s, depth);
-	__asm__ volatile("" ::: "memory");
+	/* One load when nothing was unloaded since this thread's last look. */
+	uint32_t gen = __atomic_load_n(&htr_unwind_generation, __ATOMIC_ACQUIRE);
+	unsigned hint = hint_of(&s);
+	unsigned i = chain_hint[hint];
+	uint32_t id;
+	if (HTR_LIKELY(chains_gen == gen) && chain_matches(i, &s, depth)) {
+		counts.chain_hits++;
+		id = chains[i].id;
+		VERIFY(&s, id);
+	} else {
+		id = capture_slow(w, &s, depth, gen, hint);
+	}
+	__asm__ volatile("" ::: "memory"); /* no tail call: s lives in this frame */
 	return id;
 }
 #endif /* HTR_NATIVE_UNWIND */
