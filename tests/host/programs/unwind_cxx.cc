@@ -33,19 +33,20 @@ void operator delete(void *p, std::size_t) noexcept
 	std::free(p);
 }
 
-// Returns the probe's status for a std::string growth and for a std::map
-// insertion: 0 when both matched, else the first non-zero status.
-extern "C" int htr_test_cxx_frames(void)
+// Returns the probe's status under the first allocation of a std::string
+// append (which 0: made in libstdc++'s out-of-line _M_append/_M_create) or
+// of a std::map insertion (which 1: the node, from template code here).
+extern "C" int htr_test_cxx_frames(int which)
 {
 	std::string s(8, 'x');
-	probing = true;
-	probe_status = -1;
-	s.append(std::string(100, 'y').c_str()); // reallocation inside libstdc++
-	int first = probe_status;
+	std::string tail(100, 'y');
 	std::map<int, std::string> m;
-	probing = true;
 	probe_status = -1;
-	m[42] = s;
-	int second = probe_status;
-	return first != 0 ? first : second;
+	probing = true;
+	if (which == 0)
+		s.append(tail.c_str());
+	else
+		m[42] = s;
+	probing = false;
+	return probe_status;
 }
