@@ -1,8 +1,10 @@
-/* Backtraces and their interning. A backtrace is hashed; a small per-thread
- * cache maps hashes to ids without a lock, and a global table behind one
- * spinlock (taken on a cache miss only) holds the frames, compares them
- * exactly and hands out new ids. The thread that creates an id writes its
- * STACK record, once. */
+/* Backtraces and their interning. On x86-64 a backtrace is first looked up
+ * in the chain cache (the same start over the same stack words gives the
+ * same id), else walked by unwind.c, else made by libunwind. A backtrace is
+ * hashed; a small per-thread cache maps hashes to ids without a lock, and a
+ * global table behind one spinlock (taken on a cache miss only) holds the
+ * frames, compares them exactly and hands out new ids. The thread that
+ * creates an id writes its STACK record, once. */
 #define _GNU_SOURCE
 #include <link.h>
 #include <stdlib.h>
@@ -314,11 +316,12 @@ void htr_stack_counts_get(struct htr_stack_counts *out)
  * same backtrace: its id is returned without walking, hashing or
  * interning. The words are compared in the order the walk read them and
  * the comparison stops at the first difference, so each read is one the
- * walk itself would make at that point. */
-/* Fully associative: the same start (pc, CFA) recurs with different
- * chains when several callers at one depth allocate (wl_cxx: ~99.6% of
- * backtraces replayed with 16 entries, 73% with 8, 47% with 4 sets of 4).
- * The keys sit apart from the logs so that a lookup reads four lines. */
+ * walk itself would make at that point.
+ *
+ * Fully associative: the same start (pc, CFA) recurs with different chains
+ * when several callers at one depth allocate (wl_cxx: ~99.6% of backtraces
+ * replayed with 16 entries, 73% with 8, 47% with 4 sets of 4). The keys sit
+ * apart from the logs so that a scan reads four lines. */
 #define CHAINS 16u
 
 struct chain_key {
