@@ -139,6 +139,21 @@ __attribute__((noinline)) static int realigned(int n)
 	return r + buf[0] - (char)n;
 }
 
+/* The likely early return comes first, its epilogue between
+ * remember_state and restore_state; the calls after it need the restored
+ * row. */
+__attribute__((noinline)) static int after_early_return(int x, int y)
+{
+	int a = x * 3, b = y * 5;
+	sink = a;
+	if (__builtin_expect(x != 7, 1))
+		return a + b;
+	int r = htr_test_probe();
+	sink = a + b;
+	r |= htr_test_probe();
+	return r;
+}
+
 __attribute__((noinline)) static int recurse(int left)
 {
 	if (left == 0)
@@ -155,6 +170,8 @@ static void test_plain_frames(void **state)
 	assert_int_equal(with_vla(100), PROBE_OK);
 	assert_int_equal(with_alloca(3000), PROBE_OK);
 	assert_int_equal(realigned(10), PROBE_OK);
+	volatile int seven = 7, one = 1; /* no constant to fold the branch away */
+	assert_int_equal(after_early_return(seven, one), PROBE_OK);
 }
 
 static void test_deep_recursion(void **state)
