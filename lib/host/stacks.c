@@ -359,16 +359,6 @@ static inline bool chain_matches(unsigned i, const struct htr_unwind_regs *s, un
 	return c->id != 0 && c->depth == depth && (!c->log.uses_rbp || c->rbp == s->rbp) && replay(c);
 }
 
-/* The entry a start last hit or filled, by a hash of the start: a loop's
- * few starts find theirs at the first look, without scanning the keys. */
-#define HINTS 16u
-static __thread uint8_t chain_hint[HINTS] HTR_TLS;
-
-static inline unsigned hint_of(const struct htr_unwind_regs *s)
-{
-	return (unsigned)(((s->pc ^ s->cfa) * 0x9e3779b97f4a7c15ull) >> 60);
-}
-
 /* libunwind for a backtrace the walker gave up on, cut to the same frames
  * the walk would have given: from s->pc on (this function's and the
  * capture's own frames are dropped by finding s->pc), the recorder's
@@ -443,25 +433,17 @@ __attribute__((destructor)) static void verify_counts(void)
 #define VERIFY(regs, id) (void)0
 #endif
 
-/* Everything but a replay at the first look: kept out of the capture so
- * that its fast path saves few registers. */
-static __attribute__((noinline)) uint32_t capture_slow(struct htr_writer *w,
+/* The walk, when no entry replays: out of line, so that the replay path
+ * saves few registers and keeps no walk buffer. */
+static __attribute__((noinline)) uint32_t capture_walk(struct htr_writer *w,
 						       const struct htr_unwind_regs *s,
-						       unsigned depth, uint32_t gen, unsigned hint)
+						       unsigned depth, uint32_t gen)
 {
 	if (HTR_UNLIKELY(chains_gen != gen)) {
 		htr_unwind_sync(); /* the rule cache follows */
 		for (unsigned i = 0; i < CHAINS; i++)
 			chains[i].id = 0;
 		chains_gen = gen;
-	}
-	for (unsigned i = 0; i < CHAINS; i++) {
-		if (chain_matches(i, s, depth)) {
-			counts.chain_hits++;
-			chain_hint[hint] = (uint8_t)i;
-			VERIFY(s, chains[i].id);
-			return chains[i].id;
-		}
 	}
 	/* The walk logs straight into the slot it will own. */
 	unsigned victim = chain_next++ % CHAINS;
@@ -485,7 +467,6 @@ static __attribute__((noinline)) uint32_t capture_slow(struct htr_writer *w,
 		c->rbp = s->rbp;
 		c->depth = depth;
 		c->id = id;
-		chain_hint[hint] = (uint8_t)victim;
 	}
 	VERIFY(s, id);
 	return id;
@@ -504,16 +485,21 @@ __attribute__((noinline)) uint32_t htr_stack_capture_native(struct htr_writer *w
 	};
 	/* One load when nothing was unloaded since this thread's last look. */
 	uint32_t gen = __atomic_load_n(&htr_unwind_generation, __ATOMIC_ACQUIRE);
-	unsigned hint = hint_of(&s);
-	unsigned i = chain_hint[hint];
-	uint32_t id;
-	if (HTR_LIKELY(chains_gen == gen) && chain_matches(i, &s, depth)) {
-		counts.chain_hits++;
-		id = chains[i].id;
-		VERIFY(&s, id);
-	} else {
-		id = capture_slow(w, &s, depth, gen, hint);
+	uint32_t id = 0;
+	bool hit = false;
+	if (HTR_LIKELY(chains_gen == gen)) {
+		for (unsigned i = 0; i < CHAINS; i++) {
+			if (chain_matches(i, &s, depth)) {
+				counts.chain_hits++;
+				id = chains[i].id;
+				hit = true;
+				VERIFY(&s, id);
+				break;
+			}
+		}
 	}
+	if (!hit)
+		id = capture_walk(w, &s, depth, gen);
 	__asm__ volatile("" ::: "memory"); /* no tail call: s lives in this frame */
 	return id;
 }
