@@ -95,7 +95,7 @@ static int wire_one(const char *name, enum htr_board_encoding enc, uint32_t inte
 	wire_by_type = enc == HTR_BOARD_BINARY && interval == 0 && !plain;
 	unsigned long events = wire_stream(steps, plain);
 	printf("wire %s %.3f\n", name, (double)wire_bytes / (double)events);
-	static const char *const names[8] = {"?", "alloc", "free", "realloc", "persist", "site", "check", "ext"};
+	static const char *const names[8] = {"?", "alloc", "free", "realloc", "calloc", "alloc-again", "free-again", "ext"};
 	for (unsigned t = 0; wire_by_type && t < 8; t++)
 		if (type_frames[t] != 0)
 			printf("wiretype %s %lu %.2f\n", names[t], type_frames[t],

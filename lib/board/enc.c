@@ -30,6 +30,9 @@ uint32_t htr_enc_next_seq(struct htr_enc *e)
 
 void htr_enc_lost(struct htr_enc *e)
 {
+	/* A site named by an earlier record that was lost can not be
+	 * referred to. */
+	memset(e->recent_kind, 0, sizeof(e->recent_kind));
 	e->pending_drops++;
 	e->total_drops++;
 }

@@ -11,6 +11,7 @@
 
 #include "heaptrail.h"
 #include "transport.h"
+#include "wire.h"
 
 /* How a block was made: the values of enum htr_call_kind
  * (include/heaptrail/trace_format.h), repeated here so that target code stays
@@ -67,6 +68,12 @@ struct htr_enc {
 	uint32_t bytes;         /* bytes that went out */
 	uint8_t in_drop;        /* sending a drop record: do not recurse */
 	uintptr_t base;         /* binary: pointers travel relative to it */
+	/* binary: kind (1 alloc, 2 free, 0 other or lost) and site id of the
+	 * last HTR_WIRE_RECENT records, by sequence number, for the *_AGAIN
+	 * records (wire.h) */
+	uint8_t recent_kind[HTR_WIRE_RECENT];
+	uint8_t recent_site[HTR_WIRE_RECENT];
+	uint8_t again_run[2]; /* *_AGAIN records in a row, alloc and free */
 	struct htr_enc_site_slot sites[HTR_ENC_SITES];
 };
 

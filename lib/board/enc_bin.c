@@ -1,12 +1,18 @@
 /* The compact binary encoding (wire.h, docs/board-wire.md): one COBS frame
- * per record. A typical alloc is 8 bytes on the wire and a free 7, because
- * file:line:pc is sent once as a SITE and referenced by a one-byte id, and
- * pointers travel as 8-byte units from the heap base. */
+ * per record. A typical alloc is 7 or 8 bytes on the wire and a free 6 or 7,
+ * because file:line:pc is sent once as a SITE and referenced by a one-byte
+ * id, or not at all when it is that of the latest alloc (free) a few
+ * records back, and pointers travel as 8-byte units from the heap base. */
 #include <string.h>
 
 #include "enc.h"
 #include "heap.h"
 #include "wire.h"
+
+/* Site ids are one byte in the recent-record memory (enc.h). */
+#if HTR_ENC_SITES > 255
+#error "HTR_ENC_SITES must be at most 255"
+#endif
 
 struct rec {
 	uint8_t b[HTR_WIRE_RECORD_MAX];
@@ -31,20 +37,55 @@ static void put_bytes(struct rec *r, const char *s, size_t max)
 		r->b[r->n++] = (uint8_t)s[i];
 }
 
-static void put_ptr(struct htr_enc *e, struct rec *r, const void *ptr)
+/* ptr as 8-byte units from ref, zigzagged, + 1; 0 is NULL. */
+static void put_ptr(struct rec *r, const void *ptr, uintptr_t ref)
 {
 	if (ptr == NULL) {
 		put_var(r, 0);
 		return;
 	}
-	int64_t d = (int64_t)((intptr_t)ptr - (intptr_t)e->base) / (int64_t)HTR_HEAP_ALIGN;
+	int64_t d = (int64_t)((intptr_t)ptr - (intptr_t)ref) / (int64_t)HTR_HEAP_ALIGN;
 	put_var(r, htr_wire_zigzag(d) + 1u);
+}
+
+enum { KIND_OTHER, KIND_ALLOC, KIND_FREE };
+
+/* Starts a record of kind (KIND_ALLOC: ALLOC, KIND_FREE: FREE) at site id,
+ * choosing the *_AGAIN type when the latest record of the same kind among
+ * the last HTR_WIRE_RECENT had the same site (and the run of them is not
+ * too long), and noting this one for the next. */
+static void begin_kind(struct htr_enc *e, struct rec *r, unsigned type, unsigned kind, unsigned id)
+{
+	uint32_t seq = htr_enc_next_seq(e);
+	int again = 0;
+	for (uint32_t d = 1; kind != KIND_OTHER && d <= HTR_WIRE_RECENT; d++) {
+		uint32_t k = (seq - d) % HTR_WIRE_RECENT;
+		if (e->recent_kind[k] == kind) {
+			again = e->recent_site[k] == id && e->again_run[kind - 1u] < HTR_WIRE_AGAIN_RUN;
+			break;
+		}
+	}
+	if (kind != KIND_OTHER)
+		e->again_run[kind - 1u] = again ? (uint8_t)(e->again_run[kind - 1u] + 1u) : 0u;
+	if (again)
+		type = kind == KIND_ALLOC ? HTR_WIRE_ALLOC_AGAIN : HTR_WIRE_FREE_AGAIN;
+	e->recent_kind[seq % HTR_WIRE_RECENT] = (uint8_t)kind;
+	e->recent_site[seq % HTR_WIRE_RECENT] = (uint8_t)id;
+	r->n = 0;
+	put_u8(r, (uint8_t)(type << HTR_WIRE_SEQ_BITS | (seq & HTR_WIRE_SEQ_MASK)));
+	if (kind != KIND_OTHER && !again)
+		put_var(r, id);
 }
 
 static void begin(struct htr_enc *e, struct rec *r, unsigned type)
 {
-	r->n = 0;
-	put_u8(r, (uint8_t)(type << HTR_WIRE_SEQ_BITS | (htr_enc_next_seq(e) & HTR_WIRE_SEQ_MASK)));
+	begin_kind(e, r, type, KIND_OTHER, 0);
+}
+
+static void begin_ext(struct htr_enc *e, struct rec *r, unsigned ext)
+{
+	begin(e, r, HTR_WIRE_EXT);
+	put_u8(r, (uint8_t)ext);
 }
 
 static int finish(struct htr_enc *e, struct rec *r, int raw)
@@ -84,7 +125,7 @@ static unsigned site_id(struct htr_enc *e, const struct htr_site *site, int *los
 	s->pc = site->pc;
 	s->sent = 0;
 	struct rec r;
-	begin(e, &r, HTR_WIRE_SITE);
+	begin_ext(e, &r, HTR_WIRE_X_SITE);
 	put_var(&r, slot + 1u);
 	put_var(&r, site->line < 0 ? 0u : (uint64_t)site->line);
 	put_var(&r, site->pc);
@@ -105,8 +146,8 @@ static void bin_init(struct htr_enc *e, uintptr_t base, size_t size)
 	static const uint8_t sync = 0;
 	if (e->tp->write(e->tp->ctx, &sync, 1) == 0)
 		e->bytes++;
-	begin(e, &r, HTR_WIRE_EXT);
-	put_u8(&r, HTR_WIRE_X_INIT);
+	memset(e->recent_kind, 0, sizeof(e->recent_kind));
+	begin_ext(e, &r, HTR_WIRE_X_INIT);
 	put_var(&r, e->seq - 1u);
 	put_var(&r, base);
 	put_var(&r, size);
@@ -117,8 +158,7 @@ static void bin_init(struct htr_enc *e, uintptr_t base, size_t size)
 static void bin_region(struct htr_enc *e, uintptr_t base, size_t size)
 {
 	struct rec r;
-	begin(e, &r, HTR_WIRE_EXT);
-	put_u8(&r, HTR_WIRE_X_REGION);
+	begin_ext(e, &r, HTR_WIRE_X_REGION);
 	put_var(&r, base);
 	put_var(&r, size);
 	finish(e, &r, 0);
@@ -130,17 +170,23 @@ static void bin_alloc(struct htr_enc *e, int call, int persist, const void *ptr,
 	struct rec r;
 	int lost;
 	unsigned id = site_id(e, site, &lost);
-	if (persist || call == HTR_ENC_CALL_MALLOC) {
-		begin(e, &r, persist ? HTR_WIRE_PERSIST : HTR_WIRE_ALLOC);
+	int ext = !persist && call != HTR_ENC_CALL_MALLOC && call != HTR_ENC_CALL_CALLOC;
+	if (persist) {
+		begin_ext(e, &r, HTR_WIRE_X_PERSIST);
+		put_var(&r, id);
+	} else if (call == HTR_ENC_CALL_MALLOC) {
+		begin_kind(e, &r, HTR_WIRE_ALLOC, KIND_ALLOC, id);
+	} else if (call == HTR_ENC_CALL_CALLOC) {
+		begin(e, &r, HTR_WIRE_CALLOC);
+		put_var(&r, id);
 	} else {
-		begin(e, &r, HTR_WIRE_EXT);
-		put_u8(&r, HTR_WIRE_X_ALLOC);
+		begin_ext(e, &r, HTR_WIRE_X_ALLOC);
 		put_u8(&r, (uint8_t)call);
+		put_var(&r, id);
 	}
-	put_var(&r, id);
 	put_var(&r, size);
-	put_ptr(e, &r, ptr);
-	if (!persist && call != HTR_ENC_CALL_MALLOC)
+	put_ptr(&r, ptr, e->base);
+	if (ext)
 		put_var(&r, align);
 	if (lost) {
 		htr_enc_lost(e);
@@ -155,15 +201,13 @@ static void bin_free(struct htr_enc *e, const void *ptr, int status, const struc
 	int lost;
 	unsigned id = site_id(e, site, &lost);
 	if (status == HTR_HEAP_DOUBLE || status == HTR_HEAP_INVALID) {
-		begin(e, &r, HTR_WIRE_EXT);
-		put_u8(&r, HTR_WIRE_X_MISUSE);
+		begin_ext(e, &r, HTR_WIRE_X_MISUSE);
 		put_u8(&r, status == HTR_HEAP_DOUBLE ? 1u : 2u);
 		put_var(&r, id);
 		put_var(&r, (uintptr_t)ptr);
 	} else {
-		begin(e, &r, HTR_WIRE_FREE);
-		put_var(&r, id);
-		put_ptr(e, &r, ptr);
+		begin_kind(e, &r, HTR_WIRE_FREE, KIND_FREE, id);
+		put_ptr(&r, ptr, e->base);
 	}
 	if (lost) {
 		htr_enc_lost(e);
@@ -171,8 +215,7 @@ static void bin_free(struct htr_enc *e, const void *ptr, int status, const struc
 	}
 	finish(e, &r, 0);
 	if (status == HTR_HEAP_GUARD_HIT) {
-		begin(e, &r, HTR_WIRE_EXT);
-		put_u8(&r, HTR_WIRE_X_GUARD);
+		begin_ext(e, &r, HTR_WIRE_X_GUARD);
 		put_var(&r, id);
 		put_var(&r, (uintptr_t)ptr);
 		finish(e, &r, 0);
@@ -188,8 +231,9 @@ static void bin_realloc(struct htr_enc *e, const void *old_ptr, const void *new_
 	begin(e, &r, HTR_WIRE_REALLOC);
 	put_var(&r, id);
 	put_var(&r, size);
-	put_ptr(e, &r, old_ptr);
-	put_ptr(e, &r, new_ptr);
+	put_ptr(&r, old_ptr, e->base);
+	/* Relative to the old block: one byte when it grew in place. */
+	put_ptr(&r, new_ptr, (uintptr_t)old_ptr);
 	if (lost) {
 		htr_enc_lost(e);
 		return;
@@ -200,8 +244,7 @@ static void bin_realloc(struct htr_enc *e, const void *old_ptr, const void *new_
 static void bin_mark(struct htr_enc *e, const char *name)
 {
 	struct rec r;
-	begin(e, &r, HTR_WIRE_EXT);
-	put_u8(&r, HTR_WIRE_X_MARK);
+	begin_ext(e, &r, HTR_WIRE_X_MARK);
 	put_bytes(&r, name, HTR_WIRE_NAME_MAX);
 	finish(e, &r, 0);
 }
@@ -209,7 +252,7 @@ static void bin_mark(struct htr_enc *e, const char *name)
 static void bin_check(struct htr_enc *e, const struct htr_heap_stats *s, uint32_t ticks)
 {
 	struct rec r;
-	begin(e, &r, HTR_WIRE_CHECK);
+	begin_ext(e, &r, HTR_WIRE_X_CHECK);
 	put_var(&r, e->seq - 1u);
 	put_var(&r, e->base);
 	put_var(&r, s->heap_size);
@@ -231,8 +274,7 @@ static void bin_check(struct htr_enc *e, const struct htr_heap_stats *s, uint32_
 static int bin_drop(struct htr_enc *e, uint32_t count)
 {
 	struct rec r;
-	begin(e, &r, HTR_WIRE_EXT);
-	put_u8(&r, HTR_WIRE_X_DROP);
+	begin_ext(e, &r, HTR_WIRE_X_DROP);
 	put_var(&r, count);
 	return finish(e, &r, 1);
 }

@@ -106,13 +106,17 @@ static void text_region(struct htr_enc *e, uintptr_t base, size_t size)
 	(void)size;
 }
 
-static void alloc_line(struct htr_enc *e, const char *verb, const void *ptr, size_t size,
-		       const struct htr_site *site, const char *extra)
+/* An ==MP line: verb, the size (allocs: with_size), pointer, site,
+ * number, caller and the extra fields. */
+static void heap_line(struct htr_enc *e, const char *verb, int with_size, size_t size, const void *ptr,
+		      const struct htr_site *site, const char *extra)
 {
 	struct line l = {.len = 0};
 	put_str(&l, verb);
-	put_dec(&l, size);
-	put_str(&l, ";");
+	if (with_size) {
+		put_dec(&l, size);
+		put_str(&l, ";");
+	}
 	put_hex(&l, (uintptr_t)ptr);
 	put_str(&l, ";");
 	put_site(&l, site);
@@ -122,17 +126,15 @@ static void alloc_line(struct htr_enc *e, const char *verb, const void *ptr, siz
 	send_line(e, &l, 0);
 }
 
+static void alloc_line(struct htr_enc *e, const char *verb, const void *ptr, size_t size,
+		       const struct htr_site *site, const char *extra)
+{
+	heap_line(e, verb, 1, size, ptr, site, extra);
+}
+
 static void free_line(struct htr_enc *e, const void *ptr, const struct htr_site *site, const char *extra)
 {
-	struct line l = {.len = 0};
-	put_str(&l, "==MP free;");
-	put_hex(&l, (uintptr_t)ptr);
-	put_str(&l, ";");
-	put_site(&l, site);
-	put_seq(&l, e);
-	put_pc(&l, site);
-	put_str(&l, extra);
-	send_line(e, &l, 0);
+	heap_line(e, "==MP free;", 0, 0, ptr, site, extra);
 }
 
 static void text_alloc(struct htr_enc *e, int call, int persist, const void *ptr, size_t size,

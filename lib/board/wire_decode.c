@@ -35,8 +35,11 @@ static int emit(struct htr_wire_decoder *dec, struct htr_event *ev)
 	return dec->stopped;
 }
 
+static void commit_seq(struct htr_wire_decoder *dec);
+
 static void event_init(struct htr_wire_decoder *dec, struct htr_event *ev, uint8_t type)
 {
+	commit_seq(dec);
 	memset(ev, 0, sizeof(*ev));
 	ev->type = type;
 	ev->offset = dec->frame_start;
@@ -47,6 +50,7 @@ static void bad_input(struct htr_wire_decoder *dec, const char *why)
 {
 	struct htr_event ev;
 	dec->bad_frames++;
+	dec->seq_pending = 0;
 	event_init(dec, &ev, HTR_EV_BAD_INPUT);
 	ev.seq = 0;
 	ev.text = why;
@@ -81,6 +85,15 @@ static void advance_seq(struct htr_wire_decoder *dec, unsigned s5)
 	dec->seq = expected + gap;
 }
 
+/* The number of the current record, before commit_seq takes it. */
+static uint64_t pending_seq(const struct htr_wire_decoder *dec)
+{
+	if (!dec->have_seq)
+		return dec->pending_s5;
+	uint64_t expected = dec->seq + 1u;
+	return expected + ((dec->pending_s5 - expected) & HTR_WIRE_SEQ_MASK);
+}
+
 /* A full sequence number (INIT, CHECK) re-anchors: gaps of 32 or more
  * records wrap the 5-bit number and show up only here. */
 static void anchor_seq(struct htr_wire_decoder *dec, uint64_t full)
@@ -92,7 +105,8 @@ static void anchor_seq(struct htr_wire_decoder *dec, uint64_t full)
 	dec->seq = full;
 }
 
-static int ptr_ok(const struct htr_wire_decoder *dec, uint64_t enc, uint64_t *ptr)
+/* enc is 8-byte units from ref (the heap base, or a realloc's old block). */
+static int ptr_ok(const struct htr_wire_decoder *dec, uint64_t enc, uint64_t ref, uint64_t *ptr)
 {
 	if (enc == 0) {
 		*ptr = 0;
@@ -101,7 +115,7 @@ static int ptr_ok(const struct htr_wire_decoder *dec, uint64_t enc, uint64_t *pt
 	int64_t units = htr_wire_unzigzag(enc - 1u);
 	if (!dec->have_base || units < -((int64_t)1 << 40) || units > ((int64_t)1 << 40))
 		return 0;
-	uint64_t p = (uint64_t)((int64_t)dec->base + units * 8);
+	uint64_t p = (uint64_t)((int64_t)ref + units * 8);
 	/* A pointer outside every announced region is noise that passed the
 	 * CRC, not an allocation. */
 	for (unsigned i = 0; i < dec->region_count; i++) {
@@ -122,6 +136,53 @@ static void add_region(struct htr_wire_decoder *dec, uint64_t base, uint64_t siz
 	}
 }
 
+enum { KIND_OTHER, KIND_ALLOC, KIND_FREE };
+#define SITE_UNKNOWN HTR_WIRE_MAX_SITE_IDS
+
+/* Notes the current record's kind and wire site id for later *_AGAIN
+ * records. Every well-formed record is noted, as KIND_OTHER first. */
+static void note_recent(struct htr_wire_decoder *dec, uint8_t kind, uint64_t site)
+{
+	unsigned k = (unsigned)(dec->seq % HTR_WIRE_RECENT);
+	dec->recent[k].seq = dec->seq;
+	dec->recent[k].site = site;
+	dec->recent[k].kind = kind;
+	dec->recent[k].used = 1;
+}
+
+/* The current record is well-formed: it takes its number (reporting the
+ * gap before it) and is noted for *_AGAIN records as KIND_OTHER until its
+ * handler says more. */
+static void commit_seq(struct htr_wire_decoder *dec)
+{
+	if (!dec->seq_pending)
+		return;
+	dec->seq_pending = 0;
+	dec->records++;
+	advance_seq(dec, dec->pending_s5);
+	note_recent(dec, KIND_OTHER, 0);
+}
+
+/* The site of an *_AGAIN record of kind: that of the latest record of the
+ * same kind among the HTR_WIRE_RECENT before it. SITE_UNKNOWN when one of
+ * those was not received (it may have been the one); -1 when all were and
+ * none has the kind, which the encoder never sends. */
+static int recent_site(const struct htr_wire_decoder *dec, uint8_t kind, uint64_t *site)
+{
+	uint64_t seq = pending_seq(dec);
+	*site = SITE_UNKNOWN;
+	for (uint64_t d = 1; d <= HTR_WIRE_RECENT; d++) {
+		unsigned k = (unsigned)((seq - d) % HTR_WIRE_RECENT);
+		if (seq < d || !dec->recent[k].used || dec->recent[k].seq != seq - d)
+			return 0;
+		if (dec->recent[k].kind == kind) {
+			*site = dec->recent[k].site;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static uint32_t site_of(const struct htr_wire_decoder *dec, uint64_t id)
 {
 	return id < HTR_WIRE_MAX_SITE_IDS ? dec->site_map[id] : 0;
@@ -130,6 +191,14 @@ static uint32_t site_of(const struct htr_wire_decoder *dec, uint64_t id)
 static uint32_t stack_of(const struct htr_wire_decoder *dec, uint64_t id)
 {
 	return id < HTR_WIRE_MAX_SITE_IDS ? dec->stack_map[id] : 0;
+}
+
+/* Starts an event about a heap block made or freed at wire site id. */
+static void site_event(struct htr_wire_decoder *dec, struct htr_event *ev, uint8_t type, uint64_t site)
+{
+	event_init(dec, ev, type);
+	ev->site = site_of(dec, site);
+	ev->stack = stack_of(dec, site);
 }
 
 /* The stack id of a caller PC: one per distinct PC, defined (a STACK event)
@@ -188,67 +257,80 @@ static void do_site(struct htr_wire_decoder *dec, struct cursor *c)
 	emit(dec, &ev);
 }
 
-static void do_alloc(struct htr_wire_decoder *dec, struct cursor *c, int ext, int persist)
+enum alloc_form { FORM_MALLOC, FORM_AGAIN, FORM_CALLOC, FORM_PERSIST, FORM_CALL };
+
+static void do_alloc(struct htr_wire_decoder *dec, struct cursor *c, enum alloc_form form)
 {
-	uint8_t call = ext ? get_u8(c) : HTR_CALL_MALLOC;
-	uint64_t site = get(c), size = get(c), penc = get(c);
-	uint64_t align = ext ? get(c) : 0;
+	uint8_t call = form == FORM_CALL ? get_u8(c) : form == FORM_CALLOC ? HTR_CALL_CALLOC : HTR_CALL_MALLOC;
+	uint64_t site = 0;
+	int orphan = 0;
+	if (form == FORM_AGAIN)
+		orphan = recent_site(dec, KIND_ALLOC, &site) != 0;
+	else
+		site = get(c);
+	uint64_t size = get(c), penc = get(c);
+	uint64_t align = form == FORM_CALL ? get(c) : 0;
 	uint64_t ptr;
-	if (c->bad || c->pos != c->end || !ptr_ok(dec, penc, &ptr) || size > 0xFFFFFFFFu ||
-	    align > 0xFFFFFFFFu || (ext && (call == 0 || call > HTR_CALL_PVALLOC + 1u))) {
-		bad_input(dec, persist ? "malformed PERSIST record" : "malformed ALLOC record");
+	if (c->bad || c->pos != c->end || orphan || !ptr_ok(dec, penc, dec->base, &ptr) ||
+	    size > 0xFFFFFFFFu || align > 0xFFFFFFFFu ||
+	    (form == FORM_CALL && (call == 0 || call > HTR_CALL_PVALLOC + 1u))) {
+		bad_input(dec, form == FORM_PERSIST ? "malformed PERSIST record" : "malformed ALLOC record");
 		return;
 	}
+	commit_seq(dec);
+	if (form == FORM_MALLOC || form == FORM_AGAIN)
+		note_recent(dec, KIND_ALLOC, site);
 	struct htr_event ev;
-	event_init(dec, &ev, HTR_EV_ALLOC);
+	site_event(dec, &ev, HTR_EV_ALLOC, site);
 	ev.call = call;
 	ev.ptr = ptr;
 	ev.size = size;
-	ev.site = site_of(dec, site);
-	ev.stack = stack_of(dec, site);
 	ev.alignment = (uint32_t)align;
-	if (emit(dec, &ev) != 0 || !persist || ptr == 0)
+	if (emit(dec, &ev) != 0 || form != FORM_PERSIST || ptr == 0)
 		return;
-	event_init(dec, &ev, HTR_EV_PERSIST);
+	site_event(dec, &ev, HTR_EV_PERSIST, site);
 	ev.ptr = ptr;
 	ev.size = size;
-	ev.site = site_of(dec, site);
-	ev.stack = stack_of(dec, site);
 	emit(dec, &ev);
 }
 
-static void do_free(struct htr_wire_decoder *dec, struct cursor *c)
+static void do_free(struct htr_wire_decoder *dec, struct cursor *c, int again)
 {
-	uint64_t site = get(c), penc = get(c), ptr;
-	if (c->bad || c->pos != c->end || penc == 0 || !ptr_ok(dec, penc, &ptr)) {
+	uint64_t site = 0;
+	int orphan = 0;
+	if (again)
+		orphan = recent_site(dec, KIND_FREE, &site) != 0;
+	else
+		site = get(c);
+	uint64_t penc = get(c), ptr;
+	if (c->bad || c->pos != c->end || orphan || penc == 0 || !ptr_ok(dec, penc, dec->base, &ptr)) {
 		bad_input(dec, "malformed FREE record");
 		return;
 	}
+	commit_seq(dec);
+	note_recent(dec, KIND_FREE, site);
 	struct htr_event ev;
-	event_init(dec, &ev, HTR_EV_FREE);
+	site_event(dec, &ev, HTR_EV_FREE, site);
 	ev.call = HTR_CALL_FREE;
 	ev.ptr = ptr;
-	ev.site = site_of(dec, site);
-	ev.stack = stack_of(dec, site);
 	emit(dec, &ev);
 }
 
 static void do_realloc(struct htr_wire_decoder *dec, struct cursor *c)
 {
 	uint64_t site = get(c), size = get(c), oenc = get(c), nenc = get(c), old_ptr, new_ptr;
-	if (c->bad || c->pos != c->end || !ptr_ok(dec, oenc, &old_ptr) || !ptr_ok(dec, nenc, &new_ptr) ||
-	    size > 0xFFFFFFFFu) {
+	/* The new block travels relative to the old one. */
+	if (c->bad || c->pos != c->end || oenc == 0 || !ptr_ok(dec, oenc, dec->base, &old_ptr) ||
+	    !ptr_ok(dec, nenc, old_ptr, &new_ptr) || size > 0xFFFFFFFFu) {
 		bad_input(dec, "malformed REALLOC record");
 		return;
 	}
 	struct htr_event ev;
-	event_init(dec, &ev, HTR_EV_REALLOC);
+	site_event(dec, &ev, HTR_EV_REALLOC, site);
 	ev.call = HTR_CALL_REALLOC;
 	ev.ptr = old_ptr;
 	ev.ptr2 = new_ptr;
 	ev.size = size;
-	ev.site = site_of(dec, site);
-	ev.stack = stack_of(dec, site);
 	emit(dec, &ev);
 }
 
@@ -261,6 +343,7 @@ static void do_check(struct htr_wire_decoder *dec, struct cursor *c)
 		bad_input(dec, "malformed CHECK record");
 		return;
 	}
+	commit_seq(dec);
 	anchor_seq(dec, v[0]);
 	if (!dec->have_base) {
 		dec->have_base = 1;
@@ -305,6 +388,7 @@ static void do_ext(struct htr_wire_decoder *dec, struct cursor *c)
 		/* A restarted target starts numbering again: not a loss. */
 		if (dec->have_seq && full > dec->seq + 1u)
 			loss(dec, full - dec->seq - 1u, HTR_WIRE_LOSS_CHECKPOINT, dec->seq + 1u);
+		dec->records++;
 		dec->have_seq = 1;
 		dec->seq = full;
 		dec->gap_since_drop = 0;
@@ -315,6 +399,8 @@ static void do_ext(struct htr_wire_decoder *dec, struct cursor *c)
 		add_region(dec, base, size);
 		memset(dec->site_map, 0, sizeof(dec->site_map));
 		memset(dec->stack_map, 0, sizeof(dec->stack_map));
+		memset(dec->recent, 0, sizeof(dec->recent));
+		note_recent(dec, KIND_OTHER, 0);
 		event_init(dec, &ev, HTR_EV_HEAP_INIT);
 		ev.ptr = base;
 		ev.size = size;
@@ -341,6 +427,7 @@ static void do_ext(struct htr_wire_decoder *dec, struct cursor *c)
 			bad_input(dec, "malformed DROP record");
 			return;
 		}
+		commit_seq(dec);
 		/* The gaps before this record already counted most drops; report
 		 * only what they missed. */
 		if (count > dec->gap_since_drop) {
@@ -360,17 +447,24 @@ static void do_ext(struct htr_wire_decoder *dec, struct cursor *c)
 			bad_input(dec, "malformed MISUSE record");
 			return;
 		}
-		event_init(dec, &ev, HTR_EV_MISUSE);
+		site_event(dec, &ev, HTR_EV_MISUSE, site);
 		ev.kind = kind == 1 ? HTR_MISUSE_DOUBLE_FREE : HTR_MISUSE_INVALID_FREE;
 		ev.call = HTR_CALL_FREE;
 		ev.ptr = addr;
-		ev.site = site_of(dec, site);
-		ev.stack = stack_of(dec, site);
 		emit(dec, &ev);
 		return;
 	}
 	case HTR_WIRE_X_ALLOC:
-		do_alloc(dec, c, 1, 0);
+		do_alloc(dec, c, FORM_CALL);
+		return;
+	case HTR_WIRE_X_PERSIST:
+		do_alloc(dec, c, FORM_PERSIST);
+		return;
+	case HTR_WIRE_X_SITE:
+		do_site(dec, c);
+		return;
+	case HTR_WIRE_X_CHECK:
+		do_check(dec, c);
 		return;
 	case HTR_WIRE_X_REGION: {
 		uint64_t base = get(c), size = get(c);
@@ -412,35 +506,36 @@ static void do_frame(struct htr_wire_decoder *dec)
 		return;
 	}
 	struct cursor c = {rec, 1, (size_t)n - 1u, 0};
-	dec->records++;
-	/* INIT carries its own full number; anything else advances by its
-	 * 5-bit one first. */
+	/* INIT carries its own full number; anything else takes the next by
+	 * its 5-bit one, once it proves well-formed (commit_seq). */
 	int is_init = type == HTR_WIRE_EXT && n >= 3 && rec[1] == HTR_WIRE_X_INIT;
-	if (!is_init)
-		advance_seq(dec, rec[0] & HTR_WIRE_SEQ_MASK);
+	dec->seq_pending = !is_init;
+	dec->pending_s5 = rec[0] & HTR_WIRE_SEQ_MASK;
 	switch (type) {
 	case HTR_WIRE_ALLOC:
-		do_alloc(dec, &c, 0, 0);
+		do_alloc(dec, &c, FORM_MALLOC);
 		break;
-	case HTR_WIRE_PERSIST:
-		do_alloc(dec, &c, 0, 1);
+	case HTR_WIRE_ALLOC_AGAIN:
+		do_alloc(dec, &c, FORM_AGAIN);
+		break;
+	case HTR_WIRE_CALLOC:
+		do_alloc(dec, &c, FORM_CALLOC);
 		break;
 	case HTR_WIRE_FREE:
-		do_free(dec, &c);
+		do_free(dec, &c, 0);
+		break;
+	case HTR_WIRE_FREE_AGAIN:
+		do_free(dec, &c, 1);
 		break;
 	case HTR_WIRE_REALLOC:
 		do_realloc(dec, &c);
-		break;
-	case HTR_WIRE_SITE:
-		do_site(dec, &c);
-		break;
-	case HTR_WIRE_CHECK:
-		do_check(dec, &c);
 		break;
 	default:
 		do_ext(dec, &c);
 		break;
 	}
+	/* Well-formed records that emit nothing (REGION, GUARD) */
+	commit_seq(dec);
 }
 
 void htr_wire_decoder_init(struct htr_wire_decoder *dec, htr_event_sink sink, void *ctx)

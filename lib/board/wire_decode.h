@@ -32,6 +32,11 @@ struct htr_wire_decoder {
 	uint64_t frame_start;  /* offset of the current frame's first byte */
 	int have_seq;
 	uint64_t seq;          /* last record's full sequence number */
+	/* The current frame's 5-bit number, counted only once the record
+	 * proves well-formed: a frame that passes the CRC by chance but not
+	 * its shape takes no number. */
+	int seq_pending;
+	unsigned pending_s5;
 	uint64_t gap_since_drop;
 	int have_base;
 	uint64_t base;
@@ -48,6 +53,12 @@ struct htr_wire_decoder {
 		uint64_t pc;
 		uint32_t id;
 	} pcs[HTR_WIRE_MAX_PCS]; /* caller PCs interned as 1-frame stacks */
+	struct {
+		uint64_t seq;
+		uint64_t site; /* wire site id; HTR_WIRE_MAX_SITE_IDS: unknown */
+		uint8_t kind;  /* 0 none, 1 alloc, 2 free */
+		uint8_t used;
+	} recent[HTR_WIRE_RECENT]; /* the last records, by seq, for *_AGAIN */
 	struct htr_heap_stats stats;
 	/* Totals, for tools and tests. */
 	uint64_t records, bad_frames, lost;

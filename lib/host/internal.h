@@ -365,6 +365,31 @@ int unw_backtrace(void **buffer, int size); /* libunwind.h, without its macros *
  * definition through w the first time an id is seen. Returns the id, 0 when
  * nothing was left. ips holds HTR_UNWIND_CAP entries. */
 uint32_t htr_stack_intern(struct htr_writer *w, uint64_t *ips, int n, int asked, unsigned depth);
+
+/* x86-64 with _dl_find_object (glibc 2.35): the recorder's own unwinder
+ * (unwind.c), libunwind only for what it does not handle. Elsewhere,
+ * libunwind alone. */
+#if defined(__x86_64__) && defined(__GLIBC__) && !defined(HTR_NO_NATIVE_UNWIND)
+#if __GLIBC_PREREQ(2, 35)
+#define HTR_NATIVE_UNWIND 1
+#endif
+#endif
+#ifndef HTR_NATIVE_UNWIND
+#define HTR_NATIVE_UNWIND 0
+#endif
+
+#if HTR_NATIVE_UNWIND
+/* Unwinds from its own return address (into the hook) and interns. Not
+ * inlined: its frame pointer and return address are the walk's start. A
+ * backtrace from the same place over the same stack words as one before
+ * returns that one's id without walking (see stacks.c). */
+uint32_t htr_stack_capture_native(struct htr_writer *w, unsigned depth);
+static inline __attribute__((always_inline)) uint32_t htr_stack_capture(struct htr_writer *w,
+									unsigned depth)
+{
+	return htr_stack_capture_native(w, depth);
+}
+#else
 /* Unwinds the caller's stack and interns it. Inlined so that the hooks
  * that inline it leave fewer recorder frames for the unwinder to walk
  * (each costs as much as one of the program's). It asks for two frames
@@ -378,6 +403,18 @@ static inline __attribute__((always_inline)) uint32_t htr_stack_capture(struct h
 	int n = unw_backtrace((void **)ips, asked);
 	return htr_stack_intern(w, ips, n, asked, depth);
 }
+#endif
+
+/* How this thread's backtraces were made (for the tests and profiling). */
+struct htr_stack_counts {
+	uint64_t chain_hits; /* replayed from the chain cache, no walk */
+	uint64_t walks;      /* walked by unwind.c */
+	uint64_t fallbacks;  /* handed to libunwind */
+};
+void htr_stack_counts_get(struct htr_stack_counts *out);
+/* The frames of an interned stack (a scan: for the tests). Returns its
+ * depth, 0 when the id is unknown; copies at most cap frames. */
+uint32_t htr_stack_frames(uint32_t id, uint64_t *out, uint32_t cap);
 void htr_stacks_init(void);
 /* Which addresses count as the recorder's own frames (tests set none). */
 void htr_stacks_set_self(uintptr_t start, uintptr_t end);

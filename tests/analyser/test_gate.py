@@ -60,6 +60,97 @@ class FailOn(unittest.TestCase):
         self.assertIn("unknown kind 'bogus'", proc.stderr)
 
 
+class Empty(unittest.TestCase):
+    """An input with no heap events: a log without ==MP lines, a trace of a
+    program that was not really traced. It passes every other gate, so it
+    is said on stderr, and --fail-on empty (or all) fails the run."""
+
+    def setUp(self) -> None:
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.tmp.name, name)
+
+    def text(self, name: str, content: str) -> str:
+        with open(self.path(name), "w", encoding="utf-8") as handle:
+            handle.write(content)
+        return self.path(name)
+
+    def empty_inputs(self) -> list[str]:
+        host = TraceWriter()
+        host.process()
+        host.end(0)
+        return [
+            self.text("no-mp.log", "seproxyhal: printf: app started\ntests/test_a.py::test_b[nanos] PASSED\n"),
+            self.text("zero.log", ""),
+            host.write(self.path("untraced.htr")),
+        ]
+
+    def test_default_passes_with_a_warning(self) -> None:
+        for path in self.empty_inputs():
+            with self.subTest(path=os.path.basename(path)):
+                status, doc, err = report_json([path])
+                self.assertEqual(status, 0)
+                self.assertEqual(doc["findings"]["empty"], 1)
+                self.assertEqual(doc["inputs"][0]["heap_events"], 0)
+                self.assertFalse(doc["failed"])
+                self.assertEqual(err.splitlines(), [
+                    f"heaptrail report: warning: {path}: no heap events: nothing was checked; "
+                    "add --fail-on empty to fail the run on this"])
+
+    def test_fail_on_empty_fails(self) -> None:
+        for path in self.empty_inputs():
+            for gate in ("empty", "leak,empty", "all"):
+                with self.subTest(path=os.path.basename(path), gate=gate):
+                    status, doc, err = report_json([path], "--fail-on", gate)
+                    self.assertEqual(status, 1)
+                    self.assertTrue(doc["failed"])
+                    self.assertIn(f"heaptrail report: error: {path}: no heap events", err)
+            text = run_heaptrail(["report", "--fail-on", "empty", path])
+            self.assertEqual(text.returncode, 1)
+            self.assertIn("no heap events in it", text.stdout)
+            self.assertIn("RESULT: FAIL (empty: 1)", text.stdout)
+
+    def test_not_empty(self) -> None:
+        """Any heap activity, or a report of lost events (lost-data's
+        business), is not empty; nor is a fork child's trace with no
+        allocation before its exec (part of its parent's run)."""
+        active = self.text("active.log", "==MP init;0x20000000;4096\n==MP alloc;16;0x20000010;a.c:1\n"
+                           "==MP free;0x20000010;a.c:2\n")
+        bad_free = self.text("bad-free.log", "==MP free;0x20000010;a.c:2\n")
+        lost = one_finding("lost-data").write(self.path("lost.htr"))
+        child = TraceWriter(pid=101, ppid=100, fork_child_of=100, fork_seq=1)
+        child.process()
+        child.end(0)
+        child_path = child.write(self.path("child.htr"))
+        for path in (active, lost, child_path):
+            with self.subTest(path=os.path.basename(path)):
+                status, doc, err = report_json([path], "--fail-on", "empty")
+                self.assertEqual((status, doc["findings"]["empty"], err), (0, 0, ""))
+        status, doc, _ = report_json([bad_free], "--fail-on", "empty")
+        self.assertEqual((status, doc["findings"]["empty"]), (0, 0))
+
+    def test_one_empty_input_among_others(self) -> None:
+        leak = one_finding("leak").write(self.path("leak.htr"))
+        empty = self.text("no-mp.log", "nothing here\n")
+        status, doc, err = report_json([leak, empty], "--fail-on", "empty")
+        self.assertEqual((status, doc["findings"]["empty"], doc["findings"]["leak"]), (1, 1, 1))
+        self.assertEqual(len(err.splitlines()), 1)
+        self.assertIn("no-mp.log", err)
+
+    def test_junit_and_sarif(self) -> None:
+        empty = self.text("no-mp.log", "nothing here\n")
+        junit = run_heaptrail(["report", "--format", "junit", "--fail-on", "empty", empty])
+        self.assertEqual(junit.returncode, 1)
+        self.assertIn('<testcase classname="heaptrail" name="empty">', junit.stdout)
+        self.assertIn('<failure type="empty"', junit.stdout)
+        sarif = run_heaptrail(["report", "--format", "sarif", empty])
+        self.assertEqual(sarif.returncode, 0)
+        results = json.loads(sarif.stdout)["runs"][0]["results"]
+        self.assertEqual([(r["ruleId"], r["level"]) for r in results], [("empty", "warning")])
+
+
 LOG = os.path.join("golden", "valground_tests.log")
 
 

@@ -12,6 +12,7 @@ import unittest
 
 import helpers
 from helpers import TraceWriter, run_heaptrail
+from heaptrail.symbols import Symbolizer
 
 SOURCE = """\
 #include <stdlib.h>
@@ -105,6 +106,54 @@ class Symbols(unittest.TestCase):
         trace = trace_for(os.path.join(self.tmp.name, "t.htr"), self.exe, self.ret, self.build_id)
         frames = self.frames(trace, "--no-symbols")
         self.assertEqual(frames[0]["function"], f"prog+{hex(self.ret)}")
+
+
+@unittest.skipUnless(shutil.which("cc") and shutil.which("objdump") and shutil.which("readelf"), "no toolchain")
+class DiskCache(unittest.TestCase):
+    """Lookups are kept per file (path, size, mtime) across runs; a cache
+    file holding another key (a name clash, an old format) is not served."""
+
+    def setUp(self) -> None:
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+        self.exe, self.ret, _ = build(self.tmp.name)
+        self.cache = os.path.join(self.tmp.name, "cache")
+        # The other tests run with the cache off (HTR_NO_SYMBOL_CACHE).
+        saved = os.environ.pop("HTR_NO_SYMBOL_CACHE", None)
+        if saved is not None:
+            self.addCleanup(os.environ.__setitem__, "HTR_NO_SYMBOL_CACHE", saved)
+
+    def symbolizer(self, with_tool: bool) -> "Symbolizer":
+        sym = Symbolizer(cache_dir=self.cache)
+        if not with_tool:
+            sym._tools[False] = None
+        return sym
+
+    def test_second_run_reads_the_cache(self) -> None:
+        first = self.symbolizer(True)
+        if first.addr2line() is None:
+            self.skipTest("no addr2line")
+        first.lookup(self.exe, [self.ret - 1])
+        looked_up = first.resolved(self.exe, self.ret - 1)
+        self.assertIn("outer", [f for f, _, _ in looked_up])
+        files = os.listdir(self.cache)
+        self.assertEqual(len(files), 1)
+        with open(os.path.join(self.cache, files[0]), encoding="utf-8") as handle:
+            self.assertIn(os.path.abspath(self.exe), json.load(handle)["key"])
+        again = self.symbolizer(False)  # no addr2line: only the cache can answer
+        again.lookup(self.exe, [self.ret - 1])
+        self.assertEqual(again.resolved(self.exe, self.ret - 1), looked_up)
+
+        # The same name holding another file's key: a miss, not its symbols.
+        path = os.path.join(self.cache, files[0])
+        with open(path, encoding="utf-8") as handle:
+            doc = json.load(handle)
+        doc["key"] = "another file"
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(doc, handle)
+        clash = self.symbolizer(False)
+        clash.lookup(self.exe, [self.ret - 1])
+        self.assertEqual(clash.resolved(self.exe, self.ret - 1), [])
 
 
 class ForkChildModules(unittest.TestCase):

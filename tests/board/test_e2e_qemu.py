@@ -356,13 +356,25 @@ class BinaryOverUart(unittest.TestCase):
         kept = [DECODED.fullmatch(l) for l in got]
         kept_seqs = {int(m.group(3)) for m in kept if m and m.group(3) and m.group(1) not in ("loss", "bad")}
         self.assertFalse(kept_seqs & lost_seqs, "events decoded from the lost range")
-        # Everything else is exactly what the intact stream said.
+        # Everything else is exactly what the intact stream said, except that
+        # an alloc or free sent as "same site as the latest one" soon after
+        # the cut may have lost the record that named its site: it then has
+        # none. The site is named again after at most 8 such records of a
+        # kind, each within 4 records of the last (lib/board/wire.h).
         intact = {(int(m.group(3)), m.group(1)): re.sub(r" @\d+$", "", l) for l in lines
                   if (m := DECODED.fullmatch(l)) and m.group(3) and m.group(1) != "loss"}
+        site = re.compile(r" \S+:\d+ pc=0x[0-9a-f]+")
+        unsited = 0
         for l in got:
             m = DECODED.fullmatch(l)
             if m and m.group(3) and m.group(1) not in ("loss", "bad"):
-                self.assertEqual(re.sub(r" @\d+$", "", l), intact[(int(m.group(3)), m.group(1))])
+                want = intact[(int(m.group(3)), m.group(1))]
+                line = re.sub(r" @\d+$", "", l)
+                if line != want and m.group(1) in ("alloc", "free") and int(m.group(3)) <= max(lost_seqs) + 32:
+                    want = site.sub(" ?:0 pc=0x0", want, count=1)
+                    unsited += 1
+                self.assertEqual(line, want)
+        self.assertLessEqual(unsited, 16)
 
     def test_no_newlib_malloc_in_any_image(self) -> None:
         for name, elf in FW.items():

@@ -341,6 +341,41 @@ static void test_text_drops(void **state)
 
 /* ---- the binary encoding through the decoder ---- */
 
+/* Counts the records of a type in the captured frames (ext: the extension
+ * type, for HTR_WIRE_EXT), to check which forms the encoder chose. */
+static size_t count_wire(unsigned type, unsigned ext)
+{
+	size_t n = 0, start = 0;
+	for (size_t i = 0; i < out_len; i++) {
+		if (out[i] != 0)
+			continue;
+		uint8_t rec[HTR_WIRE_FRAME_MAX];
+		long len = i - start <= HTR_WIRE_FRAME_MAX ? htr_wire_cobs_decode(out + start, i - start, rec) : -1;
+		if (len >= 2 && (unsigned)(rec[0] >> HTR_WIRE_SEQ_BITS) == type &&
+		    (type != HTR_WIRE_EXT || rec[1] == ext))
+			n++;
+		start = i + 1;
+	}
+	return n;
+}
+
+/* One call site each, whatever the compiler does to the loops around
+ * them: a site is file, line and caller PC, and an unrolled loop has one
+ * PC per copy. The empty asm keeps the calls from becoming tail calls,
+ * which would return (and so point) into the loop. */
+static __attribute__((noinline)) void *malloc_here(size_t size)
+{
+	void *p = htr_malloc_at(size, "c.c", 1);
+	__asm__ volatile("" ::: "memory");
+	return p;
+}
+
+static __attribute__((noinline)) void free_here(void *p)
+{
+	htr_free_at(p, "c.c", 2);
+	__asm__ volatile("" ::: "memory");
+}
+
 static void workload(void)
 {
 	htr_mark("t1");
@@ -354,6 +389,14 @@ static void workload(void)
 	s = htr_realloc_at(s, 100, "b.c", 9);
 	htr_free_at(s, "b.c", 10);
 	assert_null(htr_malloc_at(1u << 20, FILE_A, 15));
+	uint8_t *z = htr_calloc_at(4, 10, FILE_A, 16);
+	z = htr_realloc_at(z, 24, FILE_A, 17); /* shrinks in place */
+	void *q[3];
+	for (int k = 0; k < 3; k++)
+		q[k] = malloc_here(24); /* the 2nd and 3rd: ALLOC_AGAIN */
+	for (int k = 0; k < 3; k++)
+		free_here(q[k]); /* the 2nd and 3rd: FREE_AGAIN */
+	htr_free_at(z, FILE_A, 18);
 	htr_mark("t2");
 	(void)p;
 	(void)al;
@@ -422,6 +465,38 @@ static void test_binary_round_trip(void **state)
 	assert_int_equal(e->type, HTR_EV_ALLOC);
 	assert_int_equal(e->ptr, 0);
 	assert_int_equal(e->size, 1u << 20);
+	e = &evs[i++];
+	assert_int_equal(e->type, HTR_EV_ALLOC);
+	assert_int_equal(e->call, HTR_CALL_CALLOC);
+	assert_int_equal(e->size, 40);
+	assert_int_equal(e->line, 16);
+	uint64_t z = e->ptr;
+	e = &evs[i++];
+	assert_int_equal(e->type, HTR_EV_REALLOC);
+	assert_int_equal(e->ptr, z);
+	assert_int_equal(e->ptr2, z);
+	assert_int_equal(e->size, 24);
+	assert_int_equal(e->line, 17);
+	uint64_t q[3];
+	for (int k = 0; k < 3; k++) {
+		e = &evs[i++];
+		assert_int_equal(e->type, HTR_EV_ALLOC);
+		assert_int_equal(e->call, HTR_CALL_MALLOC);
+		assert_string_equal(e->file, "c.c");
+		assert_int_equal(e->line, 1);
+		q[k] = e->ptr;
+	}
+	for (int k = 0; k < 3; k++) {
+		e = &evs[i++];
+		assert_int_equal(e->type, HTR_EV_FREE);
+		assert_string_equal(e->file, "c.c");
+		assert_int_equal(e->line, 2);
+		assert_int_equal(e->ptr, q[k]);
+	}
+	e = &evs[i++];
+	assert_int_equal(e->type, HTR_EV_FREE);
+	assert_int_equal(e->ptr, z);
+	assert_int_equal(e->line, 18);
 	assert_int_equal(evs[i].type, HTR_EV_MARKER);
 	assert_string_equal(evs[i++].text, "t2");
 	e = &evs[i++];
@@ -432,6 +507,20 @@ static void test_binary_round_trip(void **state)
 	assert_int_equal(e->stats.heap_size, sizeof(arena));
 	assert_int_equal(i, nev);
 	assert_int_equal(count_type(HTR_EV_LOSS) + count_type(HTR_EV_BAD_INPUT), 0);
+	/* Every record type went out, in the form expected. */
+	assert_int_equal(count_wire(HTR_WIRE_ALLOC, 0), 3); /* 40, the failed 1 MiB, the first c.c:1 */
+	assert_int_equal(count_wire(HTR_WIRE_ALLOC_AGAIN, 0), 2);
+	assert_int_equal(count_wire(HTR_WIRE_FREE, 0), 4);
+	assert_int_equal(count_wire(HTR_WIRE_FREE_AGAIN, 0), 2);
+	assert_int_equal(count_wire(HTR_WIRE_CALLOC, 0), 1);
+	assert_int_equal(count_wire(HTR_WIRE_REALLOC, 0), 2);
+	assert_int_equal(count_wire(HTR_WIRE_EXT, HTR_WIRE_X_INIT), 1);
+	assert_int_equal(count_wire(HTR_WIRE_EXT, HTR_WIRE_X_MARK), 2);
+	assert_int_equal(count_wire(HTR_WIRE_EXT, HTR_WIRE_X_CHECK), 2);
+	assert_int_equal(count_wire(HTR_WIRE_EXT, HTR_WIRE_X_MISUSE), 2);
+	assert_int_equal(count_wire(HTR_WIRE_EXT, HTR_WIRE_X_ALLOC), 2);
+	assert_int_equal(count_wire(HTR_WIRE_EXT, HTR_WIRE_X_PERSIST), 1);
+	assert_true(count_wire(HTR_WIRE_EXT, HTR_WIRE_X_SITE) >= 4);
 	/* One 1-frame stack per distinct caller PC. */
 	uint64_t pcs[64];
 	unsigned npcs = 0;
@@ -494,6 +583,50 @@ static void test_binary_bytes_per_event(void **state)
 	print_message("text: %.2f B/event\n", (double)out_len / 2001.0);
 }
 
+/* A site used again and again is named once per HTR_WIRE_AGAIN_RUN + 1
+ * records of a kind, so a decoder that lost it knows it again soon. */
+static void test_binary_site_again(void **state)
+{
+	(void)state;
+	board(HTR_BOARD_BINARY, 0);
+	void *p[20];
+	for (int i = 0; i < 20; i++)
+		p[i] = malloc_here(16);
+	for (int i = 0; i < 20; i++)
+		free_here(p[i]);
+	assert_int_equal(count_wire(HTR_WIRE_ALLOC, 0), 3);
+	assert_int_equal(count_wire(HTR_WIRE_ALLOC_AGAIN, 0), 17);
+	assert_int_equal(count_wire(HTR_WIRE_FREE, 0), 3);
+	assert_int_equal(count_wire(HTR_WIRE_FREE_AGAIN, 0), 17);
+	/* Cut the first free, which named its site, and the one after: the
+	 * next frees have no site until it is named again. */
+	size_t frame[64], nframes = 0;
+	for (size_t i = 0; i < out_len; i++)
+		if (out[i] == 0 && i + 1 < out_len)
+			frame[nframes++] = i + 1; /* where each frame after the sync byte starts */
+	/* frames: INIT, SITE a, 20 allocs, SITE b, 20 frees */
+	assert_int_equal(nframes, 43);
+	static uint8_t cut[4096];
+	size_t n = frame[23];
+	memcpy(cut, out, n);
+	memcpy(cut + n, out + frame[25], out_len - frame[25]);
+	decode(cut, n + out_len - frame[25], 5);
+	assert_int_equal(total_loss(), 2);
+	assert_int_equal(count_type(HTR_EV_BAD_INPUT), 0);
+	size_t unsited = 0, frees = 0;
+	for (size_t i = 0; i < nev; i++) {
+		if (evs[i].type != HTR_EV_FREE)
+			continue;
+		frees++;
+		if (evs[i].file[0] == '\0')
+			unsited++;
+		else
+			assert_int_equal(evs[i].line, 2);
+	}
+	assert_int_equal(frees, 18);
+	assert_int_equal(unsited, 7); /* the rest of the first run of 8 */
+}
+
 static void test_binary_drops_and_long_gaps(void **state)
 {
 	(void)state;
@@ -508,6 +641,11 @@ static void test_binary_drops_and_long_gaps(void **state)
 	decode(out, out_len, 64);
 	assert_int_equal(total_loss(), 5);
 	assert_int_equal(count_type(HTR_EV_BAD_INPUT), 0);
+	/* The target knew of the loss: no record after it leans on a site
+	 * named in a lost one. */
+	for (size_t i = 0; i < nev; i++)
+		if (evs[i].type == HTR_EV_ALLOC || evs[i].type == HTR_EV_FREE)
+			assert_string_equal(evs[i].file, "app/churn.c");
 	/* 100 transport writes refused in a row, no checkpoint: the 5-bit gap
 	 * shows the loss mod 32, the drop record the rest, once. */
 	board(HTR_BOARD_BINARY, 0);
@@ -574,6 +712,7 @@ static void test_binary_cut_stream(void **state)
 		memcpy(cut, whole, cut_at);
 		memcpy(cut + cut_at, whole + cut_at + cut_len, n - cut_at - cut_len);
 		decode(cut, n - cut_len, 97);
+		size_t unsited = 0;
 		/* Records whose frame overlaps [cut_at, cut_at + cut_len) are gone;
 		 * the frame the cut ran into may merge with the next one and fail
 		 * its CRC, losing that one too. */
@@ -588,7 +727,10 @@ static void test_binary_cut_stream(void **state)
 				i_last = i;
 			}
 		}
-		uint64_t lost = total_loss();
+		uint64_t lost = total_loss(), last_lost = 0;
+		for (size_t i = 0; i < nev; i++)
+			if (evs[i].type == HTR_EV_LOSS)
+				last_lost = evs[i].seq + evs[i].count - 1u;
 		assert_true(lost == touched || lost == touched + 1);
 		assert_true(count_type(HTR_EV_BAD_INPUT) <= 1);
 		/* Nothing from the lost range, everything else intact. */
@@ -603,10 +745,35 @@ static void test_binary_cut_stream(void **state)
 			assert_int_equal(evs[i].type, all[j].type);
 			assert_int_equal(evs[i].ptr, all[j].ptr);
 			assert_int_equal(evs[i].size, all[j].size);
+			/* A record that named its site by "as before" may have lost
+			 * the one that named it, in the few after the cut. */
+			if (evs[i].file[0] == '\0') {
+				unsited++;
+				assert_true(evs[i].seq <= last_lost + HTR_WIRE_RECENT * HTR_WIRE_AGAIN_RUN);
+			} else {
+				assert_string_equal(evs[i].file, all[j].file);
+				assert_int_equal(evs[i].line, all[j].line);
+			}
 		}
+		assert_true(unsited <= 2 * HTR_WIRE_AGAIN_RUN);
 		/* Every record is either decoded or counted lost. */
 		assert_int_equal(count_type(HTR_EV_ALLOC) + count_type(HTR_EV_FREE) + lost, 400);
 	}
+}
+
+/* The captured stream with ins and a delimiter put in at the first frame
+ * boundary from the middle on. Returns the length. */
+static size_t splice_mid(uint8_t *dst, const uint8_t *ins, size_t ins_len)
+{
+	size_t half = out_len / 2;
+	while (out[half - 1] != 0)
+		half++;
+	memcpy(dst, out, half);
+	memcpy(dst + half, ins, ins_len);
+	size_t m = half + ins_len;
+	dst[m++] = 0;
+	memcpy(dst + m, out + half, out_len - half);
+	return m + out_len - half;
 }
 
 static void test_binary_garbage(void **state)
@@ -629,21 +796,23 @@ static void test_binary_garbage(void **state)
 	board(HTR_BOARD_BINARY, 16);
 	churn(50);
 	static uint8_t mixed[1 << 17];
-	size_t m = 0, half = out_len / 2;
-	while (out[half - 1] != 0)
-		half++;
-	memcpy(mixed, out, half);
-	m = half;
-	memcpy(mixed + m, noise, 4000);
-	m += 4000;
-	mixed[m++] = 0;
-	memcpy(mixed + m, out + half, out_len - half);
-	m += out_len - half;
-	decode(mixed, m, 1000);
+	decode(mixed, splice_mid(mixed, noise, 4000), 1000);
 	assert_int_equal(count_type(HTR_EV_ALLOC), 50);
 	assert_int_equal(count_type(HTR_EV_FREE), 50);
 	assert_int_equal(total_loss(), 0);
 	assert_true(count_type(HTR_EV_BAD_INPUT) > 0);
+	/* A frame that passes the CRC but not its record's shape (a cut
+	 * varint) is bad input and takes no sequence number: nothing is
+	 * counted lost around it. */
+	board(HTR_BOARD_BINARY, 0);
+	churn(10);
+	uint8_t rec[3] = {HTR_WIRE_FREE << HTR_WIRE_SEQ_BITS | 7u, 0x85, 0}, frame[8];
+	rec[2] = htr_wire_crc8(rec, 2);
+	decode(mixed, splice_mid(mixed, frame, htr_wire_cobs_encode(rec, 3, frame)), 7);
+	assert_int_equal(count_type(HTR_EV_BAD_INPUT), 1);
+	assert_int_equal(count_type(HTR_EV_ALLOC), 10);
+	assert_int_equal(count_type(HTR_EV_FREE), 10);
+	assert_int_equal(total_loss(), 0);
 	/* Text fed to the binary decoder is bad input too. */
 	const char *text = "==MP alloc;16;0x20000100;a.c:1;seq=1;pc=0x10\n";
 	decode((const uint8_t *)text, strlen(text), 5);
@@ -823,6 +992,7 @@ int main(void)
 		cmocka_unit_test(test_text_drops),
 		cmocka_unit_test(test_binary_round_trip),
 		cmocka_unit_test(test_binary_bytes_per_event),
+		cmocka_unit_test(test_binary_site_again),
 		cmocka_unit_test(test_binary_drops_and_long_gaps),
 		cmocka_unit_test(test_binary_cut_stream),
 		cmocka_unit_test(test_binary_garbage),

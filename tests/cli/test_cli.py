@@ -10,6 +10,7 @@ import tempfile
 import unittest
 
 HEAPTRAIL = os.environ.get("HEAPTRAIL", "")
+TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools")
 
 
 def heaptrail(*args: str) -> subprocess.CompletedProcess[str]:
@@ -49,6 +50,71 @@ class BadUsage(unittest.TestCase):
                 handle.write("just some text\n" * 300)
             self.assert_one_line(("dump", text), "notes.txt: not a heaptrail trace (bad magic at offset 0)")
             self.assert_one_line(("pack", text), "notes.txt")
+
+
+class StartUp(unittest.TestCase):
+    """Every `heaptrail report` in CI pays the start-up: a named subcommand
+    imports its own module only, and nothing heavy it does not use."""
+
+    def modules_after(self, argv: list[str]) -> set[str]:
+        code = (
+            "import sys\n"
+            f"sys.path.insert(0, {TOOLS!r})\n"
+            "from heaptrail import cli\n"
+            f"cli.build_parser(cli._named_command({argv!r})).parse_args({argv!r})\n"
+            "print('\\n'.join(sys.modules))\n"
+        )
+        r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60,
+                           check=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return set(r.stdout.split())
+
+    def test_report_imports_only_report(self) -> None:
+        mods = self.modules_after(["report", "--format", "json", "trace.htr"])
+        self.assertIn("heaptrail.report_cmd", mods)
+        for other in ("run", "diff", "capture", "pack", "dump"):
+            self.assertNotIn(f"heaptrail.{other}_cmd", mods)
+        for heavy in ("dataclasses", "inspect", "typing", "shutil", "subprocess", "xml.etree.ElementTree", "hashlib", "socket"):
+            self.assertNotIn(heavy, mods)
+
+    @unittest.skipUnless(HEAPTRAIL and os.path.exists(HEAPTRAIL), "no build/heaptrail launcher")
+    def test_help_still_lists_every_subcommand(self) -> None:
+        r = heaptrail("--help")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for name in ("run", "report", "diff", "capture", "pack", "dump"):
+            self.assertRegex(r.stdout, rf"\n    {name}\s")
+
+    def test_records_behave_like_dataclasses(self) -> None:
+        sys.path.insert(0, TOOLS)
+        from heaptrail.records import record
+
+        @record(frozen=True)
+        class Point:
+            x: int
+            y: int = 0
+
+        @record()
+        class Box:
+            name: str
+            size: int = 1
+
+        self.assertEqual(Point(1), Point(x=1, y=0))
+        self.assertNotEqual(Point(1), Point(1, 2))
+        self.assertEqual(len({Point(1, 2), Point(1, 2)}), 1)
+        self.assertEqual(repr(Point(1, 2)), "Point(x=1, y=2)")
+        with self.assertRaises(AttributeError):
+            Point(1).x = 2  # type: ignore[misc]
+        box = Box("a")
+        box.size = 3
+        self.assertEqual(box, Box("a", 3))
+        with self.assertRaises(TypeError):
+            hash(box)
+        with self.assertRaises(TypeError):
+            Box()  # type: ignore[call-arg]
+        with self.assertRaises(TypeError):
+            Box("a", 1, 2)  # type: ignore[call-arg]
+        with self.assertRaises(TypeError):
+            Box("a", name="b")  # type: ignore[misc]
 
 
 if __name__ == "__main__":

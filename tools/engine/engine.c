@@ -52,6 +52,11 @@ static char *xstrdup(const char *s)
 		}                                                                  \
 	} while (0)
 
+/* The per-event path (eng_event and what it calls for an allocation or a
+ * free) is a handful of small steps; as separate calls their prologues and
+ * reloads of the engine's state cost as much as their work. */
+#define HOT static inline __attribute__((always_inline))
+
 static inline uint64_t mix64(uint64_t x)
 {
 	x ^= x >> 33;
@@ -62,22 +67,22 @@ static inline uint64_t mix64(uint64_t x)
 
 /* ---- live blocks ------------------------------------------------------ */
 
-enum { BLK_PERSISTENT = 1 };
-
 /* valground keeps a failed allocation (ptr 0x0) in its table like any
  * block; in compatibility mode it lives in ours under this key, which no
  * allocator returns. */
 #define FAILED_KEY UINT64_MAX
 
+/* 32 bytes, two to a cache line: the live table is the engine's one
+ * random access per event. */
 struct block {
 	uint64_t ptr; /* 0: empty slot (failed allocations are never live) */
 	uint64_t size;
 	uint64_t order; /* engine event number of the allocation */
 	uint32_t agg;
-	uint32_t seg;
-	uint32_t flags;
-	uint32_t pad;
+	uint32_t seg : 31;
+	uint32_t persistent : 1;
 };
+_Static_assert(sizeof(struct block) == 32, "a live block is half a cache line");
 
 struct live_table {
 	struct block *slots;
@@ -97,7 +102,7 @@ static inline size_t live_home(const struct live_table *t, uint64_t ptr)
 	return (size_t)mix64(ptr) & t->mask;
 }
 
-static struct block *live_find(struct live_table *t, uint64_t ptr)
+HOT struct block *live_find(struct live_table *t, uint64_t ptr)
 {
 	size_t i = live_home(t, ptr);
 	for (;;) {
@@ -113,7 +118,7 @@ static struct block *live_find(struct live_table *t, uint64_t ptr)
 static void live_grow(struct live_table *t);
 
 /* Returns the slot for ptr, filled with ptr; *fresh says whether it was new. */
-static struct block *live_put(struct live_table *t, uint64_t ptr, bool *fresh)
+HOT struct block *live_put(struct live_table *t, uint64_t ptr, bool *fresh)
 {
 	if ((t->count + 1) * 10 > (t->mask + 1) * 7)
 		live_grow(t);
@@ -151,7 +156,7 @@ static void live_grow(struct live_table *t)
 
 /* Backward-shift deletion keeps probe chains intact without tombstones, so
  * a long trace of alloc/free pairs never degrades the table. */
-static void live_remove(struct live_table *t, struct block *b)
+HOT void live_remove(struct live_table *t, struct block *b)
 {
 	size_t i = (size_t)(b - t->slots);
 	size_t j = i;
@@ -468,7 +473,7 @@ static inline void agg_touch(struct engine *e, struct agg *a)
 
 /* ---- timeline --------------------------------------------------------- */
 
-static void timeline_note(struct engine *e)
+HOT void timeline_note(struct engine *e)
 {
 	uint64_t bytes = e->p->cur_bytes;
 	if (e->tl_fill == 0) {
@@ -559,7 +564,7 @@ static inline void hist_add(struct engine *e, uint64_t size)
 	e->hist[size ? 64 - __builtin_clzll(size) : 0]++;
 }
 
-static void count_alloc(struct engine *e, uint32_t agg, uint64_t size, bool failed)
+HOT void count_alloc(struct engine *e, uint32_t agg, uint64_t size, bool failed)
 {
 	struct agg *a = &e->aggs[agg];
 	struct segment *s = &e->segs[e->cur_seg];
@@ -579,7 +584,7 @@ static void count_alloc(struct engine *e, uint32_t agg, uint64_t size, bool fail
 	}
 }
 
-static void block_start(struct engine *e, uint64_t ptr, uint64_t size, uint32_t agg)
+HOT void block_start(struct engine *e, uint64_t ptr, uint64_t size, uint32_t agg)
 {
 	struct process *p = e->p;
 	bool fresh;
@@ -598,7 +603,7 @@ static void block_start(struct engine *e, uint64_t ptr, uint64_t size, uint32_t 
 	b->order = e->order;
 	b->agg = agg;
 	b->seg = e->cur_seg;
-	b->flags = 0;
+	b->persistent = 0;
 	struct agg *a = &e->aggs[agg];
 	agg_touch(e, a);
 	a->live_blocks++;
@@ -624,7 +629,7 @@ static void block_start(struct engine *e, uint64_t ptr, uint64_t size, uint32_t 
 	}
 }
 
-static void block_end(struct engine *e, struct block *b, bool temporary_check)
+HOT void block_end(struct engine *e, struct block *b, bool temporary_check)
 {
 	struct process *p = e->p;
 	struct agg *a = &e->aggs[b->agg];
@@ -640,7 +645,7 @@ static void block_end(struct engine *e, struct block *b, bool temporary_check)
 	live_remove(&e->live, b);
 }
 
-static void remember_free(struct engine *e, uint64_t ptr, uint32_t agg, uint32_t stack, uint32_t site)
+HOT void remember_free(struct engine *e, uint64_t ptr, uint32_t agg, uint32_t stack, uint32_t site)
 {
 	/* Host traces carry the recorder's verdicts with all their stacks;
 	 * only logs that the engine judges itself need the cache. */
@@ -722,7 +727,7 @@ static void account_live(struct engine *e, bool all_unknown, bool shrink)
 			continue;
 		struct agg *a = &e->aggs[b->agg];
 		struct seg_leak *l = seg_leak_get(e, b->seg, b->agg);
-		if (b->flags & BLK_PERSISTENT) {
+		if (b->persistent) {
 			a->persistent_blocks++;
 			a->persistent_bytes += b->size;
 			l->persistent_blocks++;
@@ -835,7 +840,7 @@ void eng_end_input(struct engine *e)
 
 /* ---- the sink ----------------------------------------------------------- */
 
-static uint32_t alloc_agg(struct engine *e, const struct htr_event *ev)
+HOT uint32_t alloc_agg(struct engine *e, const struct htr_event *ev)
 {
 	size_t slot = (ev->stack * 31u + ev->site) & 1023u;
 	if (e->agg_cache[slot].valid && e->agg_cache[slot].stack == ev->stack && e->agg_cache[slot].site == ev->site)
@@ -867,7 +872,7 @@ static void vg_failed_alloc(struct engine *e, uint64_t size, uint32_t agg)
 	e->last_alloc_ptr = 0;
 }
 
-static void on_alloc(struct engine *e, const struct htr_event *ev)
+HOT void on_alloc(struct engine *e, const struct htr_event *ev)
 {
 	uint32_t agg = alloc_agg(e, ev);
 	count_alloc(e, agg, ev->size, ev->ptr == 0);
@@ -878,7 +883,7 @@ static void on_alloc(struct engine *e, const struct htr_event *ev)
 	timeline_note(e);
 }
 
-static void on_free(struct engine *e, const struct htr_event *ev)
+HOT void on_free(struct engine *e, const struct htr_event *ev)
 {
 	uint64_t key = ev->ptr == 0 && e->vg_compat ? FAILED_KEY : ev->ptr;
 	struct block *b = key ? live_find(&e->live, key) : NULL;
@@ -926,7 +931,7 @@ static void on_realloc(struct engine *e, const struct htr_event *ev)
 	struct block *b = live_find(&e->live, ev->ptr);
 	bool was_persistent = false;
 	if (b) {
-		was_persistent = b->flags & BLK_PERSISTENT;
+		was_persistent = b->persistent;
 		e->frees++;
 		e->segs[e->cur_seg].frees++;
 		uint32_t agg = b->agg;
@@ -941,7 +946,7 @@ static void on_realloc(struct engine *e, const struct htr_event *ev)
 		block_start(e, ev->ptr2, ev->size, agg);
 		if (was_persistent) {
 			struct block *nb = live_find(&e->live, ev->ptr2);
-			nb->flags |= BLK_PERSISTENT;
+			nb->persistent = 1;
 		}
 	}
 	timeline_note(e);
@@ -1121,7 +1126,7 @@ int eng_event(void *ctx, const struct htr_event *ev)
 		struct block *b = live_find(&e->live, ev->ptr);
 		e->persist_marks++;
 		if (b)
-			b->flags |= BLK_PERSISTENT;
+			b->persistent = 1;
 		break;
 	}
 	case HTR_EV_MARKER:

@@ -5,7 +5,10 @@ not fail the run unless it grew past the bytes recorded for it."""
 from __future__ import annotations
 
 import json
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
 
 from .errors import InputError
 from .model import Report

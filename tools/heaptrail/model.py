@@ -4,18 +4,20 @@ the engine output and rendering stay apart."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Optional, Sequence
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any, Optional, Sequence
 
+from .records import record
 from .symbols import Frame, ProcessSymbols, Symbolizer
 
-KINDS = ("leak", "double-free", "invalid-free", "mismatch", "lost-data")
+KINDS = ("leak", "double-free", "invalid-free", "mismatch", "lost-data", "empty")
 DEFAULT_FAIL_ON = ("leak", "double-free", "invalid-free", "mismatch")
 PEAK_CONTRIBUTORS = 10
 TOP_ALLOCATORS = 10
 
 
-@dataclasses.dataclass
+@record()
 class Leak:
     bytes: int
     blocks: int
@@ -47,7 +49,7 @@ class Leak:
         return out
 
 
-@dataclasses.dataclass
+@record()
 class FreeError:
     kind: str
     count: int
@@ -86,7 +88,7 @@ class FreeError:
         return out
 
 
-@dataclasses.dataclass
+@record()
 class SiteStat:
     """An allocation site with a figure: peak share, persistent, top."""
 
@@ -106,7 +108,7 @@ class SiteStat:
         }
 
 
-@dataclasses.dataclass
+@record()
 class Segment:
     name: str
     kind: str
@@ -151,7 +153,7 @@ class Segment:
         }
 
 
-@dataclasses.dataclass
+@record()
 class Report:
     summary: dict[str, Any]
     leaks: list[Leak]
@@ -169,6 +171,8 @@ class Report:
     histogram: list[dict[str, int]]
     timeline: list[dict[str, int]]
     fail_on: tuple[str, ...] = DEFAULT_FAIL_ON
+    # Inputs that hold no heap activity at all (see empty_input()).
+    empty_inputs: tuple[str, ...] = ()
 
     def active_leaks(self) -> list[Leak]:
         return [leak for leak in self.leaks if not leak.suppressed and not leak.baselined]
@@ -185,6 +189,7 @@ class Report:
         lost = sum(int(i.get("lost_events", 0)) for i in self.inputs)
         incomplete = sum(1 for i in self.inputs if not i.get("complete", True))
         counts["lost-data"] = lost + incomplete
+        counts["empty"] = len(self.empty_inputs)
         return counts
 
     def failed(self) -> bool:
@@ -212,6 +217,16 @@ class Report:
             "fail_on": list(self.fail_on),
             "failed": self.failed(),
         }
+
+
+def empty_input(heap_events: int, lost_events: int, fork_child: bool) -> bool:
+    """An input in which nothing at all was seen of the heap: no allocation,
+    free, realloc or free error, and no report of lost events either (that
+    is lost-data). A CI gate that passes on it passes on a broken capture
+    (the program was not traced, the log was not captured, the wrong file).
+    A fork child's trace is part of its parent's run: a child that made no
+    allocation before exec (what a shell does) is not an empty capture."""
+    return heap_events == 0 and lost_events == 0 and not fork_child
 
 
 def finding_key(site: Optional[str], stack: Sequence[Frame]) -> str:
@@ -377,6 +392,9 @@ def build_report(data: dict[str, Any], sym: Optional[Symbolizer] = None) -> Repo
             "check_mismatches": h.get("check_mismatches", 0),
         }
 
+    heap_events: dict[int, int] = {}
+    for s in segs:
+        heap_events[s["process"]] = heap_events.get(s["process"], 0) + s["allocations"] + s["frees"] + s["free_errors"]
     inputs = [
         {
             "path": i["path"],
@@ -386,9 +404,16 @@ def build_report(data: dict[str, Any], sym: Optional[Symbolizer] = None) -> Repo
             "stopped_at": i["stopped_at"],
             "lost_events": i["lost_events"],
             "events": i["events"],
+            "heap_events": heap_events.get(i["process"], 0),
         }
         for i in data.get("inputs", [])
     ]
+    fork_child = {p["index"]: bool(p.get("fork_child")) for p in procs}
+    empty_inputs = tuple(
+        i["path"]
+        for i in data.get("inputs", [])
+        if empty_input(heap_events.get(i["process"], 0), i["lost_events"], fork_child.get(i["process"], False))
+    )
     processes = [
         {k: p[k] for k in ("index", "pid", "ppid", "parent_pid", "fork_child", "exe", "args", "end_status", "peak_bytes", "origin")}
         for p in procs
@@ -441,6 +466,7 @@ def build_report(data: dict[str, Any], sym: Optional[Symbolizer] = None) -> Repo
         processes=processes,
         histogram=histogram,
         timeline=timeline,
+        empty_inputs=empty_inputs,
     )
 
 

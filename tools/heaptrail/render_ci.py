@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
-from typing import Any, Optional, Sequence
+
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any, Optional, Sequence
 
 from . import __version__
 from .model import FreeError, Leak, Report
@@ -17,6 +19,7 @@ RULES = {
     "invalid-free": "free() of a pointer no allocator returned.",
     "mismatch": "A block was freed through the wrong family (new/delete/free).",
     "lost-data": "Events were lost; results may be incomplete.",
+    "empty": "An input holds no heap events: nothing was checked (a broken capture?).",
 }
 
 
@@ -44,6 +47,8 @@ def _error_message(err: FreeError) -> str:
 def render_junit(report: Report) -> str:
     """One testsuite; a testcase per segment (test) when the input has them,
     else one for the whole run, each failing with its findings."""
+    import xml.etree.ElementTree as ET  # only JUnit needs it: kept off start-up
+
     suites = ET.Element("testsuites", name="heaptrail")
     suite = ET.SubElement(suites, "testsuite", name="heaptrail")
     cases: list[tuple[str, list[tuple[str, str, str]]]] = []
@@ -69,6 +74,8 @@ def render_junit(report: Report) -> str:
         cases = [("heap", findings)]
     if "lost-data" in report.fail_on and report.findings()["lost-data"]:
         cases.append(("lost-data", [("lost-data", f"{report.summary['lost_events']} events lost", "")]))
+    if "empty" in report.fail_on and report.empty_inputs:
+        cases.append(("empty", [("empty", f"{path}: no heap events", "") for path in report.empty_inputs]))
     failures = 0
     for name, findings in cases:
         case = ET.SubElement(suite, "testcase", classname="heaptrail", name=name)
@@ -122,6 +129,8 @@ def render_sarif(report: Report) -> str:
         add("leak", _leak_message(leak), leak.site, leak.stack, leak.key())
     for err in report.active_errors():
         add(err.kind, _error_message(err), err.site, err.stack, err.key())
+    for path in report.empty_inputs:
+        add("empty", f"{path}: no heap events: nothing was checked", None, [], "empty " + path)
     doc = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",

@@ -3,7 +3,9 @@ words a valgrind user already knows."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Optional, Sequence
 
 from .model import Leak, Report
 from .symbols import Frame
@@ -88,8 +90,9 @@ def render(report: Report, quiet: bool = False, colour: bool = False) -> str:
         line = f"  input: {i['path']} ({i['format']}, {i['events']:,} events)"
         if i.get("stopped_at"):
             line += f" -- stopped at offset {i['stopped_at']['offset']}: {i['stopped_at']['reason']}"
-        if not i["events"]:
+        if i["path"] in report.empty_inputs:
             line += " -- no heap events in it (was heap tracing or memory profiling on?)"
+            line = st.bad(line) if "empty" in report.fail_on else line
         out.append(line)
     out.append(f"  total heap usage: {s['allocations']:,} allocs, {s['frees']:,} frees, {human(s['total_bytes'])} allocated")
     if s["failed_allocations"]:

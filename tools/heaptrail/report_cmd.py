@@ -8,15 +8,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Optional
 
-from . import baseline, suppress
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+from . import suppress
 from .engine import FORMATS, run_engine
 from .errors import UsageError
 from .model import DEFAULT_FAIL_ON, KINDS, Report, build_report, parse_fail_on
-from .render_ci import render_json, render_junit, render_sarif
-from .render_text import render as render_text
 from .symbols import Symbolizer
+
+# The baseline and the renderers are imported where used: each run needs
+# one renderer, and start-up is part of every CI step's cost.
 
 
 def add_symbol_options(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +37,8 @@ def register(subparsers: Any) -> None:
         "report",
         help="analyse traces or logs and report leaks, free errors and peak",
         description="Analyse host traces, board logs, valground ==MP logs or glibc mtrace logs. "
-        "Exit status: 0 clean, 1 findings (see --fail-on), 2 bad usage or unreadable input.",
+        "Exit status: 0 clean, 1 findings (see --fail-on), 2 bad usage or unreadable input. "
+        "An input with no heap events is reported on stderr; --fail-on empty makes it fail the run.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="trace files (a parent and its children together) or logs")
@@ -92,7 +97,10 @@ def run(args: argparse.Namespace, paths: Any) -> int:
     rules = [] if args.no_default_suppressions else suppress.default_rules()
     for path in args.suppressions:
         rules.extend(suppress.load(path))
-    accepted = baseline.load(args.baseline) if args.baseline else None
+    accepted = None
+    if args.baseline or args.write_baseline:
+        from . import baseline
+        accepted = baseline.load(args.baseline) if args.baseline else None
     report = analyse(args, paths, args.inputs, args.input_format)
     report.fail_on = fail_on
     if rules:
@@ -101,16 +109,28 @@ def run(args: argparse.Namespace, paths: Any) -> int:
         baseline.write(report, args.write_baseline)
     if accepted is not None:
         baseline.apply(report, accepted)
-    if args.format == "json":
-        text = render_json(report)
-    elif args.format == "junit":
-        text = render_junit(report)
-    elif args.format == "sarif":
-        text = render_sarif(report)
+    if args.format in ("json", "junit", "sarif"):
+        from . import render_ci
+        render = {"json": render_ci.render_json, "junit": render_ci.render_junit, "sarif": render_ci.render_sarif}
+        text = render[args.format](report)
     else:
+        from .render_text import render as render_text
+
         colour = args.color == "always" or (
             args.color == "auto" and want_colour("auto", sys.stdout, bool(args.output))
         )
         text = render_text(report, quiet=args.quiet, colour=colour)
     emit(text, args.output)
+    warn_empty(report)
     return 1 if report.failed() else 0
+
+
+def warn_empty(report: Report) -> None:
+    """An input with no heap events passes every other gate: say so on
+    stderr whatever the format, so a broken capture does not go unseen in a
+    green CI log. --fail-on empty makes it fail the run."""
+    gate = "empty" in report.fail_on
+    for path in report.empty_inputs:
+        what = "error" if gate else "warning"
+        then = "the run fails (--fail-on empty)" if gate else "add --fail-on empty to fail the run on this"
+        print(f"heaptrail report: {what}: {path}: no heap events: nothing was checked; {then}", file=sys.stderr)

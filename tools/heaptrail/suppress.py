@@ -9,11 +9,14 @@ matches "src/a.c:10"). `#` starts a comment."""
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
-from typing import Iterable, Optional, Sequence
+
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Iterable, Optional, Sequence
 
 from .errors import InputError
+from .records import record
 from .symbols import Frame
 
 KINDS = ("leak", "site", "double-free", "invalid-free", "mismatch")
@@ -24,7 +27,7 @@ KINDS = ("leak", "site", "double-free", "invalid-free", "mismatch")
 DEFAULT_RULES_TEXT = ("leak:_IO_file_doallocate", "leak:_dl_allocate_tls")
 
 
-@dataclasses.dataclass(frozen=True)
+@record(frozen=True)
 class Rule:
     kind: str
     pattern: str

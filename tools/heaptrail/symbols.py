@@ -10,18 +10,20 @@ Missing files or debug info give "module+0xOFFSET", never an error.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
-import shutil
-import subprocess
-from typing import Iterable, Optional, Sequence
+import zlib
+
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Optional, Sequence
+
+from .records import record
 
 BATCH = 2000  # addresses per addr2line command line
 
 
-@dataclasses.dataclass(frozen=True)
+@record(frozen=True)
 class Frame:
     addr: str
     function: Optional[str] = None
@@ -52,7 +54,7 @@ class Frame:
         return f"{name}{where}"
 
 
-@dataclasses.dataclass
+@record()
 class Module:
     path: str
     base: int
@@ -62,11 +64,15 @@ class Module:
 
 
 # Part of every cache key: bump it when what a cached lookup holds changes
-# (2: file paths normalised), so old entries are not served.
-CACHE_FORMAT = 2
+# (2: file paths normalised; 3: named by CRC, holding their key), so old
+# entries are not served.
+CACHE_FORMAT = 3
+CACHE_KEY = "key"  # the entry holding the file's key; lookups are "0x..." entries
 
 
 def _find_tool(names: Sequence[str]) -> Optional[str]:
+    import shutil  # only when there is something to look up
+
     for name in names:
         found = shutil.which(name)
         if found:
@@ -128,13 +134,19 @@ class Symbolizer:
         self.debug_dirs = list(debug_dirs) + ["/usr/lib/debug"]
         self.elf = elf
         self.enabled = enabled
-        self.tool = _find_tool(["eu-addr2line", "addr2line"])
-        self.arm_tool = _find_tool(["eu-addr2line", "arm-none-eabi-addr2line", "addr2line"])
+        self._tools: dict[bool, Optional[str]] = {}
         if cache_dir is None:
             base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
             cache_dir = os.path.join(base, "heaptrail", "symbols")
         self.cache_dir = cache_dir if os.environ.get("HTR_NO_SYMBOL_CACHE") is None else None
         self._memo: dict[tuple[str, int], list[tuple[Optional[str], Optional[str], Optional[int]]]] = {}
+
+    def addr2line(self, arm: bool = False) -> Optional[str]:
+        """The addr2line to run (PATH is searched once, when first needed)."""
+        if arm not in self._tools:
+            names = ["eu-addr2line", "arm-none-eabi-addr2line", "addr2line"] if arm else ["eu-addr2line", "addr2line"]
+            self._tools[arm] = _find_tool(names)
+        return self._tools[arm]
 
     # -- file lookup ---------------------------------------------------
     def _debug_file(self, build_id: str) -> Optional[str]:
@@ -165,7 +177,10 @@ class Symbolizer:
         return None
 
     # -- lookups -------------------------------------------------------
-    def _cache_path(self, path: str) -> Optional[str]:
+    def _cache_entry(self, path: str) -> Optional[tuple[str, str]]:
+        """The cache file for path and the key it must hold. Named by two
+        checksums of the key (zlib: hashlib's OpenSSL costs more start-up
+        than a whole cached lookup); the key inside settles a clash."""
         if not self.cache_dir:
             return None
         try:
@@ -173,21 +188,28 @@ class Symbolizer:
         except OSError:
             return None
         key = f"{CACHE_FORMAT}\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}"
-        return os.path.join(self.cache_dir, hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+        raw = key.encode("utf-8", "surrogateescape")
+        name = f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}{len(raw):04x}.json"
+        return os.path.join(self.cache_dir, name), key
 
     def lookup(self, path: str, offsets: Iterable[int], arm: bool = False) -> None:
         """Resolves offsets in path into the memo, one process per batch."""
         wanted = sorted({o for o in offsets if (path, o) not in self._memo})
         if not wanted:
             return
-        cache_file = self._cache_path(path)
-        cached: dict[str, list[list[object]]] = {}
-        if cache_file and os.path.isfile(cache_file):
+        entry = self._cache_entry(path)
+        cache_file = entry[0] if entry else None
+        cached: dict[str, Any] = {}
+        if entry and os.path.isfile(entry[0]):
             try:
-                with open(cache_file, encoding="utf-8") as handle:
+                with open(entry[0], encoding="utf-8") as handle:
                     cached = json.load(handle)
             except (OSError, ValueError):
                 cached = {}
+            if not isinstance(cached, dict) or cached.get(CACHE_KEY) != entry[1]:
+                cached = {}  # another file's lookups under the same name
+        if entry:
+            cached[CACHE_KEY] = entry[1]
         missing = []
         for off in wanted:
             hit = cached.get(hex(off))
@@ -195,8 +217,10 @@ class Symbolizer:
                 self._memo[(path, off)] = [(f, fi, ln) for f, fi, ln in hit]  # type: ignore[misc]
             else:
                 missing.append(off)
-        tool = self.arm_tool if arm else self.tool
+        tool = self.addr2line(arm) if missing else None
         if missing and tool:
+            import subprocess  # only when addr2line must run: kept off start-up
+
             for i in range(0, len(missing), BATCH):
                 chunk = missing[i : i + BATCH]
                 try:
