@@ -37,6 +37,24 @@ struct shard {
 
 static struct shard shards[SHARDS] __attribute__((aligned(64)));
 
+/* The shard lock, none while the process is single-threaded (see
+ * htr_single_threaded). The flag can only change inside pthread_create on
+ * this thread, never between a lock and its unlock; the result is kept
+ * anyway so that they always pair. */
+static inline bool shard_lock(struct shard *s)
+{
+	if (htr_single_threaded())
+		return false;
+	htr_spin_lock(&s->lock);
+	return true;
+}
+
+static inline void shard_unlock(struct shard *s, bool locked)
+{
+	if (locked)
+		htr_spin_unlock(&s->lock);
+}
+
 static inline uint64_t mix(uint64_t x)
 {
 	x ^= x >> 33;
@@ -131,11 +149,11 @@ void htr_live_insert(const struct htr_live_entry *e)
 {
 	uint64_t h;
 	struct shard *s = shard_of(e->ptr, &h);
-	htr_spin_lock(&s->lock);
+	bool locked = shard_lock(s);
 	if ((s->count + 1) * 2 > s->capacity && !grow(s) && s->count + 1 >= s->capacity) {
 		/* Out of memory for the table: the block is simply not tracked;
 		 * its free will read as invalid. Better than corrupting. */
-		htr_spin_unlock(&s->lock);
+		shard_unlock(s, locked);
 		return;
 	}
 	int64_t at = find(s, e->ptr, h);
@@ -145,7 +163,7 @@ void htr_live_insert(const struct htr_live_entry *e)
 		raw_insert(s->slots, s->capacity, e, h);
 		s->count++;
 	}
-	htr_spin_unlock(&s->lock);
+	shard_unlock(s, locked);
 }
 
 enum htr_live_result htr_live_remove(uint64_t ptr, struct htr_live_entry *out,
@@ -155,7 +173,7 @@ enum htr_live_result htr_live_remove(uint64_t ptr, struct htr_live_entry *out,
 	uint64_t h;
 	struct shard *s = shard_of(ptr, &h);
 	enum htr_live_result r = HTR_LIVE_UNKNOWN;
-	htr_spin_lock(&s->lock);
+	bool locked = shard_lock(s);
 	int64_t at = find(s, ptr, h);
 	if (at >= 0) {
 		*out = s->slots[at];
@@ -189,7 +207,7 @@ enum htr_live_result htr_live_remove(uint64_t ptr, struct htr_live_entry *out,
 			}
 		}
 	}
-	htr_spin_unlock(&s->lock);
+	shard_unlock(s, locked);
 	return r;
 }
 
@@ -197,11 +215,11 @@ bool htr_live_lookup(uint64_t ptr, struct htr_live_entry *out)
 {
 	uint64_t h;
 	struct shard *s = shard_of(ptr, &h);
-	htr_spin_lock(&s->lock);
+	bool locked = shard_lock(s);
 	int64_t at = find(s, ptr, h);
 	if (at >= 0)
 		*out = s->slots[at];
-	htr_spin_unlock(&s->lock);
+	shard_unlock(s, locked);
 	return at >= 0;
 }
 

@@ -205,6 +205,7 @@ static void *region_worker(void *arg)
 static void test_regions_across_threads(void **state)
 {
 	(void)state;
+	assert_false(htr_single_threaded()); /* test_threads ran: the shard locks are taken */
 	pthread_t t[THREADS];
 	pthread_barrier_init(&region_barrier, NULL, THREADS);
 	for (uintptr_t i = 0; i < THREADS; i++)

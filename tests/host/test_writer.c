@@ -248,6 +248,25 @@ static void seq_and_used_together(void)
 	assert_int_equal(htr_hot.used_bytes, used0);
 }
 
+/* Before the process has a second thread (this runs first): the same
+ * arithmetic without locked instructions. */
+static void test_seq_and_used_single_threaded(void **state)
+{
+	(void)state;
+#if defined(HTR_HAVE_SINGLE_THREADED) && defined(__x86_64__)
+	assert_true(htr_single_threaded());
+#endif
+	uint64_t seq0 = htr_hot.seq;
+	int64_t used0 = htr_hot.used_bytes, used;
+	assert_int_equal(htr_next_seq_used(100, &used), seq0 + 1);
+	assert_int_equal(used, used0 + 100);
+	assert_int_equal(htr_next_seq(), seq0 + 2);
+	assert_int_equal(htr_next_seq_used(-60, &used), seq0 + 3);
+	assert_int_equal(used, used0 + 40);
+	assert_int_equal(htr_hot.used_bytes, used0 + 40);
+	htr_hot.used_bytes = used0;
+}
+
 static void test_seq_and_used_together(void **state)
 {
 	(void)state;
@@ -507,6 +526,7 @@ static void test_unwritable_dir(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_seq_and_used_single_threaded),
 		cmocka_unit_test(test_encoding),
 		cmocka_unit_test(test_commit_protocol),
 		cmocka_unit_test(test_short_forms),
