@@ -223,8 +223,8 @@ static int call_in(const char *path, uintptr_t *where, int *status)
 static void test_dlclose_forgets_rules(void **state)
 {
 	(void)state;
-	uintptr_t a, b;
-	int sa, sb;
+	uintptr_t a = 0, b = 0;
+	int sa = -1, sb = -1;
 	uint32_t gen = htr_unwind_generation;
 	stepwise = true;
 	assert_int_equal(call_in(HTR_TEST_LIB_A, &a, &sa), 0);
