@@ -73,6 +73,19 @@ static void complain(htr_warn_fn warn, void *ctx, const char *name, const char *
 		warn(ctx, line);
 }
 
+/* complain() for a number out of range: "<rule> (using <fallback>)". */
+static void complain_using(htr_warn_fn warn, void *ctx, const char *name, const char *value,
+			   const char *rule, uint64_t fallback)
+{
+	char why[128];
+	char *end = why + sizeof(why);
+	char *p = htr_str_append(why, end, rule);
+	p = htr_str_append(p, end, " (using ");
+	p = htr_str_append_u64(p, end, fallback);
+	htr_str_append(p, end, ")");
+	complain(warn, ctx, name, value, why);
+}
+
 int htr_options_parse(char *const *envp, struct htr_options *out, htr_warn_fn warn, void *ctx)
 {
 	static const char prefix[] = "HEAPTRAIL_";
@@ -117,12 +130,8 @@ int htr_options_parse(char *const *envp, struct htr_options *out, htr_warn_fn wa
 			if (parse_uint(value, &n) && n >= 1 && n <= HTR_MAX_DEPTH) {
 				out->depth = n;
 			} else {
-				char why[96];
-				char *p = htr_str_append(why, why + sizeof(why),
-							 "must be an integer from 1 to 256 (using ");
-				p = htr_str_append_u64(p, why + sizeof(why), HTR_DEFAULT_DEPTH);
-				htr_str_append(p, why + sizeof(why), ")");
-				complain(warn, ctx, name, value, why);
+				complain_using(warn, ctx, name, value, "must be an integer from 1 to 256",
+					       HTR_DEFAULT_DEPTH);
 				warnings++;
 			}
 		} else if (strcmp(name, "HEAPTRAIL_FREE_DEPTH") == 0) {
@@ -149,12 +158,8 @@ int htr_options_parse(char *const *envp, struct htr_options *out, htr_warn_fn wa
 			    n % 4u == 0) {
 				out->chunk_kb = n;
 			} else {
-				char why[96];
-				char *p = htr_str_append(why, why + sizeof(why),
-							 "must be a multiple of 4 from 16 to 65536 (using ");
-				p = htr_str_append_u64(p, why + sizeof(why), HTR_DEFAULT_CHUNK_KB);
-				htr_str_append(p, why + sizeof(why), ")");
-				complain(warn, ctx, name, value, why);
+				complain_using(warn, ctx, name, value,
+					       "must be a multiple of 4 from 16 to 65536", HTR_DEFAULT_CHUNK_KB);
 				warnings++;
 			}
 		} else {
