@@ -348,7 +348,7 @@ struct htr_rec_persist {
  *   struct htr_pack_header, then one zstd stream of packed records that
  *   ends with the HTR_PACK_END tag (a stream without it was cut short). */
 #define HTR_PACK_MAGIC "HTRPACK\0" /* 8 bytes */
-#define HTR_PACK_VERSION_MAJOR 1
+#define HTR_PACK_VERSION_MAJOR 2
 #define HTR_PACK_VERSION_MINOR 0
 
 struct htr_pack_header {
@@ -374,7 +374,6 @@ enum htr_pack_code {
 #define HTR_PACK_SAME_THREAD 0x20u /* thread = previous record's; else a varint follows */
 #define HTR_PACK_SAME_STACK 0x40u  /* stack = previous of this code; else a varint follows */
 #define HTR_PACK_EXTRA 0x80u       /* kind, site (and alignment) follow; else: previous kind, 0, 0 */
-#define HTR_PACK_PTR_CACHE 16u     /* pointer codes below this index a recency cache */
 
 #ifdef __cplusplus
 #define HTR_STATIC_ASSERT static_assert

@@ -15,12 +15,13 @@
 
 #include <zstd.h>
 
+#include "pack_model.h"
 #include "reader_internal.h"
 
 #define STAGE (128u * 1024u) /* coded bytes collected before compressing */
 
 struct packer {
-	struct htr_pack_state st;
+	struct htr_pack_model st;
 	ZSTD_CCtx *cctx;
 	int fd;
 	uint8_t stage[STAGE + 70000];
@@ -43,6 +44,13 @@ static void put_varint(struct packer *p, uint64_t v)
 		v >>= 7;
 	}
 	p->stage[p->used++] = (uint8_t)v;
+}
+
+static void put_ptr_code(struct packer *p, uint64_t code, bool has_extra, uint64_t extra)
+{
+	put_varint(p, code);
+	if (has_extra)
+		put_varint(p, extra);
 }
 
 static int write_all(struct packer *p, const uint8_t *buf, size_t len)
@@ -100,7 +108,7 @@ static uint8_t code_for(uint8_t type)
 static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec)
 {
 	struct packer *p = ctx;
-	struct htr_pack_state *st = &p->st;
+	struct htr_pack_model *st = &p->st;
 	uint8_t code = code_for(ev->type);
 	size_t tag_at = p->used;
 	uint8_t tag = code;
@@ -140,24 +148,39 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 				put_varint(p, ev->alignment);
 			st->last_kind[code] = ev->call;
 		}
+		uint64_t pcode, pextra = 0;
+		struct htr_pm_block blk;
 		switch (code) {
 		case HTR_PACK_ALLOC:
 			put_varint(p, ev->size);
-			put_varint(p, htr_pack_code_allocated(st, ev->ptr, ev->size));
+			if (htr_pm_code_alloc(st, ev->ptr, ev->size, &pcode, &pextra) != 0)
+				goto oom;
+			put_ptr_code(p, pcode, pcode == HTR_PACK_A_FAR, pextra);
 			break;
 		case HTR_PACK_FREE:
-			put_varint(p, htr_pack_code_freed(st, ev->ptr));
+			pcode = htr_pm_code_free(st, ev->ptr, ev->stack, &blk);
+			put_ptr_code(p, pcode, pcode == HTR_PACK_F_FAR, blk.extra);
+			htr_pm_drop_by_ptr(st, &blk);
 			break;
 		default:
-			put_varint(p, htr_pack_code_freed(st, ev->ptr));
+			pcode = htr_pm_code_free(st, ev->ptr, ev->stack, &blk);
+			put_ptr_code(p, pcode, pcode == HTR_PACK_F_FAR, blk.extra);
 			put_varint(p, ev->size);
-			put_varint(p, htr_pack_code_allocated(st, ev->ptr2, ev->size));
+			/* A failed realloc leaves the old block live. */
+			if (!(ev->ptr2 == 0 && ev->size != 0))
+				htr_pm_drop_by_ptr(st, &blk);
+			if (htr_pm_code_alloc(st, ev->ptr2, ev->size, &pcode, &pextra) != 0)
+				goto oom;
+			put_ptr_code(p, pcode, pcode == HTR_PACK_A_FAR, pextra);
 			break;
 		}
 	}
 	p->stage[tag_at] = tag;
 	p->records++;
 	return maybe_flush(p);
+oom:
+	p->write_errno = ENOMEM;
+	return -1;
 }
 
 /* What the reader says about the raw file itself. */
@@ -214,9 +237,8 @@ int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_p
 	}
 	fchmod(p->fd, 0600);
 	p->cctx = ZSTD_createCCtx();
-	htr_pack_state_init(&p->st);
 	int rc = -1;
-	if (p->cctx == NULL) {
+	if (p->cctx == NULL || htr_pm_init(&p->st) != 0) {
 		htr_set_err(err, errlen, "%s: out of memory", out_path);
 		goto out;
 	}
@@ -271,6 +293,7 @@ out:
 	if (rc != 0)
 		unlink(tmp);
 	ZSTD_freeCCtx(p->cctx);
+	htr_pm_fini(&p->st);
 	free(tmp);
 	free(p);
 	htr_reader_close(r);

@@ -11,136 +11,8 @@
 
 #include <zstd.h>
 
+#include "pack_model.h"
 #include "reader_internal.h"
-
-void htr_pack_state_init(struct htr_pack_state *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->last_kind[HTR_PACK_ALLOC] = HTR_CALL_MALLOC;
-	st->last_kind[HTR_PACK_FREE] = HTR_CALL_FREE;
-	st->last_kind[HTR_PACK_REALLOC] = HTR_CALL_REALLOC;
-}
-
-/* Recency caches: a malloc/free loop hands the same few addresses around,
- * so most pointers code as a small index. Removal and insertion are the same
- * on both sides, which keeps the packer and the reader in step. */
-static void cache_remove_at(uint64_t cache[16], unsigned i)
-{
-	memmove(&cache[i], &cache[i + 1], (15 - i) * sizeof(cache[0]));
-	cache[15] = 0;
-}
-
-static int cache_find(const uint64_t cache[16], uint64_t ptr)
-{
-	for (int i = 0; i < 16; i++)
-		if (cache[i] == ptr)
-			return i;
-	return -1;
-}
-
-static void cache_push(uint64_t cache[16], uint64_t ptr)
-{
-	memmove(&cache[1], &cache[0], 15 * sizeof(cache[0]));
-	cache[0] = ptr;
-}
-
-static uint64_t zigzag(uint64_t delta)
-{
-	return (delta << 1) ^ (uint64_t)((int64_t)delta >> 63);
-}
-
-static uint64_t unzigzag(uint64_t z)
-{
-	return (z >> 1) ^ (uint64_t)-(int64_t)(z & 1);
-}
-
-/* glibc's bins: a chunk is the request plus 8 bytes of header, rounded up
- * to 16. Requests in one chunk size get the same blocks back. Only the
- * compression depends on this matching the allocator; the coding is exact
- * whatever the allocator does. */
-static unsigned size_class(uint64_t size)
-{
-	if (size < 4032u * 16u - 23u)
-		return (unsigned)((size + 23u) >> 4);
-	unsigned log2 = 63u - (unsigned)__builtin_clzll(size);
-	return 4032u + (log2 < 63u ? log2 : 63u);
-}
-
-/* glibc caches freed blocks per thread (tcache), so the prediction is kept
- * per thread too; threads share the table, spread by a multiplicative hash. */
-static unsigned class_slot(const struct htr_pack_state *st, uint64_t size)
-{
-	return (size_class(size) + st->last_thread * 2654435761u) & 4095u;
-}
-
-/* The one bookkeeping step both sides take for every pointer, whatever its
- * code: out of the cache it is looked for in, to the front of the other.
- * Returns where it was found (-1: not there). Doing it in one place is what
- * keeps the packer and the reader in step. */
-static int track(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t ptr)
-{
-	int i = cache_find(search, ptr);
-	if (i >= 0)
-		cache_remove_at(search, (unsigned)i);
-	cache_push(other, ptr);
-	st->last_ptr = ptr;
-	return i;
-}
-
-/* A freed pointer is looked for among the recently allocated, an allocated
- * one among the recently freed (an allocator reuses those first). A hit is
- * its index; a miss, a delta from the previous pointer. */
-static uint64_t code_ptr(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t ptr)
-{
-	uint64_t prev = st->last_ptr;
-	int i = track(st, search, other, ptr);
-	return i >= 0 ? (uint64_t)i : HTR_PACK_PTR_CACHE + zigzag(ptr - prev);
-}
-
-/* The index the packer wrote is the first place the pointer stands in the
- * cache, so track() finds and removes that same entry here. */
-static void decode_ptr(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t code, uint64_t *ptr)
-{
-	uint64_t p = code < HTR_PACK_PTR_CACHE ? search[code] : st->last_ptr + unzigzag(code - HTR_PACK_PTR_CACHE);
-	track(st, search, other, p);
-	*ptr = p;
-}
-
-uint64_t htr_pack_code_allocated(struct htr_pack_state *st, uint64_t ptr, uint64_t size)
-{
-	uint64_t *predicted = &st->by_class[class_slot(st, size)];
-	uint64_t code;
-	if (ptr == *predicted && ptr != 0) {
-		track(st, st->freed, st->live, ptr);
-		code = 0;
-	} else {
-		code = 1 + code_ptr(st, st->freed, st->live, ptr);
-	}
-	*predicted = ptr;
-	return code;
-}
-
-uint64_t htr_pack_code_freed(struct htr_pack_state *st, uint64_t ptr)
-{
-	return code_ptr(st, st->live, st->freed, ptr);
-}
-
-void htr_pack_decode_allocated(struct htr_pack_state *st, uint64_t code, uint64_t size, uint64_t *ptr)
-{
-	uint64_t *predicted = &st->by_class[class_slot(st, size)];
-	if (code == 0) {
-		*ptr = *predicted;
-		track(st, st->freed, st->live, *ptr);
-	} else {
-		decode_ptr(st, st->freed, st->live, code - 1, ptr);
-	}
-	*predicted = *ptr;
-}
-
-void htr_pack_decode_freed(struct htr_pack_state *st, uint64_t code, uint64_t *ptr)
-{
-	decode_ptr(st, st->live, st->freed, code, ptr);
-}
 
 /* ---- reading ---- */
 
@@ -289,11 +161,9 @@ static uint8_t get_byte(struct cursor *c)
 }
 
 
-int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
+static int run_packed(struct htr_reader *r, struct htr_pack_model *m, htr_event_sink sink, void *ctx)
 {
 	struct htr_packed_input *in = r->packed;
-	struct htr_pack_state st;
-	htr_pack_state_init(&st);
 	uint64_t ordinal = 0;
 	char text[512];
 
@@ -317,43 +187,83 @@ int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 		ev.offset = ordinal;
 		if (hot || code == HTR_PACK_RAW) {
 			if (!(tag & HTR_PACK_SAME_THREAD))
-				st.last_thread = (uint32_t)get_varint(&c);
-			ev.thread = st.last_thread;
+				m->last_thread = (uint32_t)get_varint(&c);
+			ev.thread = m->last_thread;
 		}
 		if (hot) {
-			st.last_seq += (tag & HTR_PACK_SEQ_NEXT) ? 1 : get_varint(&c);
-			ev.seq = st.last_seq;
+			m->last_seq += (tag & HTR_PACK_SEQ_NEXT) ? 1 : get_varint(&c);
+			ev.seq = m->last_seq;
 			if (!(tag & HTR_PACK_SAME_STACK))
-				st.last_stack[code] = (uint32_t)get_varint(&c);
-			ev.stack = st.last_stack[code];
+				m->last_stack[code] = (uint32_t)get_varint(&c);
+			ev.stack = m->last_stack[code];
 			ev.site = 0;
 			ev.alignment = 0;
 			if (tag & HTR_PACK_EXTRA) {
-				st.last_kind[code] = get_byte(&c);
+				m->last_kind[code] = get_byte(&c);
 				ev.site = (uint32_t)get_varint(&c);
 				if (code == HTR_PACK_ALLOC)
 					ev.alignment = (uint32_t)get_varint(&c);
 			}
-			ev.call = st.last_kind[code];
+			ev.call = m->last_kind[code];
 			ev.time_ns = r->time_ns;
 			ev.ptr2 = 0;
 			ev.size = 0;
 		}
+		uint64_t pcode, extra = 0;
+		struct htr_pm_block blk;
+		int arc;
 		switch (code) {
 		case HTR_PACK_ALLOC:
 			ev.type = HTR_EV_ALLOC;
 			ev.size = get_varint(&c);
-			htr_pack_decode_allocated(&st, get_varint(&c), ev.size, &ev.ptr);
+			pcode = get_varint(&c);
+			if (pcode == HTR_PACK_A_FAR)
+				extra = get_varint(&c);
+			if (c.short_read)
+				goto cut;
+			arc = htr_pm_decode_alloc(m, pcode, extra, ev.size, &ev.ptr);
+			if (arc < 0)
+				goto oom;
+			if (arc > 0)
+				goto corrupt;
 			break;
 		case HTR_PACK_FREE:
 			ev.type = HTR_EV_FREE;
-			htr_pack_decode_freed(&st, get_varint(&c), &ev.ptr);
+			pcode = get_varint(&c);
+			if (pcode == HTR_PACK_F_FAR)
+				extra = get_varint(&c);
+			if (c.short_read)
+				goto cut;
+			if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
+				goto corrupt;
+			htr_pm_drop_by_ord(m, &blk);
+			ev.ptr = blk.ptr;
 			break;
 		case HTR_PACK_REALLOC:
 			ev.type = HTR_EV_REALLOC;
-			htr_pack_decode_freed(&st, get_varint(&c), &ev.ptr);
+			pcode = get_varint(&c);
+			if (pcode == HTR_PACK_F_FAR)
+				extra = get_varint(&c);
+			if (c.short_read)
+				goto cut;
+			if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
+				goto corrupt;
+			ev.ptr = blk.ptr;
 			ev.size = get_varint(&c);
-			htr_pack_decode_allocated(&st, get_varint(&c), ev.size, &ev.ptr2);
+			pcode = get_varint(&c);
+			extra = 0;
+			if (pcode == HTR_PACK_A_FAR)
+				extra = get_varint(&c);
+			if (c.short_read)
+				goto cut;
+			/* A failed realloc leaves the old block live. */
+			if (!(pcode == HTR_PACK_A_NULL && ev.size != 0))
+				htr_pm_drop_by_ord(m, &blk);
+			arc = htr_pm_decode_alloc(m, pcode, extra, ev.size, &ev.ptr2);
+			if (arc < 0)
+				goto oom;
+			if (arc > 0)
+				goto corrupt;
 			break;
 		case HTR_PACK_RAW: {
 			uint64_t len = get_varint(&c);
@@ -377,7 +287,7 @@ int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 				goto corrupt;
 			ev.offset = ordinal;
 			if (ev.seq != 0)
-				st.last_seq = ev.seq;
+				m->last_seq = ev.seq;
 			break;
 		}
 		case HTR_PACK_NOTICE: {
@@ -423,4 +333,22 @@ corrupt:
 		return rc;
 	return htr_emit_notice(r, sink, ctx, HTR_EV_TRUNCATED, HTR_TRUNC_FILE_SHORT, in->in_offset + in->ib.pos,
 			       "reading stopped at the corrupt packed data; events after it are lost");
+oom:
+	return htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, in->in_offset + in->ib.pos,
+			       "out of memory reading the packed trace near file offset %" PRIu64
+			       "; events after it are lost",
+			       in->in_offset + in->ib.pos);
+}
+
+int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
+{
+	struct htr_pack_model *model = malloc(sizeof(*model));
+	if (model == NULL || htr_pm_init(model) != 0) {
+		free(model);
+		return htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, 0, "out of memory reading the packed trace");
+	}
+	int rc = run_packed(r, model, sink, ctx);
+	htr_pm_fini(model);
+	free(model);
+	return rc;
 }

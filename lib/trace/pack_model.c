@@ -1,0 +1,322 @@
+/* The pointer model of packed traces (pack_model.h). Every step is written
+ * once and taken by both sides, which is what keeps them in step: the
+ * packer looks blocks up by pointer, the reader by ordinal, and everything
+ * else (predictions, references) is updated by the same code. */
+#include "pack_model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "heaptrail/trace_format.h"
+
+/* ---- live set ---- */
+
+static size_t home(const struct htr_live_table *t, uint64_t key)
+{
+	return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & t->mask;
+}
+
+static int table_init(struct htr_live_table *t, size_t cap)
+{
+	t->slots = calloc(cap, sizeof(*t->slots));
+	t->mask = cap - 1;
+	t->used = 0;
+	return t->slots ? 0 : -1;
+}
+
+static struct htr_live_slot *table_find(const struct htr_live_table *t, uint64_t key)
+{
+	for (size_t i = home(t, key);; i = (i + 1) & t->mask) {
+		if (t->slots[i].key == key)
+			return &t->slots[i];
+		if (t->slots[i].key == 0)
+			return NULL;
+	}
+}
+
+/* Half full at most, so probes stay short and a miss ends soon. */
+static int table_put(struct htr_live_table *t, uint64_t key, uint64_t a, uint64_t b)
+{
+	if ((t->used + 1) * 2 > t->mask + 1) {
+		struct htr_live_table bigger;
+		if (table_init(&bigger, (t->mask + 1) * 2) != 0)
+			return -1;
+		for (size_t i = 0; i <= t->mask; i++)
+			if (t->slots[i].key != 0)
+				table_put(&bigger, t->slots[i].key, t->slots[i].a, t->slots[i].b);
+		free(t->slots);
+		*t = bigger;
+	}
+	size_t i = home(t, key);
+	while (t->slots[i].key != 0 && t->slots[i].key != key)
+		i = (i + 1) & t->mask;
+	if (t->slots[i].key == 0)
+		t->used++;
+	t->slots[i] = (struct htr_live_slot){key, a, b};
+	return 0;
+}
+
+/* Linear probing with backward-shift deletion: no tombstones, so a table
+ * that sees millions of short-lived blocks does not fill up with them. */
+static void table_remove(struct htr_live_table *t, uint64_t key)
+{
+	struct htr_live_slot *s = table_find(t, key);
+	if (s == NULL)
+		return;
+	size_t hole = (size_t)(s - t->slots);
+	for (size_t j = (hole + 1) & t->mask; t->slots[j].key != 0; j = (j + 1) & t->mask) {
+		size_t k = home(t, t->slots[j].key);
+		/* The entry at j may move to the hole unless its home lies
+		 * cyclically in (hole, j]. */
+		bool stays = hole <= j ? (k > hole && k <= j) : (k > hole || k <= j);
+		if (!stays) {
+			t->slots[hole] = t->slots[j];
+			hole = j;
+		}
+	}
+	t->slots[hole].key = 0;
+	t->used--;
+}
+
+/* ---- shared steps ---- */
+
+int htr_pm_init(struct htr_pack_model *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->last_kind[HTR_PACK_ALLOC] = HTR_CALL_MALLOC;
+	m->last_kind[HTR_PACK_FREE] = HTR_CALL_FREE;
+	m->last_kind[HTR_PACK_REALLOC] = HTR_CALL_REALLOC;
+	m->next_ord = 1; /* 0 is the empty key */
+	return table_init(&m->live, 1024);
+}
+
+void htr_pm_fini(struct htr_pack_model *m)
+{
+	free(m->live.slots);
+	m->live.slots = NULL;
+}
+
+static uint64_t zigzag(uint64_t delta)
+{
+	return (delta << 1) ^ (uint64_t)((int64_t)delta >> 63);
+}
+
+static uint64_t unzigzag(uint64_t z)
+{
+	return (z >> 1) ^ (uint64_t)-(int64_t)(z & 1);
+}
+
+/* glibc's bins: a chunk is the request plus 8 bytes of header, rounded up
+ * to 16, at least 32. Requests in one chunk size get the same blocks back.
+ * Only the compression depends on this matching the allocator; the coding
+ * is exact whatever the allocator does. */
+static uint64_t chunk_size(uint64_t size)
+{
+	return size < 9 ? 32 : (size + 23) & ~(uint64_t)15;
+}
+
+static unsigned size_class(uint64_t size)
+{
+	if (size < 4032u * 16u - 23u)
+		return (unsigned)((size + 23u) >> 4);
+	unsigned log2 = 63u - (unsigned)__builtin_clzll(size);
+	return 4032u + log2;
+}
+
+/* glibc caches freed blocks per thread (tcache), so the prediction is kept
+ * per thread too; threads share the table, spread by a multiplicative hash. */
+static uint64_t *class_slot(struct htr_pack_model *m, uint64_t size)
+{
+	return m->by_class[(size_class(size) + m->last_thread * 2654435761u) & (HTR_PM_CLASS_SLOTS - 1)];
+}
+
+static uint64_t *stack_slot(struct htr_pack_model *m, uint32_t stack)
+{
+	return &m->stack_last[(stack * 2654435761u) >> 20 & (HTR_PM_STACK_SLOTS - 1)];
+}
+
+static int freed_find(const struct htr_pack_model *m, uint64_t ptr)
+{
+	for (unsigned i = 0; i < HTR_PM_FREED; i++)
+		if (m->freed[i] == ptr)
+			return (int)i;
+	return -1;
+}
+
+static void freed_remove_at(struct htr_pack_model *m, unsigned i)
+{
+	memmove(&m->freed[i], &m->freed[i + 1], (HTR_PM_FREED - 1 - i) * sizeof(m->freed[0]));
+	m->freed[HTR_PM_FREED - 1] = 0;
+}
+
+/* What a free teaches both sides, whatever its code. */
+static void learn_free(struct htr_pack_model *m, const struct htr_pm_block *blk, uint32_t stack)
+{
+	if (blk->tracked) {
+		m->last_free_ord = blk->ord;
+		*stack_slot(m, stack) = blk->ord;
+		uint64_t *c = class_slot(m, blk->size);
+		c[1] = c[0];
+		c[0] = blk->ptr;
+	}
+	int i = freed_find(m, blk->ptr);
+	if (i >= 0)
+		freed_remove_at(m, (unsigned)i);
+	memmove(&m->freed[1], &m->freed[0], (HTR_PM_FREED - 1) * sizeof(m->freed[0]));
+	m->freed[0] = blk->ptr;
+	m->last_ptr = blk->ptr;
+}
+
+/* What an allocation teaches both sides; the live set is each side's own. */
+static void learn_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uint64_t *c)
+{
+	if (c[0] == ptr) {
+		c[0] = c[1];
+		c[1] = 0;
+	} else if (c[1] == ptr) {
+		c[1] = 0;
+	}
+	int i = freed_find(m, ptr);
+	if (i >= 0)
+		freed_remove_at(m, (unsigned)i);
+	m->last_alloc_end = ptr + chunk_size(size);
+	m->last_ptr = ptr;
+	m->next_ord++;
+}
+
+/* ---- packer ---- */
+
+uint64_t htr_pm_code_free(struct htr_pack_model *m, uint64_t ptr, uint32_t stack, struct htr_pm_block *blk)
+{
+	*blk = (struct htr_pm_block){.ptr = ptr};
+	if (ptr == 0)
+		return 0;
+	const struct htr_live_slot *s = table_find(&m->live, ptr);
+	uint64_t code;
+	if (s == NULL) {
+		uint64_t z = zigzag(ptr - m->last_ptr);
+		if (z < HTR_PACK_NEAR) {
+			code = 1 + 4 * (z + 1) + HTR_PACK_REF_ADDRESS;
+		} else {
+			blk->extra = z;
+			code = HTR_PACK_F_FAR;
+		}
+	} else {
+		blk->tracked = true;
+		blk->ord = s->a;
+		blk->size = s->b;
+		uint64_t v = m->next_ord - 1 - blk->ord, ref = HTR_PACK_REF_NEWEST;
+		uint64_t z = zigzag(blk->ord - m->last_free_ord);
+		if (z < v) {
+			v = z;
+			ref = HTR_PACK_REF_LAST_FREE;
+		}
+		z = zigzag(blk->ord - *stack_slot(m, stack));
+		if (z < v) {
+			v = z;
+			ref = HTR_PACK_REF_STACK;
+		}
+		code = 1 + 4 * v + ref;
+	}
+	learn_free(m, blk, stack);
+	return code;
+}
+
+void htr_pm_drop_by_ptr(struct htr_pack_model *m, const struct htr_pm_block *blk)
+{
+	if (blk->tracked)
+		table_remove(&m->live, blk->ptr);
+}
+
+int htr_pm_code_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uint64_t *code, uint64_t *extra)
+{
+	if (ptr == 0) {
+		*code = HTR_PACK_A_NULL;
+		return 0;
+	}
+	uint64_t *c = class_slot(m, size);
+	int i;
+	if (ptr == c[0])
+		*code = HTR_PACK_A_CLASS;
+	else if (ptr == m->last_alloc_end)
+		*code = HTR_PACK_A_BUMP;
+	else if ((i = freed_find(m, ptr)) >= 0)
+		*code = HTR_PACK_A_FREED + (unsigned)i;
+	else {
+		uint64_t z = zigzag(ptr - m->last_ptr);
+		if (z < HTR_PACK_NEAR) {
+			*code = HTR_PACK_A_DELTA + z;
+		} else {
+			*code = HTR_PACK_A_FAR;
+			*extra = z;
+		}
+	}
+	uint64_t ord = m->next_ord;
+	learn_alloc(m, ptr, size, c);
+	return table_put(&m->live, ptr, ord, size);
+}
+
+/* ---- reader ---- */
+
+bool htr_pm_decode_free(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint32_t stack,
+			struct htr_pm_block *blk)
+{
+	*blk = (struct htr_pm_block){0};
+	if (code == 0)
+		return true;
+	uint64_t ref = (code - 1) & 3, v = (code - 1) >> 2;
+	if (ref == HTR_PACK_REF_ADDRESS) {
+		if (v > HTR_PACK_NEAR)
+			return false;
+		blk->ptr = m->last_ptr + unzigzag(v == 0 ? extra : v - 1);
+		if (blk->ptr == 0)
+			return false;
+	} else {
+		uint64_t ord = ref == HTR_PACK_REF_NEWEST ? m->next_ord - 1 - v
+			       : ref == HTR_PACK_REF_LAST_FREE ? m->last_free_ord + unzigzag(v)
+							       : *stack_slot(m, stack) + unzigzag(v);
+		const struct htr_live_slot *s = ord != 0 ? table_find(&m->live, ord) : NULL;
+		if (s == NULL)
+			return false;
+		blk->tracked = true;
+		blk->ord = ord;
+		blk->ptr = s->a;
+		blk->size = s->b;
+	}
+	learn_free(m, blk, stack);
+	return true;
+}
+
+void htr_pm_drop_by_ord(struct htr_pack_model *m, const struct htr_pm_block *blk)
+{
+	if (blk->tracked)
+		table_remove(&m->live, blk->ord);
+}
+
+int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint64_t size, uint64_t *ptr)
+{
+	uint64_t *c = class_slot(m, size);
+	uint64_t p;
+	if (code == HTR_PACK_A_NULL) {
+		*ptr = 0;
+		return 0;
+	} else if (code == HTR_PACK_A_CLASS) {
+		p = c[0];
+	} else if (code == HTR_PACK_A_BUMP) {
+		p = m->last_alloc_end;
+	} else if (code == HTR_PACK_A_FAR) {
+		p = m->last_ptr + unzigzag(extra);
+	} else if (code < HTR_PACK_A_DELTA) {
+		p = m->freed[code - HTR_PACK_A_FREED];
+	} else if (code - HTR_PACK_A_DELTA < HTR_PACK_NEAR) {
+		p = m->last_ptr + unzigzag(code - HTR_PACK_A_DELTA);
+	} else {
+		return 1;
+	}
+	if (p == 0)
+		return 1;
+	*ptr = p;
+	uint64_t ord = m->next_ord;
+	learn_alloc(m, p, size, c);
+	return table_put(&m->live, ord, p, size) != 0 ? -1 : 0;
+}
