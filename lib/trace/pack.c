@@ -165,7 +165,8 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 		default:
 			pcode = htr_pm_code_free(st, ev->ptr, ev->stack, &blk);
 			put_ptr_code(p, pcode, pcode == HTR_PACK_F_FAR, blk.extra);
-			put_varint(p, ev->size);
+			pcode = htr_pm_code_resize(&blk, ev->size, &pextra);
+			put_ptr_code(p, pcode, pcode == HTR_PACK_SIZE_PLAIN, pextra);
 			/* A failed realloc leaves the old block live. */
 			if (!(ev->ptr2 == 0 && ev->size != 0))
 				htr_pm_drop_by_ptr(st, &blk);

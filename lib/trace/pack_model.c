@@ -256,6 +256,38 @@ int htr_pm_code_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uin
 	return table_put(&m->live, ptr, ord, size);
 }
 
+static uint64_t grown(uint64_t old, unsigned policy)
+{
+	return policy == 0 ? old : policy == 1 ? old + old / 2 : old * 2;
+}
+
+uint64_t htr_pm_code_resize(const struct htr_pm_block *old, uint64_t size, uint64_t *extra)
+{
+	uint64_t best = HTR_PACK_SIZE_PLAIN, best_z = UINT64_MAX;
+	for (unsigned policy = 0; old->tracked && policy < 3; policy++) {
+		uint64_t z = zigzag(size - grown(old->size, policy));
+		if (z < HTR_PACK_NEAR && z < best_z) {
+			best_z = z;
+			best = 4 * z + policy;
+		}
+	}
+	if (best == HTR_PACK_SIZE_PLAIN)
+		*extra = size;
+	return best;
+}
+
+bool htr_pm_decode_resize(const struct htr_pm_block *old, uint64_t code, uint64_t extra, uint64_t *size)
+{
+	if (code == HTR_PACK_SIZE_PLAIN) {
+		*size = extra;
+		return true;
+	}
+	if (!old->tracked || (code & 3) == 3 || code >> 2 >= HTR_PACK_NEAR)
+		return false;
+	*size = grown(old->size, (unsigned)(code & 3)) + unzigzag(code >> 2);
+	return true;
+}
+
 /* ---- reader ---- */
 
 bool htr_pm_decode_free(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint32_t stack,

@@ -91,6 +91,15 @@ void htr_pm_drop_by_ptr(struct htr_pack_model *m, const struct htr_pm_block *blk
  * to the live set; -1 on out of memory. */
 int htr_pm_code_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uint64_t *code, uint64_t *extra);
 
+/* A realloc's new size, predicted from the old block's (when the live set
+ * knows it) by the usual growth policies: + a little, x1.5, x2. Code
+ * 4 * zigzag(size - prediction) + policy, or HTR_PACK_SIZE_PLAIN followed
+ * by the size as a varint (*extra). */
+#define HTR_PACK_SIZE_PLAIN 3u
+uint64_t htr_pm_code_resize(const struct htr_pm_block *old, uint64_t size, uint64_t *extra);
+/* false: corrupt code. */
+bool htr_pm_decode_resize(const struct htr_pm_block *old, uint64_t code, uint64_t extra, uint64_t *size);
+
 /* The reader's side, the same steps. false: the code names no block the
  * reader knows (corrupt data). */
 bool htr_pm_decode_free(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint32_t stack,

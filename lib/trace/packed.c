@@ -249,7 +249,12 @@ static int run_packed(struct htr_reader *r, struct htr_pack_model *m, htr_event_
 			if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
 				goto corrupt;
 			ev.ptr = blk.ptr;
-			ev.size = get_varint(&c);
+			pcode = get_varint(&c);
+			extra = pcode == HTR_PACK_SIZE_PLAIN ? get_varint(&c) : 0;
+			if (c.short_read)
+				goto cut;
+			if (!htr_pm_decode_resize(&blk, pcode, extra, &ev.size))
+				goto corrupt;
 			pcode = get_varint(&c);
 			extra = 0;
 			if (pcode == HTR_PACK_A_FAR)
