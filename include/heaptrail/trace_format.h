@@ -370,6 +370,18 @@ enum htr_pack_code {
 	HTR_PACK_NOTICE = 5,  /* event type, kind, offset, count, text length, text: what the
 			       * reader said about the raw file (cut, corrupt, lost) */
 };
+/* The coded fields of a block, column by column (see docs). */
+enum htr_pack_column {
+	HTR_PACK_COL_TAG = 0,   /* tag bytes */
+	HTR_PACK_COL_ORDER = 1, /* thread, seq delta */
+	HTR_PACK_COL_STACK = 2, /* stack ids */
+	HTR_PACK_COL_CALL = 3,  /* kind, site, alignment */
+	HTR_PACK_COL_SIZE = 4,  /* sizes; a realloc's as a code against the old block's */
+	HTR_PACK_COL_NEW = 5,   /* allocated pointer codes */
+	HTR_PACK_COL_OLD = 6,   /* freed pointer codes */
+	HTR_PACK_COL_RAW = 7,   /* RAW and NOTICE bodies */
+	HTR_PACK_COLUMNS = 8,
+};
 #define HTR_PACK_SEQ_NEXT 0x10u    /* seq = previous seq + 1; else a varint delta follows */
 #define HTR_PACK_SAME_THREAD 0x20u /* thread = previous record's; else a varint follows */
 #define HTR_PACK_SAME_STACK 0x40u  /* stack = previous of this code; else a varint follows */

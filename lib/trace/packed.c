@@ -16,8 +16,10 @@
 
 /* ---- reading ---- */
 
+/* A block's coded bytes: the packer stops a block at 128 KiB, plus at most
+ * one RAW record. */
 #define WINDOW (256u * 1024u)
-#define RECORD_MAX (65536u + 64u) /* a RAW record's u16 size plus its prefix */
+#define RECORD_MAX 65536u /* a RAW record's u16 size */
 
 struct htr_packed_input {
 	int fd;
@@ -161,166 +163,195 @@ static uint8_t get_byte(struct cursor *c)
 }
 
 
+/* One record from the block's columns into *evp. Returns 0, 1 for
+ * corrupt data, -1 out of memory. */
+static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct cursor *col, struct htr_event *evp,
+			 uint64_t ordinal, char *text, size_t textlen)
+{
+	struct cursor *order = &col[HTR_PACK_COL_ORDER];
+	uint8_t tag = get_byte(&col[HTR_PACK_COL_TAG]);
+	uint8_t code = tag & 0x0f;
+	/* The reader's own event, cleared only when another type left fields
+	 * set (see struct htr_reader). */
+	bool hot = code == HTR_PACK_ALLOC || code == HTR_PACK_FREE || code == HTR_PACK_REALLOC;
+	if (!(hot && r->ev_clean))
+		*evp = (struct htr_event){0};
+	r->ev_clean = hot;
+#define ev (*evp)
+	ev.offset = ordinal;
+	if (hot || code == HTR_PACK_RAW) {
+		if (!(tag & HTR_PACK_SAME_THREAD))
+			m->last_thread = (uint32_t)get_varint(order);
+		ev.thread = m->last_thread;
+	}
+	uint64_t pcode, extra = 0;
+	struct htr_pm_block blk;
+	int arc;
+	if (hot) {
+		m->last_seq += (tag & HTR_PACK_SEQ_NEXT) ? 1 : get_varint(order);
+		ev.seq = m->last_seq;
+		if (!(tag & HTR_PACK_SAME_STACK))
+			m->last_stack[code] = (uint32_t)get_varint(&col[HTR_PACK_COL_STACK]);
+		ev.stack = m->last_stack[code];
+		ev.site = 0;
+		ev.alignment = 0;
+		if (tag & HTR_PACK_EXTRA) {
+			struct cursor *call = &col[HTR_PACK_COL_CALL];
+			m->last_kind[code] = get_byte(call);
+			ev.site = (uint32_t)get_varint(call);
+			if (code == HTR_PACK_ALLOC)
+				ev.alignment = (uint32_t)get_varint(call);
+		}
+		ev.call = m->last_kind[code];
+		ev.time_ns = r->time_ns;
+		ev.ptr2 = 0;
+		ev.size = 0;
+	}
+	struct cursor *size = &col[HTR_PACK_COL_SIZE], *old = &col[HTR_PACK_COL_OLD], *new = &col[HTR_PACK_COL_NEW];
+	switch (code) {
+	case HTR_PACK_ALLOC:
+		ev.type = HTR_EV_ALLOC;
+		ev.size = get_varint(size);
+		pcode = get_varint(new);
+		if (pcode == HTR_PACK_A_FAR)
+			extra = get_varint(new);
+		if (new->short_read || size->short_read)
+			return 1;
+		arc = htr_pm_decode_alloc(m, pcode, extra, ev.size, &ev.ptr);
+		if (arc != 0)
+			return arc;
+		break;
+	case HTR_PACK_FREE:
+		ev.type = HTR_EV_FREE;
+		pcode = get_varint(old);
+		if (pcode == HTR_PACK_F_FAR)
+			extra = get_varint(old);
+		if (old->short_read || !htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
+			return 1;
+		htr_pm_drop_by_ord(m, &blk);
+		ev.ptr = blk.ptr;
+		break;
+	case HTR_PACK_REALLOC:
+		ev.type = HTR_EV_REALLOC;
+		pcode = get_varint(old);
+		if (pcode == HTR_PACK_F_FAR)
+			extra = get_varint(old);
+		if (old->short_read || !htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
+			return 1;
+		ev.ptr = blk.ptr;
+		pcode = get_varint(size);
+		extra = pcode == HTR_PACK_SIZE_PLAIN ? get_varint(size) : 0;
+		if (size->short_read || !htr_pm_decode_resize(&blk, pcode, extra, &ev.size))
+			return 1;
+		pcode = get_varint(new);
+		extra = pcode == HTR_PACK_A_FAR ? get_varint(new) : 0;
+		if (new->short_read)
+			return 1;
+		/* A failed realloc leaves the old block live. */
+		if (!(pcode == HTR_PACK_A_NULL && ev.size != 0))
+			htr_pm_drop_by_ord(m, &blk);
+		arc = htr_pm_decode_alloc(m, pcode, extra, ev.size, &ev.ptr2);
+		if (arc != 0)
+			return arc;
+		break;
+	case HTR_PACK_RAW: {
+		struct cursor *raw = &col[HTR_PACK_COL_RAW];
+		uint64_t len = get_varint(raw);
+		if (raw->short_read || len < 8 || len > 65535 || len % 8 != 0 || (size_t)(raw->end - raw->p) < len)
+			return 1;
+		/* copied out: the record's fields are decoded in place, aligned */
+		struct htr_packed_input *in = r->packed;
+		memcpy(in->raw, raw->p, len);
+		raw->p += len;
+		uint32_t thread = ev.thread;
+		uint16_t rsize;
+		memcpy(&rsize, in->raw + 2, sizeof(rsize));
+		if (rsize != len)
+			return 1;
+		size_t fixed = htr_record_fixed_size(in->raw[0]);
+		if (fixed == 0 || len < fixed || !htr_record_decode(r, in->raw, thread, evp))
+			return 1;
+		ev.offset = ordinal;
+		if (ev.seq != 0)
+			m->last_seq = ev.seq;
+		break;
+	}
+	case HTR_PACK_NOTICE: {
+		struct cursor *raw = &col[HTR_PACK_COL_RAW];
+		ev.type = (uint8_t)get_varint(raw);
+		ev.kind = get_byte(raw);
+		ev.offset = get_varint(raw);
+		ev.count = get_varint(raw);
+		uint64_t len = get_varint(raw);
+		if (raw->short_read || len >= textlen || (size_t)(raw->end - raw->p) < len ||
+		    (ev.type != HTR_EV_TRUNCATED && ev.type != HTR_EV_BAD_INPUT && ev.type != HTR_EV_LOSS))
+			return 1;
+		memcpy(text, raw->p, len);
+		text[len] = '\0';
+		raw->p += len;
+		ev.text = text;
+		ev.time_ns = r->time_ns;
+		break;
+	}
+	default:
+		return 1;
+	}
+#undef ev
+	for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++)
+		if (col[i].short_read)
+			return 1;
+	return 0;
+}
+
 static int run_packed(struct htr_reader *r, struct htr_pack_model *m, htr_event_sink sink, void *ctx)
 {
 	struct htr_packed_input *in = r->packed;
 	uint64_t ordinal = 0;
 	char text[512];
 
-	for (;; ordinal++) {
-		fill(in, 128);
+	for (;;) {
+		/* The block header: a record count (0: the end mark), then
+		 * each column's length. */
+		fill(in, 10 * (HTR_PACK_COLUMNS + 1));
 		if (in->start == in->end)
-			break; /* the stream ended before its END tag */
-		struct cursor c = {in->win + in->start, in->win + in->end, false};
-		uint8_t tag = get_byte(&c);
-		uint8_t code = tag & 0x0f;
-		if (code == HTR_PACK_END)
+			goto cut; /* the stream ended before its end mark */
+		struct cursor head = {in->win + in->start, in->win + in->end, false};
+		uint64_t records = get_varint(&head);
+		if (!head.short_read && records == 0)
 			return 0;
-		/* The reader's own event, cleared only when another type left
-		 * fields set (see struct htr_reader). */
-		struct htr_event *evp = &r->ev;
-		bool hot = code == HTR_PACK_ALLOC || code == HTR_PACK_FREE || code == HTR_PACK_REALLOC;
-		if (!(hot && r->ev_clean))
-			*evp = (struct htr_event){0};
-		r->ev_clean = hot;
-#define ev (*evp)
-		ev.offset = ordinal;
-		if (hot || code == HTR_PACK_RAW) {
-			if (!(tag & HTR_PACK_SAME_THREAD))
-				m->last_thread = (uint32_t)get_varint(&c);
-			ev.thread = m->last_thread;
+		uint64_t len[HTR_PACK_COLUMNS], total = 0;
+		for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++) {
+			len[i] = get_varint(&head);
+			total += len[i] < WINDOW ? len[i] : WINDOW;
 		}
-		if (hot) {
-			m->last_seq += (tag & HTR_PACK_SEQ_NEXT) ? 1 : get_varint(&c);
-			ev.seq = m->last_seq;
-			if (!(tag & HTR_PACK_SAME_STACK))
-				m->last_stack[code] = (uint32_t)get_varint(&c);
-			ev.stack = m->last_stack[code];
-			ev.site = 0;
-			ev.alignment = 0;
-			if (tag & HTR_PACK_EXTRA) {
-				m->last_kind[code] = get_byte(&c);
-				ev.site = (uint32_t)get_varint(&c);
-				if (code == HTR_PACK_ALLOC)
-					ev.alignment = (uint32_t)get_varint(&c);
-			}
-			ev.call = m->last_kind[code];
-			ev.time_ns = r->time_ns;
-			ev.ptr2 = 0;
-			ev.size = 0;
-		}
-		uint64_t pcode, extra = 0;
-		struct htr_pm_block blk;
-		int arc;
-		switch (code) {
-		case HTR_PACK_ALLOC:
-			ev.type = HTR_EV_ALLOC;
-			ev.size = get_varint(&c);
-			pcode = get_varint(&c);
-			if (pcode == HTR_PACK_A_FAR)
-				extra = get_varint(&c);
-			if (c.short_read)
-				goto cut;
-			arc = htr_pm_decode_alloc(m, pcode, extra, ev.size, &ev.ptr);
-			if (arc < 0)
-				goto oom;
-			if (arc > 0)
-				goto corrupt;
-			break;
-		case HTR_PACK_FREE:
-			ev.type = HTR_EV_FREE;
-			pcode = get_varint(&c);
-			if (pcode == HTR_PACK_F_FAR)
-				extra = get_varint(&c);
-			if (c.short_read)
-				goto cut;
-			if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
-				goto corrupt;
-			htr_pm_drop_by_ord(m, &blk);
-			ev.ptr = blk.ptr;
-			break;
-		case HTR_PACK_REALLOC:
-			ev.type = HTR_EV_REALLOC;
-			pcode = get_varint(&c);
-			if (pcode == HTR_PACK_F_FAR)
-				extra = get_varint(&c);
-			if (c.short_read)
-				goto cut;
-			if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
-				goto corrupt;
-			ev.ptr = blk.ptr;
-			pcode = get_varint(&c);
-			extra = pcode == HTR_PACK_SIZE_PLAIN ? get_varint(&c) : 0;
-			if (c.short_read)
-				goto cut;
-			if (!htr_pm_decode_resize(&blk, pcode, extra, &ev.size))
-				goto corrupt;
-			pcode = get_varint(&c);
-			extra = 0;
-			if (pcode == HTR_PACK_A_FAR)
-				extra = get_varint(&c);
-			if (c.short_read)
-				goto cut;
-			/* A failed realloc leaves the old block live. */
-			if (!(pcode == HTR_PACK_A_NULL && ev.size != 0))
-				htr_pm_drop_by_ord(m, &blk);
-			arc = htr_pm_decode_alloc(m, pcode, extra, ev.size, &ev.ptr2);
-			if (arc < 0)
-				goto oom;
-			if (arc > 0)
-				goto corrupt;
-			break;
-		case HTR_PACK_RAW: {
-			uint64_t len = get_varint(&c);
-			if (c.short_read || len < 8 || len > 65535 || len % 8 != 0)
-				goto corrupt;
-			size_t prefix = (size_t)(c.p - (in->win + in->start));
-			fill(in, prefix + len);
-			c.p = in->win + in->start + prefix;
-			c.end = in->win + in->end;
-			if ((size_t)(c.end - c.p) < len)
-				goto cut;
-			memcpy(in->raw, c.p, len);
-			c.p += len;
-			uint32_t thread = ev.thread;
-			uint16_t size;
-			memcpy(&size, in->raw + 2, sizeof(size));
-			if (size != len)
-				goto corrupt;
-			size_t fixed = htr_record_fixed_size(in->raw[0]);
-			if (fixed == 0 || len < fixed || !htr_record_decode(r, in->raw, thread, evp))
-				goto corrupt;
-			ev.offset = ordinal;
-			if (ev.seq != 0)
-				m->last_seq = ev.seq;
-			break;
-		}
-		case HTR_PACK_NOTICE: {
-			ev.type = (uint8_t)get_varint(&c);
-			ev.kind = get_byte(&c);
-			ev.offset = get_varint(&c);
-			ev.count = get_varint(&c);
-			uint64_t len = get_varint(&c);
-			if (c.short_read || len >= sizeof(text) || (size_t)(c.end - c.p) < len ||
-			    (ev.type != HTR_EV_TRUNCATED && ev.type != HTR_EV_BAD_INPUT && ev.type != HTR_EV_LOSS))
-				goto corrupt;
-			memcpy(text, c.p, len);
-			text[len] = '\0';
-			c.p += len;
-			ev.text = text;
-			ev.time_ns = r->time_ns;
-			break;
-		}
-		default:
-			goto corrupt;
-		}
-		if (c.short_read)
+		if (head.short_read)
 			goto cut;
-		in->start = (size_t)(c.p - in->win);
-		int rc = sink(ctx, evp);
-		if (rc != 0)
-			return rc;
-#undef ev
+		size_t head_len = (size_t)(head.p - (in->win + in->start));
+		if (total > WINDOW - head_len || records > total)
+			goto corrupt;
+		fill(in, head_len + total);
+		if (in->end - in->start < head_len + total)
+			goto cut;
+		struct cursor col[HTR_PACK_COLUMNS];
+		const uint8_t *at = in->win + in->start + head_len;
+		for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++) {
+			col[i] = (struct cursor){at, at + len[i], false};
+			at += len[i];
+		}
+		for (uint64_t i = 0; i < records; i++, ordinal++) {
+			int rc = decode_record(r, m, col, &r->ev, ordinal, text, sizeof(text));
+			if (rc < 0)
+				goto oom;
+			if (rc > 0)
+				goto corrupt;
+			rc = sink(ctx, &r->ev);
+			if (rc != 0)
+				return rc;
+		}
+		for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++)
+			if (col[i].p != col[i].end)
+				goto corrupt; /* the block says more than its records used */
+		in->start += head_len + total;
 	}
 cut:
 	if (in->corrupt)
