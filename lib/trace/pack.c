@@ -185,11 +185,12 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 		else
 			put_varint(p, HTR_PACK_COL_ORDER, ev->seq - st->last_seq);
 		st->last_seq = ev->seq;
-		if (ev->stack == st->last_stack[code])
+		uint32_t *predicted = htr_pm_stack_slot(st, code);
+		if (ev->stack == *predicted)
 			tag |= HTR_PACK_SAME_STACK;
 		else
 			put_varint(p, HTR_PACK_COL_STACK, ev->stack);
-		st->last_stack[code] = ev->stack;
+		htr_pm_stack_seen(st, predicted, code, ev->stack);
 		bool extra = ev->call != st->last_kind[code] || ev->site != 0 ||
 			     (code == HTR_PACK_ALLOC && ev->alignment != 0);
 		if (extra) {

@@ -135,18 +135,46 @@ static uint64_t *stack_slot(struct htr_pack_model *m, uint32_t stack)
 	return &m->stack_last[(stack * 2654435761u) >> 20 & (HTR_PM_STACK_SLOTS - 1)];
 }
 
-static int freed_find(const struct htr_pack_model *m, uint64_t ptr)
+uint32_t *htr_pm_stack_slot(struct htr_pack_model *m, unsigned code)
 {
-	for (unsigned i = 0; i < HTR_PM_FREED; i++)
-		if (m->freed[i] == ptr)
+	uint32_t prev = m->thread_prev[m->last_thread & (HTR_PM_THREAD_SLOTS - 1)];
+	return &m->next_stack[((prev + code) * 2654435761u) >> 16 & (HTR_PM_NEXT_SLOTS - 1)];
+}
+
+void htr_pm_stack_seen(struct htr_pack_model *m, uint32_t *slot, unsigned code, uint32_t stack)
+{
+	*slot = stack;
+	m->thread_prev[m->last_thread & (HTR_PM_THREAD_SLOTS - 1)] = stack * 8u + code;
+}
+
+/* Small most-recent-first lists of pointers. */
+static int list_find(const uint64_t *list, unsigned n, uint64_t ptr)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (list[i] == ptr)
 			return (int)i;
 	return -1;
 }
 
-static void freed_remove_at(struct htr_pack_model *m, unsigned i)
+static void list_remove(uint64_t *list, unsigned n, uint64_t ptr)
 {
-	memmove(&m->freed[i], &m->freed[i + 1], (HTR_PM_FREED - 1 - i) * sizeof(m->freed[0]));
-	m->freed[HTR_PM_FREED - 1] = 0;
+	int i = list_find(list, n, ptr);
+	if (i < 0)
+		return;
+	memmove(&list[i], &list[i + 1], (n - 1 - (unsigned)i) * sizeof(list[0]));
+	list[n - 1] = 0;
+}
+
+static void list_push(uint64_t *list, unsigned n, uint64_t ptr)
+{
+	list_remove(list, n, ptr);
+	memmove(&list[1], &list[0], (n - 1) * sizeof(list[0]));
+	list[0] = ptr;
+}
+
+static int freed_find(const struct htr_pack_model *m, uint64_t ptr)
+{
+	return list_find(m->freed, HTR_PM_FREED, ptr);
 }
 
 /* What a free teaches both sides, whatever its code. */
@@ -155,30 +183,17 @@ static void learn_free(struct htr_pack_model *m, const struct htr_pm_block *blk,
 	if (blk->tracked) {
 		m->last_free_ord = blk->ord;
 		*stack_slot(m, stack) = blk->ord;
-		uint64_t *c = class_slot(m, blk->size);
-		c[1] = c[0];
-		c[0] = blk->ptr;
+		list_push(class_slot(m, blk->size), HTR_PM_CLASS_DEPTH, blk->ptr);
 	}
-	int i = freed_find(m, blk->ptr);
-	if (i >= 0)
-		freed_remove_at(m, (unsigned)i);
-	memmove(&m->freed[1], &m->freed[0], (HTR_PM_FREED - 1) * sizeof(m->freed[0]));
-	m->freed[0] = blk->ptr;
+	list_push(m->freed, HTR_PM_FREED, blk->ptr);
 	m->last_ptr = blk->ptr;
 }
 
 /* What an allocation teaches both sides; the live set is each side's own. */
 static void learn_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uint64_t *c)
 {
-	if (c[0] == ptr) {
-		c[0] = c[1];
-		c[1] = 0;
-	} else if (c[1] == ptr) {
-		c[1] = 0;
-	}
-	int i = freed_find(m, ptr);
-	if (i >= 0)
-		freed_remove_at(m, (unsigned)i);
+	list_remove(c, HTR_PM_CLASS_DEPTH, ptr);
+	list_remove(m->freed, HTR_PM_FREED, ptr);
 	m->last_alloc_end = ptr + chunk_size(size);
 	m->last_ptr = ptr;
 	m->next_ord++;
@@ -236,8 +251,8 @@ int htr_pm_code_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uin
 	}
 	uint64_t *c = class_slot(m, size);
 	int i;
-	if (ptr == c[0])
-		*code = HTR_PACK_A_CLASS;
+	if ((i = list_find(c, HTR_PM_CLASS_DEPTH, ptr)) >= 0)
+		*code = HTR_PACK_A_CLASS + (unsigned)i;
 	else if (ptr == m->last_alloc_end)
 		*code = HTR_PACK_A_BUMP;
 	else if ((i = freed_find(m, ptr)) >= 0)
@@ -332,8 +347,8 @@ int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 	if (code == HTR_PACK_A_NULL) {
 		*ptr = 0;
 		return 0;
-	} else if (code == HTR_PACK_A_CLASS) {
-		p = c[0];
+	} else if (code < HTR_PACK_A_CLASS + HTR_PM_CLASS_DEPTH) {
+		p = c[code - HTR_PACK_A_CLASS];
 	} else if (code == HTR_PACK_A_BUMP) {
 		p = m->last_alloc_end;
 	} else if (code == HTR_PACK_A_FAR) {

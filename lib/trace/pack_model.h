@@ -33,12 +33,18 @@ struct htr_live_table {
 
 #define HTR_PM_CLASS_SLOTS 4096u
 #define HTR_PM_STACK_SLOTS 4096u
-#define HTR_PM_FREED 16u
+#define HTR_PM_FREED 32u
+#define HTR_PM_CLASS_DEPTH 16u
+#define HTR_PM_NEXT_SLOTS 65536u
+#define HTR_PM_THREAD_SLOTS 256u
 
 struct htr_pack_model {
 	uint64_t last_seq;
 	uint32_t last_thread;
-	uint32_t last_stack[4]; /* by enum htr_pack_code */
+	/* The stack an event of a code had after the previous event of its
+	 * thread (its code and stack): a program's calls come in patterns. */
+	uint32_t next_stack[HTR_PM_NEXT_SLOTS];
+	uint32_t thread_prev[HTR_PM_THREAD_SLOTS]; /* per thread: code and stack of its last event, hashed */
 	uint8_t last_kind[4];
 
 	uint64_t last_ptr;       /* the last non-null pointer coded */
@@ -47,9 +53,9 @@ struct htr_pack_model {
 	uint64_t last_alloc_end; /* where the previous allocation's chunk ends */
 	struct htr_live_table live; /* packer: ptr -> ordinal, size; reader: ordinal -> ptr, size */
 	uint64_t freed[HTR_PM_FREED]; /* recently freed pointers, newest first */
-	/* The two blocks freed last per size class and thread: what glibc's
-	 * tcache hands out next. */
-	uint64_t by_class[HTR_PM_CLASS_SLOTS][2];
+	/* The blocks freed last per size class and thread, newest first: what
+	 * glibc's tcache and fast bins hand out next. */
+	uint64_t by_class[HTR_PM_CLASS_SLOTS][HTR_PM_CLASS_DEPTH];
 	uint64_t stack_last[HTR_PM_STACK_SLOTS]; /* ordinal freed last by a stack */
 };
 
@@ -59,6 +65,11 @@ struct htr_pm_block {
 	uint64_t extra; /* packer: the varint that follows HTR_PACK_F_FAR */
 	bool tracked;   /* in the live set (else coded by address) */
 };
+
+/* The predicted stack of an event with this code in the current thread
+ * (m->last_thread); htr_pm_stack_seen records the actual one. */
+uint32_t *htr_pm_stack_slot(struct htr_pack_model *m, unsigned code);
+void htr_pm_stack_seen(struct htr_pack_model *m, uint32_t *slot, unsigned code, uint32_t stack);
 
 /* 0 on success, -1 out of memory. */
 int htr_pm_init(struct htr_pack_model *m);
@@ -74,11 +85,11 @@ void htr_pm_fini(struct htr_pack_model *m);
 #define HTR_PACK_REF_STACK 2u     /* value: zigzag(ordinal - ordinal freed last by this stack) */
 #define HTR_PACK_REF_ADDRESS 3u   /* not in the live set: value 1 + zigzag(ptr - last pointer) */
 #define HTR_PACK_F_FAR (1u + HTR_PACK_REF_ADDRESS) /* value 0: the zigzag follows */
-#define HTR_PACK_A_CLASS 0u       /* the block freed last in its size class and thread */
-#define HTR_PACK_A_NULL 1u        /* a failed allocation */
-#define HTR_PACK_A_BUMP 2u        /* right after the previous allocation's chunk */
-#define HTR_PACK_A_FAR 3u         /* zigzag(ptr - last pointer) follows */
-#define HTR_PACK_A_FREED 4u       /* + index into the recently freed */
+#define HTR_PACK_A_CLASS 0u       /* + index among the blocks freed last in its size class and thread */
+#define HTR_PACK_A_NULL (HTR_PACK_A_CLASS + HTR_PM_CLASS_DEPTH) /* a failed allocation */
+#define HTR_PACK_A_BUMP (HTR_PACK_A_NULL + 1u) /* right after the previous allocation's chunk */
+#define HTR_PACK_A_FAR (HTR_PACK_A_BUMP + 1u)  /* zigzag(ptr - last pointer) follows */
+#define HTR_PACK_A_FREED (HTR_PACK_A_FAR + 1u) /* + index into the recently freed */
 #define HTR_PACK_A_DELTA (HTR_PACK_A_FREED + HTR_PM_FREED) /* + zigzag(ptr - last pointer) */
 #define HTR_PACK_NEAR (1ull << 60) /* zigzags below this go inside a code */
 

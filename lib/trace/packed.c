@@ -190,9 +190,9 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 	if (hot) {
 		m->last_seq += (tag & HTR_PACK_SEQ_NEXT) ? 1 : get_varint(order);
 		ev.seq = m->last_seq;
-		if (!(tag & HTR_PACK_SAME_STACK))
-			m->last_stack[code] = (uint32_t)get_varint(&col[HTR_PACK_COL_STACK]);
-		ev.stack = m->last_stack[code];
+		uint32_t *predicted = htr_pm_stack_slot(m, code);
+		ev.stack = (tag & HTR_PACK_SAME_STACK) ? *predicted : (uint32_t)get_varint(&col[HTR_PACK_COL_STACK]);
+		htr_pm_stack_seen(m, predicted, code, ev.stack);
 		ev.site = 0;
 		ev.alignment = 0;
 		if (tag & HTR_PACK_EXTRA) {
