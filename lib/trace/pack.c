@@ -288,7 +288,7 @@ int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_p
 	fchmod(p->fd, 0600);
 	p->cctx = ZSTD_createCCtx();
 	int rc = -1;
-	if (p->cctx == NULL || htr_pm_init(&p->st) != 0) {
+	if (p->cctx == NULL || htr_pm_init(&p->st, false) != 0) {
 		htr_set_err(err, errlen, "%s: out of memory", out_path);
 		goto out;
 	}

@@ -80,13 +80,15 @@ static void table_remove(struct htr_live_table *t, uint64_t key)
 
 /* ---- shared steps ---- */
 
-int htr_pm_init(struct htr_pack_model *m)
+int htr_pm_init(struct htr_pack_model *m, bool reader)
 {
 	memset(m, 0, sizeof(*m));
 	m->last_kind[HTR_PACK_ALLOC] = HTR_CALL_MALLOC;
 	m->last_kind[HTR_PACK_FREE] = HTR_CALL_FREE;
 	m->last_kind[HTR_PACK_REALLOC] = HTR_CALL_REALLOC;
 	m->next_ord = 1; /* 0 is the empty key */
+	if (reader && (m->ring = calloc(HTR_PM_RING, sizeof(*m->ring))) == NULL)
+		return -1;
 	return table_init(&m->live, 1024);
 }
 
@@ -94,6 +96,8 @@ void htr_pm_fini(struct htr_pack_model *m)
 {
 	free(m->live.slots);
 	m->live.slots = NULL;
+	free(m->ring);
+	m->ring = NULL;
 }
 
 static uint64_t zigzag(uint64_t delta)
@@ -148,33 +152,28 @@ void htr_pm_stack_seen(struct htr_pack_model *m, uint32_t *slot, unsigned code, 
 }
 
 /* Small most-recent-first lists of pointers. */
+/* Branch-free, so the compiler can compare a whole list at once. */
 static int list_find(const uint64_t *list, unsigned n, uint64_t ptr)
 {
+	uint32_t hits = 0;
 	for (unsigned i = 0; i < n; i++)
-		if (list[i] == ptr)
-			return (int)i;
-	return -1;
+		hits |= (uint32_t)(list[i] == ptr) << i;
+	return hits ? __builtin_ctz(hits) : -1;
 }
 
-static void list_remove(uint64_t *list, unsigned n, uint64_t ptr)
+static void list_remove_at(uint64_t *list, unsigned n, unsigned i)
 {
-	int i = list_find(list, n, ptr);
-	if (i < 0)
-		return;
-	memmove(&list[i], &list[i + 1], (n - 1 - (unsigned)i) * sizeof(list[0]));
+	memmove(&list[i], &list[i + 1], (n - 1 - i) * sizeof(list[0]));
 	list[n - 1] = 0;
 }
 
+/* No search for a copy already there: an allocation took the block out of
+ * the list it was found in, and a stale copy elsewhere only costs a slot.
+ * Both sides keep the same copies, which is all that exactness needs. */
 static void list_push(uint64_t *list, unsigned n, uint64_t ptr)
 {
-	list_remove(list, n, ptr);
 	memmove(&list[1], &list[0], (n - 1) * sizeof(list[0]));
 	list[0] = ptr;
-}
-
-static int freed_find(const struct htr_pack_model *m, uint64_t ptr)
-{
-	return list_find(m->freed, HTR_PM_FREED, ptr);
 }
 
 /* What a free teaches both sides, whatever its code. */
@@ -189,11 +188,15 @@ static void learn_free(struct htr_pack_model *m, const struct htr_pm_block *blk,
 	m->last_ptr = blk->ptr;
 }
 
-/* What an allocation teaches both sides; the live set is each side's own. */
-static void learn_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uint64_t *c)
+/* What an allocation teaches both sides; the live set is each side's own.
+ * The block leaves the list its code found it in: the reader knows which
+ * without searching. */
+static void learn_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uint64_t *c, uint64_t code)
 {
-	list_remove(c, HTR_PM_CLASS_DEPTH, ptr);
-	list_remove(m->freed, HTR_PM_FREED, ptr);
+	if (code < HTR_PACK_A_CLASS + HTR_PM_CLASS_DEPTH)
+		list_remove_at(c, HTR_PM_CLASS_DEPTH, (unsigned)(code - HTR_PACK_A_CLASS));
+	else if (code >= HTR_PACK_A_FREED && code < HTR_PACK_A_DELTA)
+		list_remove_at(m->freed, HTR_PM_FREED, (unsigned)(code - HTR_PACK_A_FREED));
 	m->last_alloc_end = ptr + chunk_size(size);
 	m->last_ptr = ptr;
 	m->next_ord++;
@@ -255,7 +258,7 @@ int htr_pm_code_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uin
 		*code = HTR_PACK_A_CLASS + (unsigned)i;
 	else if (ptr == m->last_alloc_end)
 		*code = HTR_PACK_A_BUMP;
-	else if ((i = freed_find(m, ptr)) >= 0)
+	else if ((i = list_find(m->freed, HTR_PM_FREED, ptr)) >= 0)
 		*code = HTR_PACK_A_FREED + (unsigned)i;
 	else {
 		uint64_t z = zigzag(ptr - m->last_ptr);
@@ -267,7 +270,7 @@ int htr_pm_code_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uin
 		}
 	}
 	uint64_t ord = m->next_ord;
-	learn_alloc(m, ptr, size, c);
+	learn_alloc(m, ptr, size, c, *code);
 	return table_put(&m->live, ptr, ord, size);
 }
 
@@ -322,13 +325,23 @@ bool htr_pm_decode_free(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 		uint64_t ord = ref == HTR_PACK_REF_NEWEST ? m->next_ord - 1 - v
 			       : ref == HTR_PACK_REF_LAST_FREE ? m->last_free_ord + unzigzag(v)
 							       : *stack_slot(m, stack) + unzigzag(v);
-		const struct htr_live_slot *s = ord != 0 ? table_find(&m->live, ord) : NULL;
-		if (s == NULL)
+		if (ord == 0 || ord >= m->next_ord)
 			return false;
+		if (ord + HTR_PM_RING >= m->next_ord) {
+			const struct htr_ring_slot *r = &m->ring[ord & (HTR_PM_RING - 1)];
+			if (r->ptr == 0)
+				return false;
+			blk->ptr = r->ptr;
+			blk->size = r->size;
+		} else {
+			const struct htr_live_slot *s = table_find(&m->live, ord);
+			if (s == NULL)
+				return false;
+			blk->ptr = s->a;
+			blk->size = s->b;
+		}
 		blk->tracked = true;
 		blk->ord = ord;
-		blk->ptr = s->a;
-		blk->size = s->b;
 	}
 	learn_free(m, blk, stack);
 	return true;
@@ -336,7 +349,11 @@ bool htr_pm_decode_free(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 
 void htr_pm_drop_by_ord(struct htr_pack_model *m, const struct htr_pm_block *blk)
 {
-	if (blk->tracked)
+	if (!blk->tracked)
+		return;
+	if (blk->ord + HTR_PM_RING >= m->next_ord)
+		m->ring[blk->ord & (HTR_PM_RING - 1)].ptr = 0;
+	else
 		table_remove(&m->live, blk->ord);
 }
 
@@ -364,6 +381,10 @@ int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 		return 1;
 	*ptr = p;
 	uint64_t ord = m->next_ord;
-	learn_alloc(m, p, size, c);
-	return table_put(&m->live, ord, p, size) != 0 ? -1 : 0;
+	learn_alloc(m, p, size, c, code);
+	struct htr_ring_slot *r = &m->ring[ord & (HTR_PM_RING - 1)];
+	if (r->ptr != 0 && table_put(&m->live, ord - HTR_PM_RING, r->ptr, r->size) != 0)
+		return -1; /* still live a ring ago: keep it by ordinal */
+	*r = (struct htr_ring_slot){p, size};
+	return 0;
 }

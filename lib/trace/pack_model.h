@@ -34,6 +34,7 @@ struct htr_live_table {
 #define HTR_PM_CLASS_SLOTS 4096u
 #define HTR_PM_STACK_SLOTS 4096u
 #define HTR_PM_FREED 32u
+#define HTR_PM_RING 16384u
 #define HTR_PM_CLASS_DEPTH 16u
 #define HTR_PM_NEXT_SLOTS 65536u
 #define HTR_PM_THREAD_SLOTS 256u
@@ -51,7 +52,14 @@ struct htr_pack_model {
 	uint64_t next_ord;       /* ordinal of the next allocated block */
 	uint64_t last_free_ord;  /* ordinal of the block freed last */
 	uint64_t last_alloc_end; /* where the previous allocation's chunk ends */
-	struct htr_live_table live; /* packer: ptr -> ordinal, size; reader: ordinal -> ptr, size */
+	struct htr_live_table live; /* packer: ptr -> ordinal, size; reader: old ordinal -> ptr, size */
+	/* Reader: the blocks of the last HTR_PM_RING ordinals by ordinal,
+	 * ptr 0 when no longer live. Most blocks die young, and a ring
+	 * indexed by ordinal is what a hash table is not: in cache. A block
+	 * still live when its slot comes round again moves to `live`. */
+	struct htr_ring_slot {
+		uint64_t ptr, size;
+	} *ring;
 	uint64_t freed[HTR_PM_FREED]; /* recently freed pointers, newest first */
 	/* The blocks freed last per size class and thread, newest first: what
 	 * glibc's tcache and fast bins hand out next. */
@@ -71,8 +79,8 @@ struct htr_pm_block {
 uint32_t *htr_pm_stack_slot(struct htr_pack_model *m, unsigned code);
 void htr_pm_stack_seen(struct htr_pack_model *m, uint32_t *slot, unsigned code, uint32_t stack);
 
-/* 0 on success, -1 out of memory. */
-int htr_pm_init(struct htr_pack_model *m);
+/* 0 on success, -1 out of memory. reader: the reader's side (a ring). */
+int htr_pm_init(struct htr_pack_model *m, bool reader);
 void htr_pm_fini(struct htr_pack_model *m);
 
 /* Codes. Freed pointer: 0 null; else 1 + 4 * value + reference (see

@@ -379,7 +379,7 @@ oom:
 int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 {
 	struct htr_pack_model *model = malloc(sizeof(*model));
-	if (model == NULL || htr_pm_init(model) != 0) {
+	if (model == NULL || htr_pm_init(model, true) != 0) {
 		free(model);
 		return htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, 0, "out of memory reading the packed trace");
 	}
