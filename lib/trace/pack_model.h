@@ -29,6 +29,7 @@ struct htr_live_slot {
 struct htr_live_table {
 	struct htr_live_slot *slots;
 	size_t mask, used;
+	unsigned shift; /* low key bits that carry nothing (pointers: 4) */
 };
 
 #define HTR_PM_CLASS_SLOTS 4096u
