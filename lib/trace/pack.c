@@ -19,8 +19,13 @@
 #include "reader_internal.h"
 
 /* Coded bytes collected per block, over all columns, before compressing.
- * A block with one more RAW record must fit the reader's window. */
+ * The total is looked at after every RAW or NOTICE record and every
+ * CHECK_EVERY records (adding the column lengths per record cost a tenth
+ * of the packing), so a block can pass STAGE by CHECK_EVERY coded events
+ * (at most ~90 bytes each) plus one RAW record (64 KiB): 216 KiB at most,
+ * which must fit the reader's 256 KiB window; no column passes COLUMN_MAX. */
 #define STAGE (128u * 1024u)
+#define CHECK_EVERY 256u
 #define COLUMN_MAX (STAGE + 70000u)
 
 struct packer {
@@ -138,10 +143,12 @@ static int flush_block(struct packer *p, bool end)
 	return 0;
 }
 
-static int record_done(struct packer *p)
+static int record_done(struct packer *p, bool raw)
 {
 	p->records++;
 	p->in_block++;
+	if (!raw && p->in_block % CHECK_EVERY != 0)
+		return 0;
 	size_t staged = 0;
 	for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++)
 		staged += p->len[i];
@@ -230,7 +237,7 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 		}
 	}
 	p->col[HTR_PACK_COL_TAG][tag_at] = tag;
-	return record_done(p);
+	return record_done(p, code == HTR_PACK_RAW);
 oom:
 	p->write_errno = ENOMEM;
 	return -1;
@@ -250,7 +257,7 @@ static int pack_notice(void *ctx, const struct htr_event *ev)
 	put_varint(p, HTR_PACK_COL_RAW, ev->count);
 	put_varint(p, HTR_PACK_COL_RAW, len);
 	put_bytes(p, HTR_PACK_COL_RAW, ev->text ? ev->text : "", len);
-	return record_done(p);
+	return record_done(p, true);
 }
 
 int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_pack_result *result, char *err,
