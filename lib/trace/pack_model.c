@@ -134,12 +134,6 @@ static unsigned size_class(uint64_t size)
 	return 4032u + log2;
 }
 
-/* glibc caches freed blocks per thread (tcache), so the prediction is kept
- * per thread too; threads share the table, spread by a multiplicative hash. */
-static uint64_t *class_slot(struct htr_pack_model *m, uint64_t size)
-{
-	return m->by_class[(size_class(size) + m->last_thread * 2654435761u) & (HTR_PM_CLASS_SLOTS - 1)];
-}
 
 static uint64_t *stack_slot(struct htr_pack_model *m, uint32_t stack)
 {
@@ -158,29 +152,74 @@ void htr_pm_stack_seen(struct htr_pack_model *m, uint32_t *slot, unsigned code, 
 	m->thread_prev[m->last_thread & (HTR_PM_THREAD_SLOTS - 1)] = stack * 8u + code;
 }
 
-/* Small most-recent-first lists of pointers. */
-/* Branch-free, so the compiler can compare a whole list at once. */
-static int list_find(const uint64_t *list, unsigned n, uint64_t ptr)
+/* Small most-recent-first lists of pointers, kept as rings: entry i (0 is
+ * the newest) sits at e[(head - 1 - i) % n], and an empty entry is 0. A
+ * push is one store (over the oldest); taking entry i out moves the i
+ * newer ones, usually none, since allocators hand out the newest. n is a
+ * power of two, at most 32. */
+struct recent {
+	uint64_t *e;
+	unsigned *head;
+	unsigned n;
+};
+
+static unsigned recent_pos(const struct recent *r, unsigned i)
 {
-	uint32_t hits = 0;
-	for (unsigned i = 0; i < n; i++)
-		hits |= (uint32_t)(list[i] == ptr) << i;
-	return hits ? __builtin_ctz(hits) : -1;
+	return (*r->head - 1u - i) & (r->n - 1);
 }
 
-static void list_remove_at(uint64_t *list, unsigned n, unsigned i)
+/* Packer only. Branch-free over the ring, so the compiler compares it at
+ * once; a pointer there twice (no push searches for a copy) is found at
+ * its newest. */
+static int recent_find(const struct recent *r, uint64_t ptr)
 {
-	memmove(&list[i], &list[i + 1], (n - 1 - i) * sizeof(list[0]));
-	list[n - 1] = 0;
+	uint32_t hits = 0;
+	for (unsigned j = 0; j < r->n; j++)
+		hits |= (uint32_t)(r->e[j] == ptr) << j;
+	int best = -1;
+	while (hits != 0) {
+		unsigned j = (unsigned)__builtin_ctz(hits);
+		int i = (int)((*r->head - 1u - j) & (r->n - 1));
+		if (best < 0 || i < best)
+			best = i;
+		hits &= hits - 1;
+	}
+	return best;
+}
+
+static uint64_t recent_at(const struct recent *r, unsigned i)
+{
+	return r->e[recent_pos(r, i)];
+}
+
+static void recent_take(struct recent *r, unsigned i)
+{
+	for (unsigned k = i; k > 0; k--)
+		r->e[recent_pos(r, k)] = r->e[recent_pos(r, k - 1)];
+	r->e[recent_pos(r, 0)] = 0;
+	(*r->head)--;
 }
 
 /* No search for a copy already there: an allocation took the block out of
  * the list it was found in, and a stale copy elsewhere only costs a slot.
  * Both sides keep the same copies, which is all that exactness needs. */
-static void list_push(uint64_t *list, unsigned n, uint64_t ptr)
+static void recent_push(struct recent *r, uint64_t ptr)
 {
-	memmove(&list[1], &list[0], (n - 1) * sizeof(list[0]));
-	list[0] = ptr;
+	r->e[*r->head & (r->n - 1)] = ptr;
+	(*r->head)++;
+}
+
+/* glibc caches freed blocks per thread (tcache), so the prediction is kept
+ * per thread too; threads share the table, spread by a multiplicative hash. */
+static struct recent class_list(struct htr_pack_model *m, uint64_t size)
+{
+	unsigned slot = (size_class(size) + m->last_thread * 2654435761u) & (HTR_PM_CLASS_SLOTS - 1);
+	return (struct recent){m->by_class[slot], &m->class_head[slot], HTR_PM_CLASS_DEPTH};
+}
+
+static struct recent freed_list(struct htr_pack_model *m)
+{
+	return (struct recent){m->freed, &m->freed_head, HTR_PM_FREED};
 }
 
 /* What a free teaches both sides, whatever its code. */
@@ -189,21 +228,25 @@ static void learn_free(struct htr_pack_model *m, const struct htr_pm_block *blk,
 	if (blk->tracked) {
 		m->last_free_ord = blk->ord;
 		*stack_slot(m, stack) = blk->ord;
-		list_push(class_slot(m, blk->size), HTR_PM_CLASS_DEPTH, blk->ptr);
+		struct recent c = class_list(m, blk->size);
+		recent_push(&c, blk->ptr);
 	}
-	list_push(m->freed, HTR_PM_FREED, blk->ptr);
+	struct recent f = freed_list(m);
+	recent_push(&f, blk->ptr);
 	m->last_ptr = blk->ptr;
 }
 
 /* What an allocation teaches both sides; the live set is each side's own.
  * The block leaves the list its code found it in: the reader knows which
  * without searching. */
-static void learn_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uint64_t *c, uint64_t code)
+static void learn_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, struct recent *c, uint64_t code)
 {
-	if (code < HTR_PACK_A_CLASS + HTR_PM_CLASS_DEPTH)
-		list_remove_at(c, HTR_PM_CLASS_DEPTH, (unsigned)(code - HTR_PACK_A_CLASS));
-	else if (code >= HTR_PACK_A_FREED && code < HTR_PACK_A_DELTA)
-		list_remove_at(m->freed, HTR_PM_FREED, (unsigned)(code - HTR_PACK_A_FREED));
+	if (code < HTR_PACK_A_CLASS + HTR_PM_CLASS_DEPTH) {
+		recent_take(c, (unsigned)(code - HTR_PACK_A_CLASS));
+	} else if (code >= HTR_PACK_A_FREED && code < HTR_PACK_A_DELTA) {
+		struct recent f = freed_list(m);
+		recent_take(&f, (unsigned)(code - HTR_PACK_A_FREED));
+	}
 	m->last_alloc_end = ptr + chunk_size(size);
 	m->last_ptr = ptr;
 	m->next_ord++;
@@ -259,13 +302,13 @@ int htr_pm_code_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uin
 		*code = HTR_PACK_A_NULL;
 		return 0;
 	}
-	uint64_t *c = class_slot(m, size);
+	struct recent c = class_list(m, size), f = freed_list(m);
 	int i;
-	if ((i = list_find(c, HTR_PM_CLASS_DEPTH, ptr)) >= 0)
+	if ((i = recent_find(&c, ptr)) >= 0)
 		*code = HTR_PACK_A_CLASS + (unsigned)i;
 	else if (ptr == m->last_alloc_end)
 		*code = HTR_PACK_A_BUMP;
-	else if ((i = list_find(m->freed, HTR_PM_FREED, ptr)) >= 0)
+	else if ((i = recent_find(&f, ptr)) >= 0)
 		*code = HTR_PACK_A_FREED + (unsigned)i;
 	else {
 		uint64_t z = zigzag(ptr - m->last_ptr);
@@ -277,7 +320,7 @@ int htr_pm_code_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uin
 		}
 	}
 	uint64_t ord = m->next_ord;
-	learn_alloc(m, ptr, size, c, *code);
+	learn_alloc(m, ptr, size, &c, *code);
 	return table_put(&m->live, ptr, ord, size);
 }
 
@@ -366,19 +409,19 @@ void htr_pm_drop_by_ord(struct htr_pack_model *m, const struct htr_pm_block *blk
 
 int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint64_t size, uint64_t *ptr)
 {
-	uint64_t *c = class_slot(m, size);
+	struct recent c = class_list(m, size), f = freed_list(m);
 	uint64_t p;
 	if (code == HTR_PACK_A_NULL) {
 		*ptr = 0;
 		return 0;
 	} else if (code < HTR_PACK_A_CLASS + HTR_PM_CLASS_DEPTH) {
-		p = c[code - HTR_PACK_A_CLASS];
+		p = recent_at(&c, (unsigned)(code - HTR_PACK_A_CLASS));
 	} else if (code == HTR_PACK_A_BUMP) {
 		p = m->last_alloc_end;
 	} else if (code == HTR_PACK_A_FAR) {
 		p = m->last_ptr + unzigzag(extra);
 	} else if (code < HTR_PACK_A_DELTA) {
-		p = m->freed[code - HTR_PACK_A_FREED];
+		p = recent_at(&f, (unsigned)(code - HTR_PACK_A_FREED));
 	} else if (code - HTR_PACK_A_DELTA < HTR_PACK_NEAR) {
 		p = m->last_ptr + unzigzag(code - HTR_PACK_A_DELTA);
 	} else {
@@ -388,7 +431,7 @@ int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 		return 1;
 	*ptr = p;
 	uint64_t ord = m->next_ord;
-	learn_alloc(m, p, size, c, code);
+	learn_alloc(m, p, size, &c, code);
 	struct htr_ring_slot *r = &m->ring[ord & (HTR_PM_RING - 1)];
 	if (r->ptr != 0 && table_put(&m->live, ord - HTR_PM_RING, r->ptr, r->size) != 0)
 		return -1; /* still live a ring ago: keep it by ordinal */

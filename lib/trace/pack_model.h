@@ -61,10 +61,12 @@ struct htr_pack_model {
 	struct htr_ring_slot {
 		uint64_t ptr, size;
 	} *ring;
-	uint64_t freed[HTR_PM_FREED]; /* recently freed pointers, newest first */
+	uint64_t freed[HTR_PM_FREED]; /* recently freed pointers, a ring (pack_model.c) */
+	unsigned freed_head;
 	/* The blocks freed last per size class and thread, newest first: what
 	 * glibc's tcache and fast bins hand out next. */
-	uint64_t by_class[HTR_PM_CLASS_SLOTS][HTR_PM_CLASS_DEPTH];
+	uint64_t by_class[HTR_PM_CLASS_SLOTS][HTR_PM_CLASS_DEPTH]; /* rings too */
+	unsigned class_head[HTR_PM_CLASS_SLOTS];
 	uint64_t stack_last[HTR_PM_STACK_SLOTS]; /* ordinal freed last by a stack */
 };
 
