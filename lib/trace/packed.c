@@ -130,38 +130,40 @@ static void fill(struct htr_packed_input *in, size_t need)
 	}
 }
 
-/* Bounded cursor over the window. */
+/* Bounded cursor over the window. The cursors of a block share one flag:
+ * a record is checked once, after all of its fields are read (what it
+ * decoded meanwhile from a short column is thrown away with the block). */
 struct cursor {
 	const uint8_t *p, *end;
-	bool short_read;
+	bool *bad;
 };
 
 static uint64_t get_varint(struct cursor *c)
 {
+	const uint8_t *p = c->p;
 	uint64_t v = 0;
-	for (unsigned shift = 0; shift < 64; shift += 7) {
-		if (c->p >= c->end) {
-			c->short_read = true;
-			return 0;
-		}
-		uint8_t b = *c->p++;
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
+	/* most reads are far from the end: no bound check per byte there */
+	size_t room = (size_t)(c->end - p) < 10 ? (size_t)(c->end - p) : 10;
+	for (unsigned i = 0; i < room; i++) {
+		uint8_t b = p[i];
+		v |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80)) {
+			c->p = p + i + 1;
 			return v;
+		}
 	}
-	c->short_read = true; /* over-long varint: corrupt */
+	*c->bad = true; /* ran off the column, or an over-long varint: corrupt */
 	return 0;
 }
 
 static uint8_t get_byte(struct cursor *c)
 {
 	if (c->p >= c->end) {
-		c->short_read = true;
+		*c->bad = true;
 		return 0;
 	}
 	return *c->p++;
 }
-
 
 /* One record from the block's columns into *evp. Returns 0, 1 for
  * corrupt data, -1 out of memory. */
@@ -215,8 +217,6 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 		pcode = get_varint(new);
 		if (pcode == HTR_PACK_A_FAR)
 			extra = get_varint(new);
-		if (new->short_read || size->short_read)
-			return 1;
 		arc = htr_pm_decode_alloc(m, pcode, extra, ev.size, &ev.ptr);
 		if (arc != 0)
 			return arc;
@@ -226,7 +226,7 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 		pcode = get_varint(old);
 		if (pcode == HTR_PACK_F_FAR)
 			extra = get_varint(old);
-		if (old->short_read || !htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
+		if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
 			return 1;
 		htr_pm_drop_by_ord(m, &blk);
 		ev.ptr = blk.ptr;
@@ -236,17 +236,15 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 		pcode = get_varint(old);
 		if (pcode == HTR_PACK_F_FAR)
 			extra = get_varint(old);
-		if (old->short_read || !htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
+		if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
 			return 1;
 		ev.ptr = blk.ptr;
 		pcode = get_varint(size);
 		extra = pcode == HTR_PACK_SIZE_PLAIN ? get_varint(size) : 0;
-		if (size->short_read || !htr_pm_decode_resize(&blk, pcode, extra, &ev.size))
+		if (!htr_pm_decode_resize(&blk, pcode, extra, &ev.size))
 			return 1;
 		pcode = get_varint(new);
 		extra = pcode == HTR_PACK_A_FAR ? get_varint(new) : 0;
-		if (new->short_read)
-			return 1;
 		/* A failed realloc leaves the old block live. */
 		if (!(pcode == HTR_PACK_A_NULL && ev.size != 0))
 			htr_pm_drop_by_ord(m, &blk);
@@ -257,7 +255,7 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 	case HTR_PACK_RAW: {
 		struct cursor *raw = &col[HTR_PACK_COL_RAW];
 		uint64_t len = get_varint(raw);
-		if (raw->short_read || len < 8 || len > 65535 || len % 8 != 0 || (size_t)(raw->end - raw->p) < len)
+		if (*raw->bad || len < 8 || len > 65535 || len % 8 != 0 || (size_t)(raw->end - raw->p) < len)
 			return 1;
 		/* copied out: the record's fields are decoded in place, aligned */
 		struct htr_packed_input *in = r->packed;
@@ -283,7 +281,7 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 		ev.offset = get_varint(raw);
 		ev.count = get_varint(raw);
 		uint64_t len = get_varint(raw);
-		if (raw->short_read || len >= textlen || (size_t)(raw->end - raw->p) < len ||
+		if (*raw->bad || len >= textlen || (size_t)(raw->end - raw->p) < len ||
 		    (ev.type != HTR_EV_TRUNCATED && ev.type != HTR_EV_BAD_INPUT && ev.type != HTR_EV_LOSS))
 			return 1;
 		memcpy(text, raw->p, len);
@@ -297,10 +295,7 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 		return 1;
 	}
 #undef ev
-	for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++)
-		if (col[i].short_read)
-			return 1;
-	return 0;
+	return *col[0].bad ? 1 : 0;
 }
 
 static int run_packed(struct htr_reader *r, struct htr_pack_model *m, htr_event_sink sink, void *ctx)
@@ -315,16 +310,17 @@ static int run_packed(struct htr_reader *r, struct htr_pack_model *m, htr_event_
 		fill(in, 10 * (HTR_PACK_COLUMNS + 1));
 		if (in->start == in->end)
 			goto cut; /* the stream ended before its end mark */
-		struct cursor head = {in->win + in->start, in->win + in->end, false};
+		bool head_bad = false;
+		struct cursor head = {in->win + in->start, in->win + in->end, &head_bad};
 		uint64_t records = get_varint(&head);
-		if (!head.short_read && records == 0)
+		if (!head_bad && records == 0)
 			return 0;
 		uint64_t len[HTR_PACK_COLUMNS], total = 0;
 		for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++) {
 			len[i] = get_varint(&head);
 			total += len[i] < WINDOW ? len[i] : WINDOW;
 		}
-		if (head.short_read)
+		if (head_bad)
 			goto cut;
 		size_t head_len = (size_t)(head.p - (in->win + in->start));
 		if (total > WINDOW - head_len || records > total)
@@ -333,9 +329,10 @@ static int run_packed(struct htr_reader *r, struct htr_pack_model *m, htr_event_
 		if (in->end - in->start < head_len + total)
 			goto cut;
 		struct cursor col[HTR_PACK_COLUMNS];
+		bool bad = false;
 		const uint8_t *at = in->win + in->start + head_len;
 		for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++) {
-			col[i] = (struct cursor){at, at + len[i], false};
+			col[i] = (struct cursor){at, at + len[i], &bad};
 			at += len[i];
 		}
 		for (uint64_t i = 0; i < records; i++, ordinal++) {
