@@ -173,6 +173,8 @@ static unsigned recent_pos(const struct recent *r, unsigned i)
  * its newest. */
 static int recent_find(const struct recent *r, uint64_t ptr)
 {
+	if (r->e[recent_pos(r, 0)] == ptr)
+		return 0; /* the common case, a LIFO cache: no scan */
 	uint32_t hits = 0;
 	for (unsigned j = 0; j < r->n; j++)
 		hits |= (uint32_t)(r->e[j] == ptr) << j;
