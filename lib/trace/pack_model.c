@@ -114,7 +114,7 @@ static uint64_t zigzag(uint64_t delta)
 
 static uint64_t unzigzag(uint64_t z)
 {
-	return (z >> 1) ^ (uint64_t)-(int64_t)(z & 1);
+	return (z >> 1) ^ (uint64_t) - (int64_t)(z & 1);
 }
 
 /* glibc's bins: a chunk is the request plus 8 bytes of header, rounded up
@@ -133,7 +133,6 @@ static unsigned size_class(uint64_t size)
 	unsigned log2 = 63u - (unsigned)__builtin_clzll(size);
 	return 4032u + log2;
 }
-
 
 static uint64_t *stack_slot(struct htr_pack_model *m, uint32_t stack)
 {
@@ -241,7 +240,8 @@ static void learn_free(struct htr_pack_model *m, const struct htr_pm_block *blk,
 /* What an allocation teaches both sides; the live set is each side's own.
  * The block leaves the list its code found it in: the reader knows which
  * without searching. */
-static void learn_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, struct recent *c, uint64_t code)
+static void learn_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, struct recent *c,
+                        uint64_t code)
 {
 	if (code < HTR_PACK_A_CLASS + HTR_PM_CLASS_DEPTH) {
 		recent_take(c, (unsigned)(code - HTR_PACK_A_CLASS));
@@ -361,7 +361,7 @@ bool htr_pm_decode_resize(const struct htr_pm_block *old, uint64_t code, uint64_
 /* ---- reader ---- */
 
 bool htr_pm_decode_free(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint32_t stack,
-			struct htr_pm_block *blk)
+                        struct htr_pm_block *blk)
 {
 	*blk = (struct htr_pm_block){0};
 	if (code == 0)
@@ -374,9 +374,9 @@ bool htr_pm_decode_free(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 		if (blk->ptr == 0)
 			return false;
 	} else {
-		uint64_t ord = ref == HTR_PACK_REF_NEWEST ? m->next_ord - 1 - v
-			       : ref == HTR_PACK_REF_LAST_FREE ? m->last_free_ord + unzigzag(v)
-							       : *stack_slot(m, stack) + unzigzag(v);
+		uint64_t ord = ref == HTR_PACK_REF_NEWEST      ? m->next_ord - 1 - v
+		               : ref == HTR_PACK_REF_LAST_FREE ? m->last_free_ord + unzigzag(v)
+		                                               : *stack_slot(m, stack) + unzigzag(v);
 		if (ord == 0 || ord >= m->next_ord)
 			return false;
 		if (ord + HTR_PM_RING >= m->next_ord) {

@@ -26,18 +26,21 @@
 struct htr_live_slot {
 	uint64_t key, a, b;
 };
+struct htr_ring_slot {
+	uint64_t ptr, size;
+};
 struct htr_live_table {
 	struct htr_live_slot *slots;
 	size_t mask, used;
 	unsigned shift; /* low key bits that carry nothing (pointers: 4) */
 };
 
-#define HTR_PM_CLASS_SLOTS 4096u
-#define HTR_PM_STACK_SLOTS 4096u
-#define HTR_PM_FREED 32u
-#define HTR_PM_RING 16384u
-#define HTR_PM_CLASS_DEPTH 16u
-#define HTR_PM_NEXT_SLOTS 65536u
+#define HTR_PM_CLASS_SLOTS  4096u
+#define HTR_PM_STACK_SLOTS  4096u
+#define HTR_PM_FREED        32u
+#define HTR_PM_RING         16384u
+#define HTR_PM_CLASS_DEPTH  16u
+#define HTR_PM_NEXT_SLOTS   65536u
 #define HTR_PM_THREAD_SLOTS 256u
 
 struct htr_pack_model {
@@ -49,18 +52,16 @@ struct htr_pack_model {
 	uint32_t thread_prev[HTR_PM_THREAD_SLOTS]; /* per thread: code and stack of its last event, hashed */
 	uint8_t last_kind[4];
 
-	uint64_t last_ptr;       /* the last non-null pointer coded */
-	uint64_t next_ord;       /* ordinal of the next allocated block */
-	uint64_t last_free_ord;  /* ordinal of the block freed last */
-	uint64_t last_alloc_end; /* where the previous allocation's chunk ends */
+	uint64_t last_ptr;          /* the last non-null pointer coded */
+	uint64_t next_ord;          /* ordinal of the next allocated block */
+	uint64_t last_free_ord;     /* ordinal of the block freed last */
+	uint64_t last_alloc_end;    /* where the previous allocation's chunk ends */
 	struct htr_live_table live; /* packer: ptr -> ordinal, size; reader: old ordinal -> ptr, size */
 	/* Reader: the blocks of the last HTR_PM_RING ordinals by ordinal,
 	 * ptr 0 when no longer live. Most blocks die young, and a ring
 	 * indexed by ordinal is what a hash table is not: in cache. A block
 	 * still live when its slot comes round again moves to `live`. */
-	struct htr_ring_slot {
-		uint64_t ptr, size;
-	} *ring;
+	struct htr_ring_slot *ring;
 	uint64_t freed[HTR_PM_FREED]; /* recently freed pointers, a ring (pack_model.c) */
 	unsigned freed_head;
 	/* The blocks freed last per size class and thread, newest first: what
@@ -91,18 +92,18 @@ void htr_pm_fini(struct htr_pack_model *m);
  * no reference predicts is coded as zigzag(ptr - last pointer), inside the
  * code when that fits, else as HTR_PACK_F_FAR / HTR_PACK_A_FAR followed by
  * a varint of its own, so no pointer value can overflow a code. */
-#define HTR_PACK_REF_NEWEST 0u    /* value: newest ordinal - ordinal */
+#define HTR_PACK_REF_NEWEST    0u /* value: newest ordinal - ordinal */
 #define HTR_PACK_REF_LAST_FREE 1u /* value: zigzag(ordinal - last freed ordinal) */
-#define HTR_PACK_REF_STACK 2u     /* value: zigzag(ordinal - ordinal freed last by this stack) */
-#define HTR_PACK_REF_ADDRESS 3u   /* not in the live set: value 1 + zigzag(ptr - last pointer) */
-#define HTR_PACK_F_FAR (1u + HTR_PACK_REF_ADDRESS) /* value 0: the zigzag follows */
-#define HTR_PACK_A_CLASS 0u       /* + index among the blocks freed last in its size class and thread */
-#define HTR_PACK_A_NULL (HTR_PACK_A_CLASS + HTR_PM_CLASS_DEPTH) /* a failed allocation */
-#define HTR_PACK_A_BUMP (HTR_PACK_A_NULL + 1u) /* right after the previous allocation's chunk */
-#define HTR_PACK_A_FAR (HTR_PACK_A_BUMP + 1u)  /* zigzag(ptr - last pointer) follows */
-#define HTR_PACK_A_FREED (HTR_PACK_A_FAR + 1u) /* + index into the recently freed */
-#define HTR_PACK_A_DELTA (HTR_PACK_A_FREED + HTR_PM_FREED) /* + zigzag(ptr - last pointer) */
-#define HTR_PACK_NEAR (1ull << 60) /* zigzags below this go inside a code */
+#define HTR_PACK_REF_STACK     2u /* value: zigzag(ordinal - ordinal freed last by this stack) */
+#define HTR_PACK_REF_ADDRESS   3u /* not in the live set: value 1 + zigzag(ptr - last pointer) */
+#define HTR_PACK_F_FAR         (1u + HTR_PACK_REF_ADDRESS) /* value 0: the zigzag follows */
+#define HTR_PACK_A_CLASS       0u /* + index among the blocks freed last in its size class and thread */
+#define HTR_PACK_A_NULL        (HTR_PACK_A_CLASS + HTR_PM_CLASS_DEPTH) /* a failed allocation */
+#define HTR_PACK_A_BUMP        (HTR_PACK_A_NULL + 1u) /* right after the previous allocation's chunk */
+#define HTR_PACK_A_FAR         (HTR_PACK_A_BUMP + 1u) /* zigzag(ptr - last pointer) follows */
+#define HTR_PACK_A_FREED       (HTR_PACK_A_FAR + 1u)  /* + index into the recently freed */
+#define HTR_PACK_A_DELTA       (HTR_PACK_A_FREED + HTR_PM_FREED) /* + zigzag(ptr - last pointer) */
+#define HTR_PACK_NEAR          (1ull << 60)                      /* zigzags below this go inside a code */
 
 /* The packer's side. A free is coded in two steps so that a realloc can
  * keep its old block when it failed: htr_pm_code_free looks it up and
@@ -125,9 +126,10 @@ bool htr_pm_decode_resize(const struct htr_pm_block *old, uint64_t code, uint64_
 /* The reader's side, the same steps. false: the code names no block the
  * reader knows (corrupt data). */
 bool htr_pm_decode_free(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint32_t stack,
-			struct htr_pm_block *blk);
+                        struct htr_pm_block *blk);
 void htr_pm_drop_by_ord(struct htr_pack_model *m, const struct htr_pm_block *blk);
 /* 0 ok, 1 corrupt code, -1 out of memory. */
-int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint64_t size, uint64_t *ptr);
+int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint64_t size,
+                        uint64_t *ptr);
 
 #endif /* HEAPTRAIL_PACK_MODEL_H */

@@ -17,7 +17,7 @@
 #include "pack.h"
 #include "reader.h"
 
-#define CHUNK (64u * 1024u)
+#define CHUNK      (64u * 1024u)
 #define MAX_CHUNKS 256u
 
 struct trace {
@@ -53,7 +53,8 @@ static void trace_put(struct trace *t, uint32_t thread, const void *rec, size_t 
 {
 	if (thread != t->thread || t->pos + len > CHUNK) {
 		assert_true(t->chunks < MAX_CHUNKS);
-		struct htr_chunk_header ch = {.magic = HTR_CHUNK_MAGIC, .thread_index = thread, .chunk_index = t->chunks};
+		struct htr_chunk_header ch = {
+		        .magic = HTR_CHUNK_MAGIC, .thread_index = thread, .chunk_index = t->chunks};
 		memcpy(t->buf + HTR_FILE_HEADER_SIZE + t->chunks * CHUNK, &ch, sizeof(ch));
 		t->chunks++;
 		t->pos = sizeof(ch);
@@ -63,32 +64,34 @@ static void trace_put(struct trace *t, uint32_t thread, const void *rec, size_t 
 	t->pos += len;
 }
 
-static void trace_alloc(struct trace *t, uint32_t thread, uint8_t call, uint64_t ptr, uint64_t size, uint32_t stack)
+static void trace_alloc(struct trace *t, uint32_t thread, uint8_t call, uint64_t ptr, uint64_t size,
+                        uint32_t stack)
 {
 	struct htr_rec_alloc a = {.h = {HTR_REC_ALLOC, call, sizeof(a)},
-				  .stack = stack,
-				  .seq = ++t->seq,
-				  .ptr = ptr,
-				  .size = size,
-				  .site = stack % 17 == 0 ? 5 : 0,
-				  .alignment = stack % 23 == 0 ? 64 : 0};
+	                          .stack = stack,
+	                          .seq = ++t->seq,
+	                          .ptr = ptr,
+	                          .size = size,
+	                          .site = stack % 17 == 0 ? 5 : 0,
+	                          .alignment = stack % 23 == 0 ? 64 : 0};
 	trace_put(t, thread, &a, sizeof(a));
 }
 
 static void trace_free(struct trace *t, uint32_t thread, uint64_t ptr, uint32_t stack)
 {
-	struct htr_rec_free f = {.h = {HTR_REC_FREE, HTR_CALL_FREE, sizeof(f)}, .stack = stack, .seq = ++t->seq, .ptr = ptr};
+	struct htr_rec_free f = {
+	        .h = {HTR_REC_FREE, HTR_CALL_FREE, sizeof(f)}, .stack = stack, .seq = ++t->seq, .ptr = ptr};
 	trace_put(t, thread, &f, sizeof(f));
 }
 
 static void trace_realloc(struct trace *t, uint32_t thread, uint64_t old, uint64_t new, uint64_t size)
 {
 	struct htr_rec_realloc r = {.h = {HTR_REC_REALLOC, HTR_CALL_REALLOC, sizeof(r)},
-				    .stack = 3,
-				    .seq = ++t->seq,
-				    .old_ptr = old,
-				    .new_ptr = new,
-				    .size = size};
+	                            .stack = 3,
+	                            .seq = ++t->seq,
+	                            .old_ptr = old,
+	                            .new_ptr = new,
+	                            .size = size};
 	trace_put(t, thread, &r, sizeof(r));
 }
 
@@ -145,8 +148,8 @@ static char *long_trace(uint64_t *events)
 		case 3:
 			if (pool[slot] == 0) {
 				pool[slot] = bump += 48 + (r >> 30) % 4 * 16;
-				trace_alloc(&t, thread, (r >> 33) % 5 == 0 ? HTR_CALL_NEW : HTR_CALL_CALLOC, pool[slot], size,
-					    10 + (uint32_t)(r >> 36) % 40);
+				trace_alloc(&t, thread, (r >> 33) % 5 == 0 ? HTR_CALL_NEW : HTR_CALL_CALLOC,
+				            pool[slot], size, 10 + (uint32_t)(r >> 36) % 40);
 			} else {
 				trace_free(&t, thread, pool[slot], 20 + (uint32_t)(r >> 36) % 3);
 				pool[slot] = 0;
@@ -171,7 +174,8 @@ static char *long_trace(uint64_t *events)
 			}
 			break;
 		case 6: /* pointers far apart, in both directions, and a failed malloc */
-			trace_alloc(&t, thread, HTR_CALL_MALLOC, 0xfffffffffffffff0ull - (r >> 50) * 16, size, 7);
+			trace_alloc(&t, thread, HTR_CALL_MALLOC, 0xfffffffffffffff0ull - (r >> 50) * 16, size,
+			            7);
 			trace_alloc(&t, thread, HTR_CALL_MALLOC, 0x10 + (r >> 50) * 16, size, 8);
 			trace_free(&t, thread, 0xfffffffffffffff0ull - (r >> 50) * 16, 7);
 			trace_free(&t, thread, 0x10 + (r >> 50) * 16, 8);
@@ -350,9 +354,9 @@ static void test_damage_never_crashes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_long_stream_round_trip),
-		cmocka_unit_test(test_old_version_refused),
-		cmocka_unit_test(test_damage_never_crashes),
+	        cmocka_unit_test(test_long_stream_round_trip),
+	        cmocka_unit_test(test_old_version_refused),
+	        cmocka_unit_test(test_damage_never_crashes),
 	};
 	return cmocka_run_group_tests_name("packed traces", tests, NULL, NULL);
 }
