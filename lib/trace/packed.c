@@ -1,6 +1,7 @@
-/* Packed traces: the coding state shared with the packer, and the streaming
- * reader. Memory stays fixed whatever the trace length: one input buffer,
- * one window of decompressed bytes. */
+/* The streaming reader of packed traces. Memory stays fixed whatever the
+ * trace length: one input buffer, one window of decompressed bytes (a
+ * block), and the pointer model (pack_model.c), which grows only with the
+ * blocks that stay live long. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
@@ -16,8 +17,8 @@
 
 /* ---- reading ---- */
 
-/* A block's coded bytes: the packer stops a block at 128 KiB, plus at most
- * one RAW record. */
+/* A block's coded bytes: the packer stops a block soon after 128 KiB (see
+ * STAGE in pack.c), plus at most one RAW record. */
 #define WINDOW (256u * 1024u)
 #define RECORD_MAX 65536u /* a RAW record's u16 size */
 
