@@ -139,18 +139,6 @@ static uint64_t *stack_slot(struct htr_pack_model *m, uint32_t stack)
 	return &m->stack_last[(stack * 2654435761u) >> 20 & (HTR_PM_STACK_SLOTS - 1)];
 }
 
-uint32_t *htr_pm_stack_slot(struct htr_pack_model *m, unsigned code)
-{
-	uint32_t prev = m->thread_prev[m->last_thread & (HTR_PM_THREAD_SLOTS - 1)];
-	return &m->next_stack[((prev + code) * 2654435761u) >> 16 & (HTR_PM_NEXT_SLOTS - 1)];
-}
-
-void htr_pm_stack_seen(struct htr_pack_model *m, uint32_t *slot, unsigned code, uint32_t stack)
-{
-	*slot = stack;
-	m->thread_prev[m->last_thread & (HTR_PM_THREAD_SLOTS - 1)] = stack * 8u + code;
-}
-
 /* Small most-recent-first lists of pointers, kept as rings: entry i (0 is
  * the newest) sits at e[(head - 1 - i) % n], and an empty entry is 0. A
  * push is one store (over the oldest); taking entry i out moves the i

@@ -79,9 +79,19 @@ struct htr_pm_block {
 };
 
 /* The predicted stack of an event with this code in the current thread
- * (m->last_thread); htr_pm_stack_seen records the actual one. */
-uint32_t *htr_pm_stack_slot(struct htr_pack_model *m, unsigned code);
-void htr_pm_stack_seen(struct htr_pack_model *m, uint32_t *slot, unsigned code, uint32_t stack);
+ * (m->last_thread); htr_pm_stack_seen records the actual one. Inline: they
+ * run for every event, on both sides. */
+static inline uint32_t *htr_pm_stack_slot(struct htr_pack_model *m, unsigned code)
+{
+	uint32_t prev = m->thread_prev[m->last_thread & (HTR_PM_THREAD_SLOTS - 1)];
+	return &m->next_stack[((prev + code) * 2654435761u) >> 16 & (HTR_PM_NEXT_SLOTS - 1)];
+}
+
+static inline void htr_pm_stack_seen(struct htr_pack_model *m, uint32_t *slot, unsigned code, uint32_t stack)
+{
+	*slot = stack;
+	m->thread_prev[m->last_thread & (HTR_PM_THREAD_SLOTS - 1)] = stack * 8u + code;
+}
 
 /* 0 on success, -1 out of memory. reader: the reader's side (a ring). */
 int htr_pm_init(struct htr_pack_model *m, bool reader);
