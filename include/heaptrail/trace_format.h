@@ -386,12 +386,20 @@ struct htr_rec_persist {
  * chunks, fixed-size records, crash safety. Once the program has ended,
  * `heaptrail run` (or `heaptrail pack`) rewrites it for keeping: one stream in
  * seq order, compactly coded, zstd-compressed. Readers open both forms the
- * same way. docs/trace-format.md describes the coding.
+ * same way. docs/trace-format.md describes the coding; the pointer and size
+ * codes are defined by lib/trace/pack_model.[ch], the one implementation of
+ * the model that the packer and the reader share.
  *
- *   struct htr_pack_header, then one zstd stream of packed records that
- *   ends with the HTR_PACK_END tag (a stream without it was cut short). */
+ *   struct htr_pack_header, then one zstd stream of blocks:
+ *     varint records (0: the end mark; a stream without it was cut short)
+ *     varint length of each of the HTR_PACK_COLUMNS columns
+ *     the columns, in enum htr_pack_column order
+ *   A record's fields are read from the columns in the order below, each
+ *   column with its own cursor; a block's records use up its columns
+ *   exactly. Version 2: version 1 (one interleaved stream, no ordinals) is
+ *   refused. */
 #define HTR_PACK_MAGIC "HTRPACK\0" /* 8 bytes */
-#define HTR_PACK_VERSION_MAJOR 1
+#define HTR_PACK_VERSION_MAJOR 2
 #define HTR_PACK_VERSION_MINOR 0
 
 struct htr_pack_header {
@@ -399,25 +407,37 @@ struct htr_pack_header {
 	uint16_t version_major;
 	uint16_t version_minor;
 	uint32_t header_size;         /* sizeof(struct htr_pack_header) */
-	uint64_t records;             /* packed records, END tag excluded */
+	uint64_t records;             /* packed records */
 	struct htr_file_header trace; /* the raw trace's header when it was packed */
 };
 
-/* Tag byte of a packed record: a code in the low nibble, flags above. */
+/* Tag byte of a packed record (TAG column): a code in the low nibble,
+ * flags above. Fields in [] are present when the flags say so. */
 enum htr_pack_code {
-	HTR_PACK_END = 0,     /* end of stream */
-	HTR_PACK_ALLOC = 1,   /* [thread] [seq] [stack] [extra: kind site alignment] ptr size */
+	HTR_PACK_END = 0,     /* not used in a tag since version 2: a block of 0 records ends */
+	HTR_PACK_ALLOC = 1,   /* [thread] [seq] [stack] [extra: kind site alignment] size ptr */
 	HTR_PACK_FREE = 2,    /* [thread] [seq] [stack] [extra: kind site] ptr */
-	HTR_PACK_REALLOC = 3, /* [thread] [seq] [stack] [extra: kind site] old new size */
+	HTR_PACK_REALLOC = 3, /* [thread] [seq] [stack] [extra: kind site] old size new */
 	HTR_PACK_RAW = 4,     /* [thread] length, then the record as in a raw trace */
 	HTR_PACK_NOTICE = 5,  /* event type, kind, offset, count, text length, text: what the
 			       * reader said about the raw file (cut, corrupt, lost) */
 };
+/* The coded fields of a block, column by column (see docs). */
+enum htr_pack_column {
+	HTR_PACK_COL_TAG = 0,   /* tag bytes */
+	HTR_PACK_COL_ORDER = 1, /* thread, seq delta */
+	HTR_PACK_COL_STACK = 2, /* stack ids */
+	HTR_PACK_COL_CALL = 3,  /* kind, site, alignment */
+	HTR_PACK_COL_SIZE = 4,  /* sizes; a realloc's as a code against the old block's */
+	HTR_PACK_COL_NEW = 5,   /* allocated pointer codes */
+	HTR_PACK_COL_OLD = 6,   /* freed pointer codes */
+	HTR_PACK_COL_RAW = 7,   /* RAW and NOTICE bodies */
+	HTR_PACK_COLUMNS = 8,
+};
 #define HTR_PACK_SEQ_NEXT 0x10u    /* seq = previous seq + 1; else a varint delta follows */
 #define HTR_PACK_SAME_THREAD 0x20u /* thread = previous record's; else a varint follows */
-#define HTR_PACK_SAME_STACK 0x40u  /* stack = previous of this code; else a varint follows */
+#define HTR_PACK_SAME_STACK 0x40u  /* stack = the predicted one (pack_model.h); else a varint */
 #define HTR_PACK_EXTRA 0x80u       /* kind, site (and alignment) follow; else: previous kind, 0, 0 */
-#define HTR_PACK_PTR_CACHE 16u     /* pointer codes below this index a recency cache */
 
 #ifdef __cplusplus
 #define HTR_STATIC_ASSERT static_assert

@@ -15,34 +15,60 @@
 
 #include <zstd.h>
 
+#include "pack_model.h"
 #include "reader_internal.h"
 
-#define STAGE (128u * 1024u) /* coded bytes collected before compressing */
+/* Coded bytes collected per block, over all columns, before compressing.
+ * The total is looked at after every RAW or NOTICE record and every
+ * CHECK_EVERY records (adding the column lengths per record cost a tenth
+ * of the packing), so a block can pass STAGE by CHECK_EVERY coded events
+ * (at most ~90 bytes each) plus one RAW record (64 KiB): 216 KiB at most,
+ * which must fit the reader's 256 KiB window; no column passes COLUMN_MAX. */
+#define STAGE (128u * 1024u)
+#define CHECK_EVERY 256u
+#define COLUMN_MAX (STAGE + 70000u)
 
 struct packer {
-	struct htr_pack_state st;
+	struct htr_pack_model st;
 	ZSTD_CCtx *cctx;
 	int fd;
-	uint8_t stage[STAGE + 70000];
-	size_t used;
+	uint8_t col[HTR_PACK_COLUMNS][COLUMN_MAX];
+	size_t len[HTR_PACK_COLUMNS];
+	uint64_t in_block; /* records */
 	uint8_t out[64 * 1024];
 	uint64_t records;
 	uint64_t written;
 	int write_errno;
 };
 
-static void put_byte(struct packer *p, uint8_t b)
+static void put_byte(struct packer *p, unsigned col, uint8_t b)
 {
-	p->stage[p->used++] = b;
+	p->col[col][p->len[col]++] = b;
 }
 
-static void put_varint(struct packer *p, uint64_t v)
+static void put_varint(struct packer *p, unsigned col, uint64_t v)
 {
+	uint8_t *out = p->col[col];
+	size_t n = p->len[col];
 	while (v >= 0x80) {
-		p->stage[p->used++] = (uint8_t)(v | 0x80);
+		out[n++] = (uint8_t)(v | 0x80);
 		v >>= 7;
 	}
-	p->stage[p->used++] = (uint8_t)v;
+	out[n++] = (uint8_t)v;
+	p->len[col] = n;
+}
+
+static void put_bytes(struct packer *p, unsigned col, const void *src, size_t n)
+{
+	memcpy(p->col[col] + p->len[col], src, n);
+	p->len[col] += n;
+}
+
+static void put_ptr_code(struct packer *p, unsigned col, uint64_t code, bool has_extra, uint64_t extra)
+{
+	put_varint(p, col, code);
+	if (has_extra)
+		put_varint(p, col, extra);
 }
 
 static int write_all(struct packer *p, const uint8_t *buf, size_t len)
@@ -62,10 +88,9 @@ static int write_all(struct packer *p, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* Compresses what is staged; with end set, closes the zstd frame. */
-static int flush_stage(struct packer *p, bool end)
+static int compress(struct packer *p, const void *src, size_t len, bool end)
 {
-	ZSTD_inBuffer ib = {p->stage, p->used, 0};
+	ZSTD_inBuffer ib = {src, len, 0};
 	for (;;) {
 		ZSTD_outBuffer ob = {p->out, sizeof(p->out), 0};
 		size_t left = ZSTD_compressStream2(p->cctx, &ob, &ib, end ? ZSTD_e_end : ZSTD_e_continue);
@@ -76,15 +101,58 @@ static int flush_stage(struct packer *p, bool end)
 		if (write_all(p, p->out, ob.pos) != 0)
 			return -1;
 		if (end ? left == 0 : ib.pos == ib.size)
-			break;
+			return 0;
 	}
-	p->used = 0;
+}
+
+static size_t varint_to(uint8_t *out, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		out[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	out[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Writes the staged block: its record count, each column's length, then
+ * the columns. Like fields sit together, which is what zstd's entropy
+ * coder and match finder want. end: the end mark (a block of no records)
+ * follows, and the frame is closed. */
+static int flush_block(struct packer *p, bool end)
+{
+	if (p->in_block > 0) {
+		uint8_t head[10 * (HTR_PACK_COLUMNS + 1)];
+		size_t n = varint_to(head, p->in_block);
+		for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++)
+			n += varint_to(head + n, p->len[i]);
+		if (compress(p, head, n, false) != 0)
+			return -1;
+		for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++)
+			if (compress(p, p->col[i], p->len[i], false) != 0)
+				return -1;
+	}
+	if (end) {
+		uint8_t mark = 0;
+		if (compress(p, &mark, 1, true) != 0)
+			return -1;
+	}
+	memset(p->len, 0, sizeof(p->len));
+	p->in_block = 0;
 	return 0;
 }
 
-static int maybe_flush(struct packer *p)
+static int record_done(struct packer *p, bool raw)
 {
-	return p->used >= STAGE ? flush_stage(p, false) : 0;
+	p->records++;
+	p->in_block++;
+	if (!raw && p->in_block % CHECK_EVERY != 0)
+		return 0;
+	size_t staged = 0;
+	for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++)
+		staged += p->len[i];
+	return staged >= STAGE ? flush_block(p, false) : 0;
 }
 
 static uint8_t code_for(uint8_t type)
@@ -100,64 +168,79 @@ static uint8_t code_for(uint8_t type)
 static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec)
 {
 	struct packer *p = ctx;
-	struct htr_pack_state *st = &p->st;
+	struct htr_pack_model *st = &p->st;
 	uint8_t code = code_for(ev->type);
-	size_t tag_at = p->used;
+	size_t tag_at = p->len[HTR_PACK_COL_TAG];
 	uint8_t tag = code;
-	put_byte(p, 0);
+	put_byte(p, HTR_PACK_COL_TAG, 0);
 	if (ev->thread == st->last_thread)
 		tag |= HTR_PACK_SAME_THREAD;
 	else
-		put_varint(p, ev->thread);
+		put_varint(p, HTR_PACK_COL_ORDER, ev->thread);
 	st->last_thread = ev->thread;
 
 	if (code == HTR_PACK_RAW) {
 		uint16_t size;
 		memcpy(&size, rec + 2, sizeof(size));
-		put_varint(p, size);
-		memcpy(p->stage + p->used, rec, size);
-		p->used += size;
+		put_varint(p, HTR_PACK_COL_RAW, size);
+		put_bytes(p, HTR_PACK_COL_RAW, rec, size);
 		if (ev->seq != 0)
 			st->last_seq = ev->seq;
 	} else {
 		if (ev->seq == st->last_seq + 1)
 			tag |= HTR_PACK_SEQ_NEXT;
 		else
-			put_varint(p, ev->seq - st->last_seq);
+			put_varint(p, HTR_PACK_COL_ORDER, ev->seq - st->last_seq);
 		st->last_seq = ev->seq;
-		if (ev->stack == st->last_stack[code])
+		uint32_t *predicted = htr_pm_stack_slot(st, code);
+		if (ev->stack == *predicted)
 			tag |= HTR_PACK_SAME_STACK;
 		else
-			put_varint(p, ev->stack);
-		st->last_stack[code] = ev->stack;
+			put_varint(p, HTR_PACK_COL_STACK, ev->stack);
+		htr_pm_stack_seen(st, predicted, code, ev->stack);
 		bool extra = ev->call != st->last_kind[code] || ev->site != 0 ||
 			     (code == HTR_PACK_ALLOC && ev->alignment != 0);
 		if (extra) {
 			tag |= HTR_PACK_EXTRA;
-			put_byte(p, ev->call);
-			put_varint(p, ev->site);
+			put_byte(p, HTR_PACK_COL_CALL, ev->call);
+			put_varint(p, HTR_PACK_COL_CALL, ev->site);
 			if (code == HTR_PACK_ALLOC)
-				put_varint(p, ev->alignment);
+				put_varint(p, HTR_PACK_COL_CALL, ev->alignment);
 			st->last_kind[code] = ev->call;
 		}
+		uint64_t pcode, pextra = 0;
+		struct htr_pm_block blk;
 		switch (code) {
 		case HTR_PACK_ALLOC:
-			put_varint(p, ev->size);
-			put_varint(p, htr_pack_code_allocated(st, ev->ptr, ev->size));
+			put_varint(p, HTR_PACK_COL_SIZE, ev->size);
+			if (htr_pm_code_alloc(st, ev->ptr, ev->size, &pcode, &pextra) != 0)
+				goto oom;
+			put_ptr_code(p, HTR_PACK_COL_NEW, pcode, pcode == HTR_PACK_A_FAR, pextra);
 			break;
 		case HTR_PACK_FREE:
-			put_varint(p, htr_pack_code_freed(st, ev->ptr));
+			pcode = htr_pm_code_free(st, ev->ptr, ev->stack, &blk);
+			put_ptr_code(p, HTR_PACK_COL_OLD, pcode, pcode == HTR_PACK_F_FAR, blk.extra);
+			htr_pm_drop_by_ptr(st, &blk);
 			break;
 		default:
-			put_varint(p, htr_pack_code_freed(st, ev->ptr));
-			put_varint(p, ev->size);
-			put_varint(p, htr_pack_code_allocated(st, ev->ptr2, ev->size));
+			pcode = htr_pm_code_free(st, ev->ptr, ev->stack, &blk);
+			put_ptr_code(p, HTR_PACK_COL_OLD, pcode, pcode == HTR_PACK_F_FAR, blk.extra);
+			pcode = htr_pm_code_resize(&blk, ev->size, &pextra);
+			put_ptr_code(p, HTR_PACK_COL_SIZE, pcode, pcode == HTR_PACK_SIZE_PLAIN, pextra);
+			/* A failed realloc leaves the old block live. */
+			if (!(ev->ptr2 == 0 && ev->size != 0))
+				htr_pm_drop_by_ptr(st, &blk);
+			if (htr_pm_code_alloc(st, ev->ptr2, ev->size, &pcode, &pextra) != 0)
+				goto oom;
+			put_ptr_code(p, HTR_PACK_COL_NEW, pcode, pcode == HTR_PACK_A_FAR, pextra);
 			break;
 		}
 	}
-	p->stage[tag_at] = tag;
-	p->records++;
-	return maybe_flush(p);
+	p->col[HTR_PACK_COL_TAG][tag_at] = tag;
+	return record_done(p, code == HTR_PACK_RAW);
+oom:
+	p->write_errno = ENOMEM;
+	return -1;
 }
 
 /* What the reader says about the raw file itself. */
@@ -167,18 +250,15 @@ static int pack_notice(void *ctx, const struct htr_event *ev)
 	size_t len = ev->text ? strlen(ev->text) : 0;
 	if (len > 500)
 		len = 500;
-	put_byte(p, HTR_PACK_NOTICE);
-	put_varint(p, ev->type);
-	put_byte(p, ev->kind);
-	put_varint(p, ev->offset);
-	put_varint(p, ev->count);
-	put_varint(p, len);
-	memcpy(p->stage + p->used, ev->text ? ev->text : "", len);
-	p->used += len;
-	p->records++;
-	return maybe_flush(p);
+	put_byte(p, HTR_PACK_COL_TAG, HTR_PACK_NOTICE);
+	put_varint(p, HTR_PACK_COL_RAW, ev->type);
+	put_byte(p, HTR_PACK_COL_RAW, ev->kind);
+	put_varint(p, HTR_PACK_COL_RAW, ev->offset);
+	put_varint(p, HTR_PACK_COL_RAW, ev->count);
+	put_varint(p, HTR_PACK_COL_RAW, len);
+	put_bytes(p, HTR_PACK_COL_RAW, ev->text ? ev->text : "", len);
+	return record_done(p, true);
 }
-
 
 int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_pack_result *result, char *err,
 	     size_t errlen)
@@ -214,9 +294,8 @@ int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_p
 	}
 	fchmod(p->fd, 0600);
 	p->cctx = ZSTD_createCCtx();
-	htr_pack_state_init(&p->st);
 	int rc = -1;
-	if (p->cctx == NULL) {
+	if (p->cctx == NULL || htr_pm_init(&p->st, false) != 0) {
 		htr_set_err(err, errlen, "%s: out of memory", out_path);
 		goto out;
 	}
@@ -234,8 +313,7 @@ int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_p
 	r->hook_ctx = p;
 	if (htr_reader_run(r, pack_notice, p) != 0 || p->write_errno != 0)
 		goto write_failed;
-	put_byte(p, HTR_PACK_END);
-	if (flush_stage(p, true) != 0)
+	if (flush_block(p, true) != 0)
 		goto write_failed;
 
 	/* The header last: the live counters as the program left them. */
@@ -271,6 +349,7 @@ out:
 	if (rc != 0)
 		unlink(tmp);
 	ZSTD_freeCCtx(p->cctx);
+	htr_pm_fini(&p->st);
 	free(tmp);
 	free(p);
 	htr_reader_close(r);

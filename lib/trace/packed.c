@@ -1,6 +1,7 @@
-/* Packed traces: the coding state shared with the packer, and the streaming
- * reader. Memory stays fixed whatever the trace length: one input buffer,
- * one window of decompressed bytes. */
+/* The streaming reader of packed traces. Memory stays fixed whatever the
+ * trace length: one input buffer, one window of decompressed bytes (a
+ * block), and the pointer model (pack_model.c), which grows only with the
+ * blocks that stay live long. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
@@ -11,141 +12,15 @@
 
 #include <zstd.h>
 
+#include "pack_model.h"
 #include "reader_internal.h"
-
-void htr_pack_state_init(struct htr_pack_state *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->last_kind[HTR_PACK_ALLOC] = HTR_CALL_MALLOC;
-	st->last_kind[HTR_PACK_FREE] = HTR_CALL_FREE;
-	st->last_kind[HTR_PACK_REALLOC] = HTR_CALL_REALLOC;
-}
-
-/* Recency caches: a malloc/free loop hands the same few addresses around,
- * so most pointers code as a small index. Removal and insertion are the same
- * on both sides, which keeps the packer and the reader in step. */
-static void cache_remove_at(uint64_t cache[16], unsigned i)
-{
-	memmove(&cache[i], &cache[i + 1], (15 - i) * sizeof(cache[0]));
-	cache[15] = 0;
-}
-
-static int cache_find(const uint64_t cache[16], uint64_t ptr)
-{
-	for (int i = 0; i < 16; i++)
-		if (cache[i] == ptr)
-			return i;
-	return -1;
-}
-
-static void cache_push(uint64_t cache[16], uint64_t ptr)
-{
-	memmove(&cache[1], &cache[0], 15 * sizeof(cache[0]));
-	cache[0] = ptr;
-}
-
-static uint64_t zigzag(uint64_t delta)
-{
-	return (delta << 1) ^ (uint64_t)((int64_t)delta >> 63);
-}
-
-static uint64_t unzigzag(uint64_t z)
-{
-	return (z >> 1) ^ (uint64_t)-(int64_t)(z & 1);
-}
-
-/* glibc's bins: a chunk is the request plus 8 bytes of header, rounded up
- * to 16. Requests in one chunk size get the same blocks back. Only the
- * compression depends on this matching the allocator; the coding is exact
- * whatever the allocator does. */
-static unsigned size_class(uint64_t size)
-{
-	if (size < 4032u * 16u - 23u)
-		return (unsigned)((size + 23u) >> 4);
-	unsigned log2 = 63u - (unsigned)__builtin_clzll(size);
-	return 4032u + (log2 < 63u ? log2 : 63u);
-}
-
-/* glibc caches freed blocks per thread (tcache), so the prediction is kept
- * per thread too; threads share the table, spread by a multiplicative hash. */
-static unsigned class_slot(const struct htr_pack_state *st, uint64_t size)
-{
-	return (size_class(size) + st->last_thread * 2654435761u) & 4095u;
-}
-
-/* The one bookkeeping step both sides take for every pointer, whatever its
- * code: out of the cache it is looked for in, to the front of the other.
- * Returns where it was found (-1: not there). Doing it in one place is what
- * keeps the packer and the reader in step. */
-static int track(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t ptr)
-{
-	int i = cache_find(search, ptr);
-	if (i >= 0)
-		cache_remove_at(search, (unsigned)i);
-	cache_push(other, ptr);
-	st->last_ptr = ptr;
-	return i;
-}
-
-/* A freed pointer is looked for among the recently allocated, an allocated
- * one among the recently freed (an allocator reuses those first). A hit is
- * its index; a miss, a delta from the previous pointer. */
-static uint64_t code_ptr(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t ptr)
-{
-	uint64_t prev = st->last_ptr;
-	int i = track(st, search, other, ptr);
-	return i >= 0 ? (uint64_t)i : HTR_PACK_PTR_CACHE + zigzag(ptr - prev);
-}
-
-/* The index the packer wrote is the first place the pointer stands in the
- * cache, so track() finds and removes that same entry here. */
-static void decode_ptr(struct htr_pack_state *st, uint64_t *search, uint64_t *other, uint64_t code, uint64_t *ptr)
-{
-	uint64_t p = code < HTR_PACK_PTR_CACHE ? search[code] : st->last_ptr + unzigzag(code - HTR_PACK_PTR_CACHE);
-	track(st, search, other, p);
-	*ptr = p;
-}
-
-uint64_t htr_pack_code_allocated(struct htr_pack_state *st, uint64_t ptr, uint64_t size)
-{
-	uint64_t *predicted = &st->by_class[class_slot(st, size)];
-	uint64_t code;
-	if (ptr == *predicted && ptr != 0) {
-		track(st, st->freed, st->live, ptr);
-		code = 0;
-	} else {
-		code = 1 + code_ptr(st, st->freed, st->live, ptr);
-	}
-	*predicted = ptr;
-	return code;
-}
-
-uint64_t htr_pack_code_freed(struct htr_pack_state *st, uint64_t ptr)
-{
-	return code_ptr(st, st->live, st->freed, ptr);
-}
-
-void htr_pack_decode_allocated(struct htr_pack_state *st, uint64_t code, uint64_t size, uint64_t *ptr)
-{
-	uint64_t *predicted = &st->by_class[class_slot(st, size)];
-	if (code == 0) {
-		*ptr = *predicted;
-		track(st, st->freed, st->live, *ptr);
-	} else {
-		decode_ptr(st, st->freed, st->live, code - 1, ptr);
-	}
-	*predicted = *ptr;
-}
-
-void htr_pack_decode_freed(struct htr_pack_state *st, uint64_t code, uint64_t *ptr)
-{
-	decode_ptr(st, st->live, st->freed, code, ptr);
-}
 
 /* ---- reading ---- */
 
+/* A block's coded bytes: the packer stops a block soon after 128 KiB (see
+ * STAGE in pack.c), plus at most one RAW record. */
 #define WINDOW (256u * 1024u)
-#define RECORD_MAX (65536u + 64u) /* a RAW record's u16 size plus its prefix */
+#define RECORD_MAX 65536u /* a RAW record's u16 size */
 
 struct htr_packed_input {
 	int fd;
@@ -256,156 +131,225 @@ static void fill(struct htr_packed_input *in, size_t need)
 	}
 }
 
-/* Bounded cursor over the window. */
+/* Bounded cursor over the window. The cursors of a block share one flag:
+ * a record is checked once, after all of its fields are read (what it
+ * decoded meanwhile from a short column is thrown away with the block). */
 struct cursor {
 	const uint8_t *p, *end;
-	bool short_read;
+	bool *bad;
 };
 
 static uint64_t get_varint(struct cursor *c)
 {
+	const uint8_t *p = c->p;
 	uint64_t v = 0;
-	for (unsigned shift = 0; shift < 64; shift += 7) {
-		if (c->p >= c->end) {
-			c->short_read = true;
-			return 0;
-		}
-		uint8_t b = *c->p++;
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
+	/* most reads are far from the end: no bound check per byte there */
+	size_t room = (size_t)(c->end - p) < 10 ? (size_t)(c->end - p) : 10;
+	for (unsigned i = 0; i < room; i++) {
+		uint8_t b = p[i];
+		v |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80)) {
+			c->p = p + i + 1;
 			return v;
+		}
 	}
-	c->short_read = true; /* over-long varint: corrupt */
+	*c->bad = true; /* ran off the column, or an over-long varint: corrupt */
 	return 0;
 }
 
 static uint8_t get_byte(struct cursor *c)
 {
 	if (c->p >= c->end) {
-		c->short_read = true;
+		*c->bad = true;
 		return 0;
 	}
 	return *c->p++;
 }
 
+/* One record from the block's columns into *evp. Returns 0, 1 for
+ * corrupt data, -1 out of memory. */
+static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct cursor *col, struct htr_event *evp,
+			 uint64_t ordinal, char *text, size_t textlen)
+{
+	struct cursor *order = &col[HTR_PACK_COL_ORDER];
+	uint8_t tag = get_byte(&col[HTR_PACK_COL_TAG]);
+	uint8_t code = tag & 0x0f;
+	/* The reader's own event, cleared only when another type left fields
+	 * set (see struct htr_reader). */
+	bool hot = code == HTR_PACK_ALLOC || code == HTR_PACK_FREE || code == HTR_PACK_REALLOC;
+	if (!(hot && r->ev_clean))
+		*evp = (struct htr_event){0};
+	r->ev_clean = hot;
+#define ev (*evp)
+	ev.offset = ordinal;
+	if (hot || code == HTR_PACK_RAW) {
+		if (!(tag & HTR_PACK_SAME_THREAD))
+			m->last_thread = (uint32_t)get_varint(order);
+		ev.thread = m->last_thread;
+	}
+	uint64_t pcode, extra = 0;
+	struct htr_pm_block blk;
+	int arc;
+	if (hot) {
+		m->last_seq += (tag & HTR_PACK_SEQ_NEXT) ? 1 : get_varint(order);
+		ev.seq = m->last_seq;
+		uint32_t *predicted = htr_pm_stack_slot(m, code);
+		ev.stack = (tag & HTR_PACK_SAME_STACK) ? *predicted : (uint32_t)get_varint(&col[HTR_PACK_COL_STACK]);
+		htr_pm_stack_seen(m, predicted, code, ev.stack);
+		ev.site = 0;
+		ev.alignment = 0;
+		if (tag & HTR_PACK_EXTRA) {
+			struct cursor *call = &col[HTR_PACK_COL_CALL];
+			m->last_kind[code] = get_byte(call);
+			ev.site = (uint32_t)get_varint(call);
+			if (code == HTR_PACK_ALLOC)
+				ev.alignment = (uint32_t)get_varint(call);
+		}
+		ev.call = m->last_kind[code];
+		ev.time_ns = r->time_ns;
+		ev.ptr2 = 0;
+		ev.size = 0;
+	}
+	struct cursor *size = &col[HTR_PACK_COL_SIZE], *old = &col[HTR_PACK_COL_OLD], *new = &col[HTR_PACK_COL_NEW];
+	switch (code) {
+	case HTR_PACK_ALLOC:
+		ev.type = HTR_EV_ALLOC;
+		ev.size = get_varint(size);
+		pcode = get_varint(new);
+		if (pcode == HTR_PACK_A_FAR)
+			extra = get_varint(new);
+		arc = htr_pm_decode_alloc(m, pcode, extra, ev.size, &ev.ptr);
+		if (arc != 0)
+			return arc;
+		break;
+	case HTR_PACK_FREE:
+		ev.type = HTR_EV_FREE;
+		pcode = get_varint(old);
+		if (pcode == HTR_PACK_F_FAR)
+			extra = get_varint(old);
+		if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
+			return 1;
+		htr_pm_drop_by_ord(m, &blk);
+		ev.ptr = blk.ptr;
+		break;
+	case HTR_PACK_REALLOC:
+		ev.type = HTR_EV_REALLOC;
+		pcode = get_varint(old);
+		if (pcode == HTR_PACK_F_FAR)
+			extra = get_varint(old);
+		if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
+			return 1;
+		ev.ptr = blk.ptr;
+		pcode = get_varint(size);
+		extra = pcode == HTR_PACK_SIZE_PLAIN ? get_varint(size) : 0;
+		if (!htr_pm_decode_resize(&blk, pcode, extra, &ev.size))
+			return 1;
+		pcode = get_varint(new);
+		extra = pcode == HTR_PACK_A_FAR ? get_varint(new) : 0;
+		/* A failed realloc leaves the old block live. */
+		if (!(pcode == HTR_PACK_A_NULL && ev.size != 0))
+			htr_pm_drop_by_ord(m, &blk);
+		arc = htr_pm_decode_alloc(m, pcode, extra, ev.size, &ev.ptr2);
+		if (arc != 0)
+			return arc;
+		break;
+	case HTR_PACK_RAW: {
+		struct cursor *raw = &col[HTR_PACK_COL_RAW];
+		uint64_t len = get_varint(raw);
+		if (*raw->bad || len < 8 || len > 65535 || len % 8 != 0 || (size_t)(raw->end - raw->p) < len)
+			return 1;
+		/* copied out: the record's fields are decoded in place, aligned */
+		struct htr_packed_input *in = r->packed;
+		memcpy(in->raw, raw->p, len);
+		raw->p += len;
+		uint32_t thread = ev.thread;
+		uint16_t rsize;
+		memcpy(&rsize, in->raw + 2, sizeof(rsize));
+		if (rsize != len)
+			return 1;
+		size_t fixed = htr_record_fixed_size(in->raw[0]);
+		if (fixed == 0 || len < fixed || !htr_record_decode(r, in->raw, thread, evp))
+			return 1;
+		ev.offset = ordinal;
+		if (ev.seq != 0)
+			m->last_seq = ev.seq;
+		break;
+	}
+	case HTR_PACK_NOTICE: {
+		struct cursor *raw = &col[HTR_PACK_COL_RAW];
+		ev.type = (uint8_t)get_varint(raw);
+		ev.kind = get_byte(raw);
+		ev.offset = get_varint(raw);
+		ev.count = get_varint(raw);
+		uint64_t len = get_varint(raw);
+		if (*raw->bad || len >= textlen || (size_t)(raw->end - raw->p) < len ||
+		    (ev.type != HTR_EV_TRUNCATED && ev.type != HTR_EV_BAD_INPUT && ev.type != HTR_EV_LOSS))
+			return 1;
+		memcpy(text, raw->p, len);
+		text[len] = '\0';
+		raw->p += len;
+		ev.text = text;
+		ev.time_ns = r->time_ns;
+		break;
+	}
+	default:
+		return 1;
+	}
+#undef ev
+	return *col[0].bad ? 1 : 0;
+}
 
-int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
+static int run_packed(struct htr_reader *r, struct htr_pack_model *m, htr_event_sink sink, void *ctx)
 {
 	struct htr_packed_input *in = r->packed;
-	struct htr_pack_state st;
-	htr_pack_state_init(&st);
 	uint64_t ordinal = 0;
 	char text[512];
 
-	for (;; ordinal++) {
-		fill(in, 128);
+	for (;;) {
+		/* The block header: a record count (0: the end mark), then
+		 * each column's length. */
+		fill(in, 10 * (HTR_PACK_COLUMNS + 1));
 		if (in->start == in->end)
-			break; /* the stream ended before its END tag */
-		struct cursor c = {in->win + in->start, in->win + in->end, false};
-		uint8_t tag = get_byte(&c);
-		uint8_t code = tag & 0x0f;
-		if (code == HTR_PACK_END)
+			goto cut; /* the stream ended before its end mark */
+		bool head_bad = false;
+		struct cursor head = {in->win + in->start, in->win + in->end, &head_bad};
+		uint64_t records = get_varint(&head);
+		if (!head_bad && records == 0)
 			return 0;
-		/* The reader's own event, cleared only when another type left
-		 * fields set (see struct htr_reader). */
-		struct htr_event *evp = &r->ev;
-		bool hot = code == HTR_PACK_ALLOC || code == HTR_PACK_FREE || code == HTR_PACK_REALLOC;
-		if (!(hot && r->ev_clean))
-			*evp = (struct htr_event){0};
-		r->ev_clean = hot;
-#define ev (*evp)
-		ev.offset = ordinal;
-		if (hot || code == HTR_PACK_RAW) {
-			if (!(tag & HTR_PACK_SAME_THREAD))
-				st.last_thread = (uint32_t)get_varint(&c);
-			ev.thread = st.last_thread;
+		uint64_t len[HTR_PACK_COLUMNS], total = 0;
+		for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++) {
+			len[i] = get_varint(&head);
+			total += len[i] < WINDOW ? len[i] : WINDOW;
 		}
-		if (hot) {
-			st.last_seq += (tag & HTR_PACK_SEQ_NEXT) ? 1 : get_varint(&c);
-			ev.seq = st.last_seq;
-			if (!(tag & HTR_PACK_SAME_STACK))
-				st.last_stack[code] = (uint32_t)get_varint(&c);
-			ev.stack = st.last_stack[code];
-			ev.site = 0;
-			ev.alignment = 0;
-			if (tag & HTR_PACK_EXTRA) {
-				st.last_kind[code] = get_byte(&c);
-				ev.site = (uint32_t)get_varint(&c);
-				if (code == HTR_PACK_ALLOC)
-					ev.alignment = (uint32_t)get_varint(&c);
-			}
-			ev.call = st.last_kind[code];
-			ev.time_ns = r->time_ns;
-			ev.ptr2 = 0;
-			ev.size = 0;
-		}
-		switch (code) {
-		case HTR_PACK_ALLOC:
-			ev.type = HTR_EV_ALLOC;
-			ev.size = get_varint(&c);
-			htr_pack_decode_allocated(&st, get_varint(&c), ev.size, &ev.ptr);
-			break;
-		case HTR_PACK_FREE:
-			ev.type = HTR_EV_FREE;
-			htr_pack_decode_freed(&st, get_varint(&c), &ev.ptr);
-			break;
-		case HTR_PACK_REALLOC:
-			ev.type = HTR_EV_REALLOC;
-			htr_pack_decode_freed(&st, get_varint(&c), &ev.ptr);
-			ev.size = get_varint(&c);
-			htr_pack_decode_allocated(&st, get_varint(&c), ev.size, &ev.ptr2);
-			break;
-		case HTR_PACK_RAW: {
-			uint64_t len = get_varint(&c);
-			if (c.short_read || len < 8 || len > 65535 || len % 8 != 0)
-				goto corrupt;
-			size_t prefix = (size_t)(c.p - (in->win + in->start));
-			fill(in, prefix + len);
-			c.p = in->win + in->start + prefix;
-			c.end = in->win + in->end;
-			if ((size_t)(c.end - c.p) < len)
-				goto cut;
-			memcpy(in->raw, c.p, len);
-			c.p += len;
-			uint32_t thread = ev.thread;
-			uint16_t size;
-			memcpy(&size, in->raw + 2, sizeof(size));
-			if (size != len)
-				goto corrupt;
-			size_t fixed = htr_record_fixed_size(in->raw[0]);
-			if (fixed == 0 || len < fixed || !htr_record_decode(r, in->raw, thread, evp))
-				goto corrupt;
-			ev.offset = ordinal;
-			if (ev.seq != 0)
-				st.last_seq = ev.seq;
-			break;
-		}
-		case HTR_PACK_NOTICE: {
-			ev.type = (uint8_t)get_varint(&c);
-			ev.kind = get_byte(&c);
-			ev.offset = get_varint(&c);
-			ev.count = get_varint(&c);
-			uint64_t len = get_varint(&c);
-			if (c.short_read || len >= sizeof(text) || (size_t)(c.end - c.p) < len ||
-			    (ev.type != HTR_EV_TRUNCATED && ev.type != HTR_EV_BAD_INPUT && ev.type != HTR_EV_LOSS))
-				goto corrupt;
-			memcpy(text, c.p, len);
-			text[len] = '\0';
-			c.p += len;
-			ev.text = text;
-			ev.time_ns = r->time_ns;
-			break;
-		}
-		default:
-			goto corrupt;
-		}
-		if (c.short_read)
+		if (head_bad)
 			goto cut;
-		in->start = (size_t)(c.p - in->win);
-		int rc = sink(ctx, evp);
-		if (rc != 0)
-			return rc;
-#undef ev
+		size_t head_len = (size_t)(head.p - (in->win + in->start));
+		if (total > WINDOW - head_len || records > total)
+			goto corrupt;
+		fill(in, head_len + total);
+		if (in->end - in->start < head_len + total)
+			goto cut;
+		struct cursor col[HTR_PACK_COLUMNS];
+		bool bad = false;
+		const uint8_t *at = in->win + in->start + head_len;
+		for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++) {
+			col[i] = (struct cursor){at, at + len[i], &bad};
+			at += len[i];
+		}
+		for (uint64_t i = 0; i < records; i++, ordinal++) {
+			int rc = decode_record(r, m, col, &r->ev, ordinal, text, sizeof(text));
+			if (rc < 0)
+				goto oom;
+			if (rc > 0)
+				goto corrupt;
+			rc = sink(ctx, &r->ev);
+			if (rc != 0)
+				return rc;
+		}
+		for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++)
+			if (col[i].p != col[i].end)
+				goto corrupt; /* the block says more than its records used */
+		in->start += head_len + total;
 	}
 cut:
 	if (in->corrupt)
@@ -423,4 +367,22 @@ corrupt:
 		return rc;
 	return htr_emit_notice(r, sink, ctx, HTR_EV_TRUNCATED, HTR_TRUNC_FILE_SHORT, in->in_offset + in->ib.pos,
 			       "reading stopped at the corrupt packed data; events after it are lost");
+oom:
+	return htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, in->in_offset + in->ib.pos,
+			       "out of memory reading the packed trace near file offset %" PRIu64
+			       "; events after it are lost",
+			       in->in_offset + in->ib.pos);
+}
+
+int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
+{
+	struct htr_pack_model *model = malloc(sizeof(*model));
+	if (model == NULL || htr_pm_init(model, true) != 0) {
+		free(model);
+		return htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, 0, "out of memory reading the packed trace");
+	}
+	int rc = run_packed(r, model, sink, ctx);
+	htr_pm_fini(model);
+	free(model);
+	return rc;
 }

@@ -65,31 +65,4 @@ int htr_packed_open(struct htr_reader *r, int fd, char *err, size_t errlen);
 int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx);
 void htr_packed_close(struct htr_reader *r);
 
-/* Coding state that the packer and the packed reader keep in step. */
-struct htr_pack_state {
-	uint64_t last_seq;
-	uint32_t last_thread;
-	uint32_t last_stack[4]; /* by enum htr_pack_code */
-	uint8_t last_kind[4];
-	uint64_t last_ptr;
-	uint64_t live[16];  /* recently allocated pointers, newest first */
-	uint64_t freed[16]; /* recently freed pointers, newest first */
-	/* Last pointer allocated per size class: an allocator hands back the
-	 * block it last freed of that class, which is mostly the one it last
-	 * handed out. A hit codes as 0, so in a malloc/free loop the pointer
-	 * costs nothing but the size. */
-	uint64_t by_class[4096];
-};
-
-void htr_pack_state_init(struct htr_pack_state *st);
-/* Pointer codes. Freed: an index into the recently allocated
- * (< HTR_PACK_PTR_CACHE), or HTR_PACK_PTR_CACHE + zigzag(ptr - last_ptr).
- * Allocated (with the block's size, coded before it): 0 for the size
- * class's prediction, 1 + an index into the recently freed, or
- * 1 + HTR_PACK_PTR_CACHE + zigzag(ptr - last_ptr). */
-uint64_t htr_pack_code_allocated(struct htr_pack_state *st, uint64_t ptr, uint64_t size);
-uint64_t htr_pack_code_freed(struct htr_pack_state *st, uint64_t ptr);
-void htr_pack_decode_allocated(struct htr_pack_state *st, uint64_t code, uint64_t size, uint64_t *ptr);
-void htr_pack_decode_freed(struct htr_pack_state *st, uint64_t code, uint64_t *ptr);
-
 #endif /* HEAPTRAIL_READER_INTERNAL_H */

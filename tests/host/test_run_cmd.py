@@ -61,6 +61,22 @@ class RunCommandTest(unittest.TestCase):
         self.assertGreater(len(kinds[0]), 0)
         self.assertEqual(kinds[0], kinds[1])
 
+    def test_pack_spreads_traces_over_packers_and_keeps_their_order(self) -> None:
+        out = lib.mkdtemp(prefix="htr-pack-")
+        for _ in range(5):
+            lib.run([lib.program("basic")], outdir=out)
+        traces = sorted(os.path.join(out, n) for n in os.listdir(out) if n.endswith(".htr"))
+        self.assertEqual(len(traces), 5)
+        before = [[(e["type"], e.get("ptr"), e.get("size")) for e in lib.read_trace(t).events] for t in traces]
+        r = heaptrail(["pack", *traces])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([line.split(":")[0] for line in r.stdout.splitlines()], traces)
+        for path, events in zip(traces, before):
+            with open(path, "rb") as handle:
+                self.assertEqual(handle.read(8), b"HTRPACK\0")
+            self.assertEqual([(e["type"], e.get("ptr"), e.get("size")) for e in lib.read_trace(path).events],
+                             events)
+
     def test_a_process_still_running_keeps_its_trace_raw(self) -> None:
         # sh puts a sleep in the background, waits until it has exec'd, and
         # exits; that sleep outlives the run and may still write: packing its

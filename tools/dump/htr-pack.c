@@ -11,13 +11,14 @@ static int usage(FILE *out, int status)
 {
 	fprintf(out, "usage: htr-pack [-l LEVEL] TRACE [-o OUT] | htr-pack [-l LEVEL] TRACE...\n"
 		     "Rewrites raw heaptrail traces packed (merged, coded, zstd-compressed).\n"
-		     "Without -o each TRACE is replaced in place. LEVEL: zstd level 1-19 (default 9).\n");
+		     "Without -o each TRACE is replaced in place. LEVEL: zstd level 1-19 (default 3;\n"
+		     "the coding does most of the work: 9 saves 0-9%% of the bytes for twice the time).\n");
 	return status;
 }
 
 int main(int argc, char **argv)
 {
-	int level = 9;
+	int level = 3;
 	const char *out = NULL;
 	const char *inputs[argc];
 	int ninputs = 0;

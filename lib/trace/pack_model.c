@@ -1,0 +1,430 @@
+/* The pointer model of packed traces (pack_model.h). Every step is written
+ * once and taken by both sides, which is what keeps them in step: the
+ * packer looks blocks up by pointer, the reader by ordinal, and everything
+ * else (predictions, references) is updated by the same code. */
+#include "pack_model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "heaptrail/trace_format.h"
+
+/* ---- live set ---- */
+
+/* Keeps neighbours together: blocks allocated close in time sit close in
+ * the heap and in ordinals, so their slots share cache lines (a scattering
+ * hash made the packer's lookups a cache miss each). The packer drops
+ * malloc's 16-byte granule (t->shift); the high bits fold in, so arenas far
+ * apart do not collide. */
+static size_t home(const struct htr_live_table *t, uint64_t key)
+{
+	uint64_t k = key >> t->shift;
+	return (size_t)(k ^ (k >> 22) * 0x9E3779B1u) & t->mask;
+}
+
+static int table_init(struct htr_live_table *t, size_t cap, unsigned shift)
+{
+	t->slots = calloc(cap, sizeof(*t->slots));
+	t->shift = shift;
+	t->mask = cap - 1;
+	t->used = 0;
+	return t->slots ? 0 : -1;
+}
+
+static struct htr_live_slot *table_find(const struct htr_live_table *t, uint64_t key)
+{
+	for (size_t i = home(t, key);; i = (i + 1) & t->mask) {
+		if (t->slots[i].key == key)
+			return &t->slots[i];
+		if (t->slots[i].key == 0)
+			return NULL;
+	}
+}
+
+/* Half full at most, so probes stay short and a miss ends soon. */
+static int table_put(struct htr_live_table *t, uint64_t key, uint64_t a, uint64_t b)
+{
+	if ((t->used + 1) * 2 > t->mask + 1) {
+		struct htr_live_table bigger;
+		if (table_init(&bigger, (t->mask + 1) * 2, t->shift) != 0)
+			return -1;
+		for (size_t i = 0; i <= t->mask; i++)
+			if (t->slots[i].key != 0)
+				table_put(&bigger, t->slots[i].key, t->slots[i].a, t->slots[i].b);
+		free(t->slots);
+		*t = bigger;
+	}
+	size_t i = home(t, key);
+	while (t->slots[i].key != 0 && t->slots[i].key != key)
+		i = (i + 1) & t->mask;
+	if (t->slots[i].key == 0)
+		t->used++;
+	t->slots[i] = (struct htr_live_slot){key, a, b};
+	return 0;
+}
+
+/* Linear probing with backward-shift deletion: no tombstones, so a table
+ * that sees millions of short-lived blocks does not fill up with them. */
+static void table_remove(struct htr_live_table *t, uint64_t key)
+{
+	struct htr_live_slot *s = table_find(t, key);
+	if (s == NULL)
+		return;
+	size_t hole = (size_t)(s - t->slots);
+	for (size_t j = (hole + 1) & t->mask; t->slots[j].key != 0; j = (j + 1) & t->mask) {
+		size_t k = home(t, t->slots[j].key);
+		/* The entry at j may move to the hole unless its home lies
+		 * cyclically in (hole, j]. */
+		bool stays = hole <= j ? (k > hole && k <= j) : (k > hole || k <= j);
+		if (!stays) {
+			t->slots[hole] = t->slots[j];
+			hole = j;
+		}
+	}
+	t->slots[hole].key = 0;
+	t->used--;
+}
+
+/* ---- shared steps ---- */
+
+int htr_pm_init(struct htr_pack_model *m, bool reader)
+{
+	memset(m, 0, sizeof(*m));
+	m->last_kind[HTR_PACK_ALLOC] = HTR_CALL_MALLOC;
+	m->last_kind[HTR_PACK_FREE] = HTR_CALL_FREE;
+	m->last_kind[HTR_PACK_REALLOC] = HTR_CALL_REALLOC;
+	m->next_ord = 1; /* 0 is the empty key */
+	if (reader && (m->ring = calloc(HTR_PM_RING, sizeof(*m->ring))) == NULL)
+		return -1;
+	return table_init(&m->live, 1024, reader ? 0 : 4);
+}
+
+void htr_pm_fini(struct htr_pack_model *m)
+{
+	free(m->live.slots);
+	m->live.slots = NULL;
+	free(m->ring);
+	m->ring = NULL;
+}
+
+static uint64_t zigzag(uint64_t delta)
+{
+	return (delta << 1) ^ (uint64_t)((int64_t)delta >> 63);
+}
+
+static uint64_t unzigzag(uint64_t z)
+{
+	return (z >> 1) ^ (uint64_t) - (int64_t)(z & 1);
+}
+
+/* glibc's bins: a chunk is the request plus 8 bytes of header, rounded up
+ * to 16, at least 32. Requests in one chunk size get the same blocks back.
+ * Only the compression depends on this matching the allocator; the coding
+ * is exact whatever the allocator does. */
+static uint64_t chunk_size(uint64_t size)
+{
+	return size < 9 ? 32 : (size + 23) & ~(uint64_t)15;
+}
+
+static unsigned size_class(uint64_t size)
+{
+	if (size < 4032u * 16u - 23u)
+		return (unsigned)((size + 23u) >> 4);
+	unsigned log2 = 63u - (unsigned)__builtin_clzll(size);
+	return 4032u + log2;
+}
+
+static uint64_t *stack_slot(struct htr_pack_model *m, uint32_t stack)
+{
+	return &m->stack_last[(stack * 2654435761u) >> 20 & (HTR_PM_STACK_SLOTS - 1)];
+}
+
+/* Small most-recent-first lists of pointers, kept as rings: entry i (0 is
+ * the newest) sits at e[(head - 1 - i) % n], and an empty entry is 0. A
+ * push is one store (over the oldest); taking entry i out moves the i
+ * newer ones, usually none, since allocators hand out the newest. n is a
+ * power of two, at most 32. */
+struct recent {
+	uint64_t *e;
+	unsigned *head;
+	unsigned n;
+};
+
+static unsigned recent_pos(const struct recent *r, unsigned i)
+{
+	return (*r->head - 1u - i) & (r->n - 1);
+}
+
+/* Packer only. Branch-free over the ring, so the compiler compares it at
+ * once; a pointer there twice (no push searches for a copy) is found at
+ * its newest. */
+static int recent_find(const struct recent *r, uint64_t ptr)
+{
+	if (r->e[recent_pos(r, 0)] == ptr)
+		return 0; /* the common case, a LIFO cache: no scan */
+	uint32_t hits = 0;
+	for (unsigned j = 0; j < r->n; j++)
+		hits |= (uint32_t)(r->e[j] == ptr) << j;
+	int best = -1;
+	while (hits != 0) {
+		unsigned j = (unsigned)__builtin_ctz(hits);
+		int i = (int)((*r->head - 1u - j) & (r->n - 1));
+		if (best < 0 || i < best)
+			best = i;
+		hits &= hits - 1;
+	}
+	return best;
+}
+
+static uint64_t recent_at(const struct recent *r, unsigned i)
+{
+	return r->e[recent_pos(r, i)];
+}
+
+static void recent_take(struct recent *r, unsigned i)
+{
+	for (unsigned k = i; k > 0; k--)
+		r->e[recent_pos(r, k)] = r->e[recent_pos(r, k - 1)];
+	r->e[recent_pos(r, 0)] = 0;
+	(*r->head)--;
+}
+
+/* No search for a copy already there: an allocation took the block out of
+ * the list it was found in, and a stale copy elsewhere only costs a slot.
+ * Both sides keep the same copies, which is all that exactness needs. */
+static void recent_push(struct recent *r, uint64_t ptr)
+{
+	r->e[*r->head & (r->n - 1)] = ptr;
+	(*r->head)++;
+}
+
+/* glibc caches freed blocks per thread (tcache), so the prediction is kept
+ * per thread too; threads share the table, spread by a multiplicative hash. */
+static struct recent class_list(struct htr_pack_model *m, uint64_t size)
+{
+	unsigned slot = (size_class(size) + m->last_thread * 2654435761u) & (HTR_PM_CLASS_SLOTS - 1);
+	return (struct recent){m->by_class[slot], &m->class_head[slot], HTR_PM_CLASS_DEPTH};
+}
+
+static struct recent freed_list(struct htr_pack_model *m)
+{
+	return (struct recent){m->freed, &m->freed_head, HTR_PM_FREED};
+}
+
+/* What a free teaches both sides, whatever its code. */
+static void learn_free(struct htr_pack_model *m, const struct htr_pm_block *blk, uint32_t stack)
+{
+	if (blk->tracked) {
+		m->last_free_ord = blk->ord;
+		*stack_slot(m, stack) = blk->ord;
+		struct recent c = class_list(m, blk->size);
+		recent_push(&c, blk->ptr);
+	}
+	struct recent f = freed_list(m);
+	recent_push(&f, blk->ptr);
+	m->last_ptr = blk->ptr;
+}
+
+/* What an allocation teaches both sides; the live set is each side's own.
+ * The block leaves the list its code found it in: the reader knows which
+ * without searching. */
+static void learn_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, struct recent *c,
+                        uint64_t code)
+{
+	if (code < HTR_PACK_A_CLASS + HTR_PM_CLASS_DEPTH) {
+		recent_take(c, (unsigned)(code - HTR_PACK_A_CLASS));
+	} else if (code >= HTR_PACK_A_FREED && code < HTR_PACK_A_DELTA) {
+		struct recent f = freed_list(m);
+		recent_take(&f, (unsigned)(code - HTR_PACK_A_FREED));
+	}
+	m->last_alloc_end = ptr + chunk_size(size);
+	m->last_ptr = ptr;
+	m->next_ord++;
+}
+
+/* ---- packer ---- */
+
+uint64_t htr_pm_code_free(struct htr_pack_model *m, uint64_t ptr, uint32_t stack, struct htr_pm_block *blk)
+{
+	*blk = (struct htr_pm_block){.ptr = ptr};
+	if (ptr == 0)
+		return 0;
+	const struct htr_live_slot *s = table_find(&m->live, ptr);
+	uint64_t code;
+	if (s == NULL) {
+		uint64_t z = zigzag(ptr - m->last_ptr);
+		if (z < HTR_PACK_NEAR) {
+			code = 1 + 4 * (z + 1) + HTR_PACK_REF_ADDRESS;
+		} else {
+			blk->extra = z;
+			code = HTR_PACK_F_FAR;
+		}
+	} else {
+		blk->tracked = true;
+		blk->ord = s->a;
+		blk->size = s->b;
+		uint64_t v = m->next_ord - 1 - blk->ord, ref = HTR_PACK_REF_NEWEST;
+		uint64_t z = zigzag(blk->ord - m->last_free_ord);
+		if (z < v) {
+			v = z;
+			ref = HTR_PACK_REF_LAST_FREE;
+		}
+		z = zigzag(blk->ord - *stack_slot(m, stack));
+		if (z < v) {
+			v = z;
+			ref = HTR_PACK_REF_STACK;
+		}
+		code = 1 + 4 * v + ref;
+	}
+	learn_free(m, blk, stack);
+	return code;
+}
+
+void htr_pm_drop_by_ptr(struct htr_pack_model *m, const struct htr_pm_block *blk)
+{
+	if (blk->tracked)
+		table_remove(&m->live, blk->ptr);
+}
+
+int htr_pm_code_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uint64_t *code, uint64_t *extra)
+{
+	if (ptr == 0) {
+		*code = HTR_PACK_A_NULL;
+		return 0;
+	}
+	struct recent c = class_list(m, size), f = freed_list(m);
+	int i;
+	if ((i = recent_find(&c, ptr)) >= 0)
+		*code = HTR_PACK_A_CLASS + (unsigned)i;
+	else if (ptr == m->last_alloc_end)
+		*code = HTR_PACK_A_BUMP;
+	else if ((i = recent_find(&f, ptr)) >= 0)
+		*code = HTR_PACK_A_FREED + (unsigned)i;
+	else {
+		uint64_t z = zigzag(ptr - m->last_ptr);
+		if (z < HTR_PACK_NEAR) {
+			*code = HTR_PACK_A_DELTA + z;
+		} else {
+			*code = HTR_PACK_A_FAR;
+			*extra = z;
+		}
+	}
+	uint64_t ord = m->next_ord;
+	learn_alloc(m, ptr, size, &c, *code);
+	return table_put(&m->live, ptr, ord, size);
+}
+
+static uint64_t grown(uint64_t old, unsigned policy)
+{
+	return policy == 0 ? old : policy == 1 ? old + old / 2 : old * 2;
+}
+
+uint64_t htr_pm_code_resize(const struct htr_pm_block *old, uint64_t size, uint64_t *extra)
+{
+	uint64_t best = HTR_PACK_SIZE_PLAIN, best_z = UINT64_MAX;
+	for (unsigned policy = 0; old->tracked && policy < 3; policy++) {
+		uint64_t z = zigzag(size - grown(old->size, policy));
+		if (z < HTR_PACK_NEAR && z < best_z) {
+			best_z = z;
+			best = 4 * z + policy;
+		}
+	}
+	if (best == HTR_PACK_SIZE_PLAIN)
+		*extra = size;
+	return best;
+}
+
+bool htr_pm_decode_resize(const struct htr_pm_block *old, uint64_t code, uint64_t extra, uint64_t *size)
+{
+	if (code == HTR_PACK_SIZE_PLAIN) {
+		*size = extra;
+		return true;
+	}
+	if (!old->tracked || (code & 3) == 3 || code >> 2 >= HTR_PACK_NEAR)
+		return false;
+	*size = grown(old->size, (unsigned)(code & 3)) + unzigzag(code >> 2);
+	return true;
+}
+
+/* ---- reader ---- */
+
+bool htr_pm_decode_free(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint32_t stack,
+                        struct htr_pm_block *blk)
+{
+	*blk = (struct htr_pm_block){0};
+	if (code == 0)
+		return true;
+	uint64_t ref = (code - 1) & 3, v = (code - 1) >> 2;
+	if (ref == HTR_PACK_REF_ADDRESS) {
+		if (v > HTR_PACK_NEAR)
+			return false;
+		blk->ptr = m->last_ptr + unzigzag(v == 0 ? extra : v - 1);
+		if (blk->ptr == 0)
+			return false;
+	} else {
+		uint64_t ord = ref == HTR_PACK_REF_NEWEST      ? m->next_ord - 1 - v
+		               : ref == HTR_PACK_REF_LAST_FREE ? m->last_free_ord + unzigzag(v)
+		                                               : *stack_slot(m, stack) + unzigzag(v);
+		if (ord == 0 || ord >= m->next_ord)
+			return false;
+		if (ord + HTR_PM_RING >= m->next_ord) {
+			const struct htr_ring_slot *r = &m->ring[ord & (HTR_PM_RING - 1)];
+			if (r->ptr == 0)
+				return false;
+			blk->ptr = r->ptr;
+			blk->size = r->size;
+		} else {
+			const struct htr_live_slot *s = table_find(&m->live, ord);
+			if (s == NULL)
+				return false;
+			blk->ptr = s->a;
+			blk->size = s->b;
+		}
+		blk->tracked = true;
+		blk->ord = ord;
+	}
+	learn_free(m, blk, stack);
+	return true;
+}
+
+void htr_pm_drop_by_ord(struct htr_pack_model *m, const struct htr_pm_block *blk)
+{
+	if (!blk->tracked)
+		return;
+	if (blk->ord + HTR_PM_RING >= m->next_ord)
+		m->ring[blk->ord & (HTR_PM_RING - 1)].ptr = 0;
+	else
+		table_remove(&m->live, blk->ord);
+}
+
+int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint64_t size, uint64_t *ptr)
+{
+	struct recent c = class_list(m, size), f = freed_list(m);
+	uint64_t p;
+	if (code == HTR_PACK_A_NULL) {
+		*ptr = 0;
+		return 0;
+	} else if (code < HTR_PACK_A_CLASS + HTR_PM_CLASS_DEPTH) {
+		p = recent_at(&c, (unsigned)(code - HTR_PACK_A_CLASS));
+	} else if (code == HTR_PACK_A_BUMP) {
+		p = m->last_alloc_end;
+	} else if (code == HTR_PACK_A_FAR) {
+		p = m->last_ptr + unzigzag(extra);
+	} else if (code < HTR_PACK_A_DELTA) {
+		p = recent_at(&f, (unsigned)(code - HTR_PACK_A_FREED));
+	} else if (code - HTR_PACK_A_DELTA < HTR_PACK_NEAR) {
+		p = m->last_ptr + unzigzag(code - HTR_PACK_A_DELTA);
+	} else {
+		return 1;
+	}
+	if (p == 0)
+		return 1;
+	*ptr = p;
+	uint64_t ord = m->next_ord;
+	learn_alloc(m, p, size, &c, code);
+	struct htr_ring_slot *r = &m->ring[ord & (HTR_PM_RING - 1)];
+	if (r->ptr != 0 && table_put(&m->live, ord - HTR_PM_RING, r->ptr, r->size) != 0)
+		return -1; /* still live a ring ago: keep it by ordinal */
+	*r = (struct htr_ring_slot){p, size};
+	return 0;
+}
