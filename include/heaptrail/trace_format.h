@@ -396,10 +396,10 @@ struct htr_rec_persist {
  *     the columns, in enum htr_pack_column order
  *   A record's fields are read from the columns in the order below, each
  *   column with its own cursor; a block's records use up its columns
- *   exactly. Version 2: version 1 (one interleaved stream, no ordinals) is
- *   refused. */
+ *   exactly. Version 3 (short tags); versions 1 (one interleaved stream,
+ *   no ordinals) and 2 (one tag form) are refused. */
 #define HTR_PACK_MAGIC "HTRPACK\0" /* 8 bytes */
-#define HTR_PACK_VERSION_MAJOR 2
+#define HTR_PACK_VERSION_MAJOR 3
 #define HTR_PACK_VERSION_MINOR 0
 
 struct htr_pack_header {
@@ -411,8 +411,20 @@ struct htr_pack_header {
 	struct htr_file_header trace; /* the raw trace's header when it was packed */
 };
 
-/* Tag byte of a packed record (TAG column): a code in the low nibble,
- * flags above. Fields in [] are present when the flags say so. */
+/* A packed record starts with a short tag byte in the TAG column: the usual
+ * ALLOC, FREE or REALLOC (seq = previous + 1, no extra) with its first
+ * pointer code (an ALLOC's allocated one, else the freed one) in the high
+ * nibble, HTR_PACK_S_IN_COLUMN when that does not fit: then the code is in
+ * its column as in the long form. A short tag of HTR_PACK_LONG (0) is
+ * followed by the long form's tag byte, also in the TAG column: a code in
+ * the low nibble, flags above. Fields in [] are present when the flags say
+ * so. */
+#define HTR_PACK_LONG 0x00u
+#define HTR_PACK_S_CODE 0x03u        /* HTR_PACK_ALLOC, _FREE or _REALLOC; HTR_PACK_LONG */
+#define HTR_PACK_S_SAME_STACK 0x04u  /* as HTR_PACK_SAME_STACK */
+#define HTR_PACK_S_SAME_THREAD 0x08u /* as HTR_PACK_SAME_THREAD */
+#define HTR_PACK_S_PTR_SHIFT 4u
+#define HTR_PACK_S_IN_COLUMN 15u
 enum htr_pack_code {
 	HTR_PACK_END = 0,     /* not used in a tag since version 2: a block of 0 records ends */
 	HTR_PACK_ALLOC = 1,   /* [thread] [seq] [stack] [extra: kind site alignment] size ptr */

@@ -170,13 +170,29 @@ static uint8_t code_for(uint8_t type)
 	}
 }
 
+/* The pointer code that a short tag carries, or that goes to its column
+ * (with the varint that follows a FAR code). */
+static void put_ptr(struct packer *p, unsigned col, uint8_t *tag, uint64_t code, bool has_extra,
+                    uint64_t extra)
+{
+	if (tag != NULL && code < HTR_PACK_S_IN_COLUMN) {
+		*tag |= (uint8_t)(code << HTR_PACK_S_PTR_SHIFT);
+		if (has_extra)
+			put_varint(p, col, extra);
+		return;
+	}
+	if (tag != NULL)
+		*tag |= HTR_PACK_S_IN_COLUMN << HTR_PACK_S_PTR_SHIFT;
+	put_ptr_code(p, col, code, has_extra, extra);
+}
+
 static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec)
 {
 	struct packer *p = ctx;
 	struct htr_pack_model *st = &p->st;
 	uint8_t code = code_for(ev->type);
 	size_t tag_at = p->len[HTR_PACK_COL_TAG];
-	uint8_t tag = code;
+	uint8_t tag = code; /* the long form's second byte */
 	put_byte(p, HTR_PACK_COL_TAG, 0);
 	if (ev->thread == st->last_thread)
 		tag |= HTR_PACK_SAME_THREAD;
@@ -191,58 +207,73 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 		put_bytes(p, HTR_PACK_COL_RAW, rec, size);
 		if (ev->seq != 0)
 			st->last_seq = ev->seq;
-	} else {
-		if (ev->seq == st->last_seq + 1)
-			tag |= HTR_PACK_SEQ_NEXT;
-		else
-			put_varint(p, HTR_PACK_COL_ORDER, ev->seq - st->last_seq);
-		st->last_seq = ev->seq;
-		uint32_t *predicted = htr_pm_stack_slot(st, code);
-		if (ev->stack == *predicted)
-			tag |= HTR_PACK_SAME_STACK;
-		else
-			put_varint(p, HTR_PACK_COL_STACK, ev->stack);
-		htr_pm_stack_seen(st, predicted, code, ev->stack);
-		bool extra = ev->call != st->last_kind[code] || ev->site != 0 ||
-			     (code == HTR_PACK_ALLOC && ev->alignment != 0);
-		if (extra) {
-			tag |= HTR_PACK_EXTRA;
-			put_byte(p, HTR_PACK_COL_CALL, ev->call);
-			put_varint(p, HTR_PACK_COL_CALL, ev->site);
-			if (code == HTR_PACK_ALLOC)
-				put_varint(p, HTR_PACK_COL_CALL, ev->alignment);
-			st->last_kind[code] = ev->call;
-		}
-		uint64_t pcode, pextra = 0;
-		struct htr_pm_block blk;
-		switch (code) {
-		case HTR_PACK_ALLOC:
-			put_varint(p, HTR_PACK_COL_SIZE, ev->size);
-			if (htr_pm_code_alloc(st, ev->ptr, ev->size, &pcode, &pextra) != 0)
-				goto oom;
-			put_ptr_code(p, HTR_PACK_COL_NEW, pcode, pcode == HTR_PACK_A_FAR, pextra);
-			break;
-		case HTR_PACK_FREE:
-			pcode = htr_pm_code_free(st, ev->ptr, ev->stack, &blk);
-			put_ptr_code(p, HTR_PACK_COL_OLD, pcode, pcode == HTR_PACK_F_FAR, blk.extra);
-			htr_pm_drop_by_ptr(st, &blk);
-			break;
-		default:
-			pcode = htr_pm_code_free(st, ev->ptr, ev->stack, &blk);
-			put_ptr_code(p, HTR_PACK_COL_OLD, pcode, pcode == HTR_PACK_F_FAR, blk.extra);
-			pcode = htr_pm_code_resize(&blk, ev->size, &pextra);
-			put_ptr_code(p, HTR_PACK_COL_SIZE, pcode, pcode == HTR_PACK_SIZE_PLAIN, pextra);
-			/* A failed realloc leaves the old block live. */
-			if (!(ev->ptr2 == 0 && ev->size != 0))
-				htr_pm_drop_by_ptr(st, &blk);
-			if (htr_pm_code_alloc(st, ev->ptr2, ev->size, &pcode, &pextra) != 0)
-				goto oom;
-			put_ptr_code(p, HTR_PACK_COL_NEW, pcode, pcode == HTR_PACK_A_FAR, pextra);
-			break;
-		}
+		put_byte(p, HTR_PACK_COL_TAG, tag);
+		return record_done(p, true);
 	}
-	p->col[HTR_PACK_COL_TAG][tag_at] = tag;
-	return record_done(p, code == HTR_PACK_RAW);
+	if (ev->seq == st->last_seq + 1)
+		tag |= HTR_PACK_SEQ_NEXT;
+	else
+		put_varint(p, HTR_PACK_COL_ORDER, ev->seq - st->last_seq);
+	st->last_seq = ev->seq;
+	uint32_t *predicted = htr_pm_stack_slot(st, code);
+	if (ev->stack == *predicted)
+		tag |= HTR_PACK_SAME_STACK;
+	else
+		put_varint(p, HTR_PACK_COL_STACK, ev->stack);
+	htr_pm_stack_seen(st, predicted, code, ev->stack);
+	bool extra = ev->call != st->last_kind[code] || ev->site != 0 ||
+	             (code == HTR_PACK_ALLOC && ev->alignment != 0);
+	if (extra) {
+		tag |= HTR_PACK_EXTRA;
+		put_byte(p, HTR_PACK_COL_CALL, ev->call);
+		put_varint(p, HTR_PACK_COL_CALL, ev->site);
+		if (code == HTR_PACK_ALLOC)
+			put_varint(p, HTR_PACK_COL_CALL, ev->alignment);
+		st->last_kind[code] = ev->call;
+	}
+	/* The usual event (seq next, no extra) in one byte, with its first
+	 * pointer code: one symbol instead of two for zstd's Huffman coder,
+	 * which spends at least a bit on each. */
+	uint8_t short_tag = 0, *inl = NULL;
+	if ((tag & (HTR_PACK_SEQ_NEXT | HTR_PACK_EXTRA)) == HTR_PACK_SEQ_NEXT) {
+		short_tag = code;
+		if (tag & HTR_PACK_SAME_THREAD)
+			short_tag |= HTR_PACK_S_SAME_THREAD;
+		if (tag & HTR_PACK_SAME_STACK)
+			short_tag |= HTR_PACK_S_SAME_STACK;
+		inl = &short_tag;
+	} else {
+		put_byte(p, HTR_PACK_COL_TAG, tag);
+	}
+	uint64_t pcode, pextra = 0;
+	struct htr_pm_block blk;
+	switch (code) {
+	case HTR_PACK_ALLOC:
+		put_varint(p, HTR_PACK_COL_SIZE, ev->size);
+		if (htr_pm_code_alloc(st, ev->ptr, ev->size, &pcode, &pextra) != 0)
+			goto oom;
+		put_ptr(p, HTR_PACK_COL_NEW, inl, pcode, pcode == HTR_PACK_A_FAR, pextra);
+		break;
+	case HTR_PACK_FREE:
+		pcode = htr_pm_code_free(st, ev->ptr, ev->stack, &blk);
+		put_ptr(p, HTR_PACK_COL_OLD, inl, pcode, pcode == HTR_PACK_F_FAR, blk.extra);
+		htr_pm_drop_by_ptr(st, &blk);
+		break;
+	default:
+		pcode = htr_pm_code_free(st, ev->ptr, ev->stack, &blk);
+		put_ptr(p, HTR_PACK_COL_OLD, inl, pcode, pcode == HTR_PACK_F_FAR, blk.extra);
+		pcode = htr_pm_code_resize(&blk, ev->size, &pextra);
+		put_ptr_code(p, HTR_PACK_COL_SIZE, pcode, pcode == HTR_PACK_SIZE_PLAIN, pextra);
+		/* A failed realloc leaves the old block live. */
+		if (!(ev->ptr2 == 0 && ev->size != 0))
+			htr_pm_drop_by_ptr(st, &blk);
+		if (htr_pm_code_alloc(st, ev->ptr2, ev->size, &pcode, &pextra) != 0)
+			goto oom;
+		put_ptr_code(p, HTR_PACK_COL_NEW, pcode, pcode == HTR_PACK_A_FAR, pextra);
+		break;
+	}
+	p->col[HTR_PACK_COL_TAG][tag_at] = short_tag; /* 0: the long form's byte follows */
+	return record_done(p, false);
 oom:
 	p->write_errno = ENOMEM;
 	return -1;
@@ -255,6 +286,7 @@ static int pack_notice(void *ctx, const struct htr_event *ev)
 	size_t len = ev->text ? strlen(ev->text) : 0;
 	if (len > 500)
 		len = 500;
+	put_byte(p, HTR_PACK_COL_TAG, HTR_PACK_LONG);
 	put_byte(p, HTR_PACK_COL_TAG, HTR_PACK_NOTICE);
 	put_varint(p, HTR_PACK_COL_RAW, ev->type);
 	put_byte(p, HTR_PACK_COL_RAW, ev->kind);

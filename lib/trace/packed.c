@@ -173,7 +173,18 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 {
 	struct cursor *order = &col[HTR_PACK_COL_ORDER];
 	uint8_t tag = get_byte(&col[HTR_PACK_COL_TAG]);
-	uint8_t code = tag & 0x0f;
+	uint8_t code = tag & HTR_PACK_S_CODE;
+	/* The first pointer code, when the short tag carries it. */
+	uint64_t inl = HTR_PACK_S_IN_COLUMN;
+	if (code != HTR_PACK_LONG) {
+		inl = tag >> HTR_PACK_S_PTR_SHIFT;
+		tag = (uint8_t)(code | HTR_PACK_SEQ_NEXT |
+		                (tag & HTR_PACK_S_SAME_THREAD ? HTR_PACK_SAME_THREAD : 0) |
+		                (tag & HTR_PACK_S_SAME_STACK ? HTR_PACK_SAME_STACK : 0));
+	} else {
+		tag = get_byte(&col[HTR_PACK_COL_TAG]);
+		code = tag & 0x0f;
+	}
 	/* The reader's own event, cleared only when another type left fields
 	 * set (see struct htr_reader). */
 	bool hot = code == HTR_PACK_ALLOC || code == HTR_PACK_FREE || code == HTR_PACK_REALLOC;
@@ -215,7 +226,7 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 	case HTR_PACK_ALLOC:
 		ev.type = HTR_EV_ALLOC;
 		ev.size = get_varint(size);
-		pcode = get_varint(new);
+		pcode = inl != HTR_PACK_S_IN_COLUMN ? inl : get_varint(new);
 		if (pcode == HTR_PACK_A_FAR)
 			extra = get_varint(new);
 		arc = htr_pm_decode_alloc(m, pcode, extra, ev.size, &ev.ptr);
@@ -224,7 +235,7 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 		break;
 	case HTR_PACK_FREE:
 		ev.type = HTR_EV_FREE;
-		pcode = get_varint(old);
+		pcode = inl != HTR_PACK_S_IN_COLUMN ? inl : get_varint(old);
 		if (pcode == HTR_PACK_F_FAR)
 			extra = get_varint(old);
 		if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
@@ -234,7 +245,7 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 		break;
 	case HTR_PACK_REALLOC:
 		ev.type = HTR_EV_REALLOC;
-		pcode = get_varint(old);
+		pcode = inl != HTR_PACK_S_IN_COLUMN ? inl : get_varint(old);
 		if (pcode == HTR_PACK_F_FAR)
 			extra = get_varint(old);
 		if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
