@@ -18,7 +18,7 @@
 #include "reader.h"
 
 #define CHUNK      (64u * 1024u)
-#define MAX_CHUNKS 256u
+#define MAX_CHUNKS 512u
 
 struct trace {
 	uint8_t *buf;
@@ -125,13 +125,13 @@ static uint64_t next(uint64_t *x)
 /* A stream that reaches every path of the model. */
 static char *long_trace(uint64_t *events)
 {
-	enum { POOL = 3000 };
+	enum { POOL = 12000 }; /* lives long enough to pass the reader's ring (65536 ordinals) */
 	struct trace t;
 	trace_init(&t);
 	static uint64_t pool[POOL];
 	memset(pool, 0, sizeof(pool));
 	uint64_t x = 0x9E3779B97F4A7C15ull, bump = 0x555555000000ull;
-	for (int i = 0; i < 60000; i++) {
+	for (int i = 0; i < 120000; i++) {
 		uint64_t r = next(&x);
 		uint32_t thread = (uint32_t)(i / 700) % 3;
 		unsigned slot = (unsigned)(r >> 8) % POOL;
