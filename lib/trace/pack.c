@@ -248,12 +248,28 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 	uint64_t pcode, pextra = 0;
 	struct htr_pm_block blk;
 	switch (code) {
-	case HTR_PACK_ALLOC:
-		put_varint(p, HTR_PACK_COL_SIZE, ev->size);
+	case HTR_PACK_ALLOC: {
+		/* A short ALLOC's nibble: 2 * pointer code + (size as its
+		 * stack's last) for codes below HTR_PACK_S_A_CODES, else
+		 * HTR_PACK_S_A_SIZE_HIT or HTR_PACK_S_IN_COLUMN. */
+		uint64_t *last_size = htr_pm_size_slot(st, ev->stack);
+		bool size_hit = inl != NULL && ev->size == *last_size;
+		*last_size = ev->size;
+		if (!size_hit)
+			put_varint(p, HTR_PACK_COL_SIZE, ev->size);
 		if (htr_pm_code_alloc(st, ev->ptr, ev->size, &pcode, &pextra) != 0)
 			goto oom;
-		put_ptr(p, HTR_PACK_COL_NEW, inl, pcode, pcode == HTR_PACK_A_FAR, pextra);
+		if (inl != NULL && pcode < HTR_PACK_S_A_CODES) {
+			short_tag |= (uint8_t)((2 * pcode + size_hit) << HTR_PACK_S_PTR_SHIFT);
+		} else {
+			if (inl != NULL)
+				short_tag |=
+				        (uint8_t)((size_hit ? HTR_PACK_S_A_SIZE_HIT : HTR_PACK_S_IN_COLUMN)
+				                  << HTR_PACK_S_PTR_SHIFT);
+			put_ptr_code(p, HTR_PACK_COL_NEW, pcode, pcode == HTR_PACK_A_FAR, pextra);
+		}
 		break;
+	}
 	case HTR_PACK_FREE:
 		pcode = htr_pm_code_free(st, ev->ptr, ev->stack, &blk);
 		put_ptr(p, HTR_PACK_COL_OLD, inl, pcode, pcode == HTR_PACK_F_FAR, blk.extra);

@@ -71,6 +71,7 @@ struct htr_pack_model {
 	uint64_t by_class[HTR_PM_CLASS_SLOTS][HTR_PM_CLASS_DEPTH]; /* rings too */
 	unsigned class_head[HTR_PM_CLASS_SLOTS];
 	uint64_t stack_last[HTR_PM_STACK_SLOTS]; /* ordinal freed last by a stack */
+	uint64_t stack_size[HTR_PM_STACK_SLOTS]; /* size an ALLOC of a stack asked for last */
 };
 
 /* A freed pointer as both sides know it. */
@@ -93,6 +94,13 @@ static inline void htr_pm_stack_seen(struct htr_pack_model *m, uint32_t *slot, u
 {
 	*slot = stack;
 	m->thread_prev[m->last_thread & (HTR_PM_THREAD_SLOTS - 1)] = stack * 8u + code;
+}
+
+/* The size an ALLOC with this stack asked for last: a call site mostly
+ * asks for one size, and a short tag says so in a bit. */
+static inline uint64_t *htr_pm_size_slot(struct htr_pack_model *m, uint32_t stack)
+{
+	return &m->stack_size[(stack * 2654435761u) >> 20 & (HTR_PM_STACK_SLOTS - 1)];
 }
 
 /* 0 on success, -1 out of memory. reader: the reader's side (a ring). */

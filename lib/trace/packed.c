@@ -223,16 +223,20 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 	}
 	struct cursor *size = &col[HTR_PACK_COL_SIZE], *old = &col[HTR_PACK_COL_OLD], *new = &col[HTR_PACK_COL_NEW];
 	switch (code) {
-	case HTR_PACK_ALLOC:
+	case HTR_PACK_ALLOC: {
 		ev.type = HTR_EV_ALLOC;
-		ev.size = get_varint(size);
-		pcode = inl != HTR_PACK_S_IN_COLUMN ? inl : get_varint(new);
+		uint64_t *last_size = htr_pm_size_slot(m, ev.stack);
+		bool size_hit = inl < HTR_PACK_S_A_SIZE_HIT ? (inl & 1) != 0 : inl == HTR_PACK_S_A_SIZE_HIT;
+		ev.size = size_hit ? *last_size : get_varint(size);
+		*last_size = ev.size;
+		pcode = inl < HTR_PACK_S_A_SIZE_HIT ? inl >> 1 : get_varint(new);
 		if (pcode == HTR_PACK_A_FAR)
 			extra = get_varint(new);
 		arc = htr_pm_decode_alloc(m, pcode, extra, ev.size, &ev.ptr);
 		if (arc != 0)
 			return arc;
 		break;
+	}
 	case HTR_PACK_FREE:
 		ev.type = HTR_EV_FREE;
 		pcode = inl != HTR_PACK_S_IN_COLUMN ? inl : get_varint(old);
