@@ -450,7 +450,8 @@ enum htr_pack_column {
 	HTR_PACK_COL_NEW = 5,   /* allocated pointer codes */
 	HTR_PACK_COL_OLD = 6,   /* freed pointer codes */
 	HTR_PACK_COL_RAW = 7,   /* RAW and NOTICE bodies */
-	HTR_PACK_COLUMNS = 8,
+	HTR_PACK_COL_LOW = 8,   /* low bytes of pointer codes of 128 and more (packed.c) */
+	HTR_PACK_COLUMNS = 9,
 };
 #define HTR_PACK_SEQ_NEXT 0x10u    /* seq = previous seq + 1; else a varint delta follows */
 #define HTR_PACK_SAME_THREAD 0x20u /* thread = previous record's; else a varint follows */

@@ -166,6 +166,20 @@ static uint8_t get_byte(struct cursor *c)
 	return *c->p++;
 }
 
+/* A pointer code in its column: below 128 as it is, else 128 + code / 256
+ * with the low byte in the LOW column. */
+static uint64_t get_ptr_code(struct cursor *c, struct cursor *low)
+{
+	uint64_t v = get_varint(c);
+	if (v < 128)
+		return v;
+	if (v - 128 >= (1ull << 56)) {
+		*c->bad = true;
+		return 0;
+	}
+	return (v - 128) << 8 | get_byte(low);
+}
+
 /* One record from the block's columns into *evp. Returns 0, 1 for
  * corrupt data, -1 out of memory. */
 static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct cursor *col, struct htr_event *evp,
@@ -222,6 +236,7 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 		ev.size = 0;
 	}
 	struct cursor *size = &col[HTR_PACK_COL_SIZE], *old = &col[HTR_PACK_COL_OLD], *new = &col[HTR_PACK_COL_NEW];
+	struct cursor *low = &col[HTR_PACK_COL_LOW];
 	switch (code) {
 	case HTR_PACK_ALLOC: {
 		ev.type = HTR_EV_ALLOC;
@@ -229,7 +244,7 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 		bool size_hit = inl < HTR_PACK_S_A_SIZE_HIT ? (inl & 1) != 0 : inl == HTR_PACK_S_A_SIZE_HIT;
 		ev.size = size_hit ? *last_size : get_varint(size);
 		*last_size = ev.size;
-		pcode = inl < HTR_PACK_S_A_SIZE_HIT ? inl >> 1 : get_varint(new);
+		pcode = inl < HTR_PACK_S_A_SIZE_HIT ? inl >> 1 : get_ptr_code(new, low);
 		if (pcode == HTR_PACK_A_FAR)
 			extra = get_varint(new);
 		arc = htr_pm_decode_alloc(m, pcode, extra, ev.size, &ev.ptr);
@@ -239,7 +254,7 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 	}
 	case HTR_PACK_FREE:
 		ev.type = HTR_EV_FREE;
-		pcode = inl != HTR_PACK_S_IN_COLUMN ? inl : get_varint(old);
+		pcode = inl != HTR_PACK_S_IN_COLUMN ? inl : get_ptr_code(old, low);
 		if (pcode == HTR_PACK_F_FAR)
 			extra = get_varint(old);
 		if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
@@ -249,7 +264,7 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 		break;
 	case HTR_PACK_REALLOC:
 		ev.type = HTR_EV_REALLOC;
-		pcode = inl != HTR_PACK_S_IN_COLUMN ? inl : get_varint(old);
+		pcode = inl != HTR_PACK_S_IN_COLUMN ? inl : get_ptr_code(old, low);
 		if (pcode == HTR_PACK_F_FAR)
 			extra = get_varint(old);
 		if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
@@ -259,7 +274,7 @@ static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct 
 		extra = pcode == HTR_PACK_SIZE_PLAIN ? get_varint(size) : 0;
 		if (!htr_pm_decode_resize(&blk, pcode, extra, &ev.size))
 			return 1;
-		pcode = get_varint(new);
+		pcode = get_ptr_code(new, low);
 		extra = pcode == HTR_PACK_A_FAR ? get_varint(new) : 0;
 		/* A failed realloc leaves the old block live. */
 		if (!(pcode == HTR_PACK_A_NULL && ev.size != 0))
