@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -546,17 +547,32 @@ static void test_binary_round_trip(void **state)
 	assert_memory_equal(whole, evs, n * sizeof(evs[0]));
 }
 
+/* A site is file:line and the caller's pc: each call goes through one
+ * place, or an unrolled loop (-O3) would give each copy a site of its own. */
+static __attribute__((noinline)) void churn_free(void *p)
+{
+	htr_free_at(p, "app/churn.c", 41);
+	__asm__ volatile("" ::: "memory"); /* no tail call: the pc stays here */
+}
+
+static __attribute__((noinline)) void *churn_malloc(size_t size)
+{
+	void *p = htr_malloc_at(size, "app/churn.c", 42);
+	__asm__ volatile("" ::: "memory");
+	return p;
+}
+
 static void churn(unsigned pairs)
 {
 	void *slot[8] = {0};
 	for (unsigned i = 0; i < pairs; i++) {
 		unsigned k = (i * 5u) % 8u;
 		if (slot[k] != NULL)
-			htr_free_at(slot[k], "app/churn.c", 41);
-		slot[k] = htr_malloc_at(16u + (i % 4u) * 24u, "app/churn.c", 42);
+			churn_free(slot[k]);
+		slot[k] = churn_malloc(16u + (i % 4u) * 24u);
 	}
 	for (unsigned k = 0; k < 8; k++)
-		htr_free_at(slot[k], "app/churn.c", 41);
+		churn_free(slot[k]);
 }
 
 static void test_binary_bytes_per_event(void **state)
@@ -731,7 +747,12 @@ static void test_binary_cut_stream(void **state)
 		for (size_t i = 0; i < nev; i++)
 			if (evs[i].type == HTR_EV_LOSS)
 				last_lost = evs[i].seq + evs[i].count - 1u;
-		assert_true(lost == touched || lost == touched + 1);
+		/* A cut that keeps the first byte of one frame and resumes one
+		 * byte into another of the same length leaves that second frame
+		 * whole (COBS' first byte is the distance to the next zero): then
+		 * the last touched record survives, exactly. */
+		bool last_survives = lost + 1 == touched;
+		assert_true(lost == touched || lost == touched + 1 || last_survives);
 		assert_true(count_type(HTR_EV_BAD_INPUT) <= 1);
 		/* Nothing from the lost range, everything else intact. */
 		size_t j = 0;
@@ -741,7 +762,7 @@ static void test_binary_cut_stream(void **state)
 			while (j < nall && all[j].seq != evs[i].seq)
 				j++;
 			assert_true(j < nall);
-			assert_true(j < i_first || j > i_last);
+			assert_true(j < i_first || j > i_last || (last_survives && j == i_last));
 			assert_int_equal(evs[i].type, all[j].type);
 			assert_int_equal(evs[i].ptr, all[j].ptr);
 			assert_int_equal(evs[i].size, all[j].size);
