@@ -1287,6 +1287,7 @@ int htr_reader_follow(struct htr_reader *r, unsigned lag_ms, htr_event_sink sink
 		if (r->violated)
 			break;
 		uint64_t w = r->final ? UINT64_MAX : follow_watermark(r, before_scan, settled);
+		uint64_t emitted_before = r->emitted_seq;
 		while (r->heap_len > 0 && !r->violated) {
 			struct thread_stream *s = &r->threads[r->heap[0]];
 			if (s->next_seq > w)
@@ -1314,8 +1315,9 @@ int htr_reader_follow(struct htr_reader *r, unsigned lag_ms, htr_event_sink sink
 			ring_len--;
 		}
 		if (ring_len < SAMPLES)
-			ring[(ring_at + ring_len++) % SAMPLES] = (struct sample){now, r->max_seq};
-		if (follow_gone(r, 2))
+			ring[(ring_at + ring_len++) % SAMPLES] = (struct sample){now, before_scan};
+		/* Behind the writers: straight on; caught up: a pause. */
+		if (follow_gone(r, r->emitted_seq - emitted_before > 16384 ? 0 : 1))
 			follow_finalise(r);
 	}
 	if (r->violated) {
