@@ -260,8 +260,8 @@ static int pack_notice(void *ctx, const struct htr_event *ev)
 	return record_done(p, true);
 }
 
-static int pack_reader(struct htr_reader *r, const char *raw_path, const char *out_path, int level, int lag_ms,
-		       struct htr_pack_result *result, char *err, size_t errlen);
+static int pack_reader(struct htr_reader *r, const char *raw_path, const char *out_path, int level,
+		       int lag_ms, struct htr_pack_result *result, char *err, size_t errlen);
 
 int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_pack_result *result, char *err,
 	     size_t errlen)
@@ -292,8 +292,8 @@ int htr_pack_follow(const char *raw_path, int pid, unsigned lag_ms, const char *
 
 /* Packs what the reader delivers; lag_ms >= 0: it follows a live trace.
  * Closes the reader. */
-static int pack_reader(struct htr_reader *r, const char *raw_path, const char *out_path, int level, int lag_ms,
-		       struct htr_pack_result *result, char *err, size_t errlen)
+static int pack_reader(struct htr_reader *r, const char *raw_path, const char *out_path, int level,
+		       int lag_ms, struct htr_pack_result *result, char *err, size_t errlen)
 {
 	if (r->packed != NULL) {
 		htr_set_err(err, errlen, "%s: already packed", raw_path);
@@ -340,7 +340,8 @@ static int pack_reader(struct htr_reader *r, const char *raw_path, const char *o
 
 	r->record_hook = pack_record;
 	r->hook_ctx = p;
-	int ran = lag_ms < 0 ? htr_reader_run(r, pack_notice, p) : htr_reader_follow(r, (unsigned)lag_ms, pack_notice, p);
+	int ran = lag_ms < 0 ? htr_reader_run(r, pack_notice, p)
+			     : htr_reader_follow(r, (unsigned)lag_ms, pack_notice, p);
 	if (ran == HTR_FOLLOW_REDO) {
 		rc = HTR_FOLLOW_REDO;
 		goto out;

@@ -60,8 +60,8 @@ void htr_set_err(char *err, size_t errlen, const char *fmt, ...)
 }
 
 static const char *header_problem(const struct htr_file_header *hp, char *buf, size_t buflen);
-static int new_raw_reader(struct htr_reader **out, const char *path, int fd, const uint8_t *map, uint64_t map_len,
-			  const struct htr_file_header *hp, char *err, size_t errlen);
+static int new_raw_reader(struct htr_reader **out, const char *path, int fd, const uint8_t *map,
+			  uint64_t map_len, const struct htr_file_header *hp, char *err, size_t errlen);
 
 int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t errlen)
 {
@@ -149,8 +149,8 @@ static const char *header_problem(const struct htr_file_header *hp, char *buf, s
 }
 
 /* Takes fd and the mapping of map_len bytes, also on failure. */
-static int new_raw_reader(struct htr_reader **out, const char *path, int fd, const uint8_t *map, uint64_t map_len,
-			  const struct htr_file_header *hp, char *err, size_t errlen)
+static int new_raw_reader(struct htr_reader **out, const char *path, int fd, const uint8_t *map,
+			  uint64_t map_len, const struct htr_file_header *hp, char *err, size_t errlen)
 {
 	struct htr_file_header h = *hp;
 	struct htr_reader *r = calloc(1, sizeof(*r));

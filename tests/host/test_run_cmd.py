@@ -187,7 +187,8 @@ class RunCommandTest(unittest.TestCase):
         # crashes and one killed with SIGKILL: the file packed while they ran
         # is byte for byte the one packed after the exit, and it holds every
         # event they committed.
-        cases = ((lib.program("threads"), None), (lib.program("crash"), "segv"), (lib.program("crash"), "kill"))
+        crash = lib.program("crash")
+        cases = ((lib.program("threads"), None), (crash, "segv"), (crash, "kill"))
         for program, how in cases:
             raw, streamed, r = self._follow([program] + ([how] if how else []))
             self.assertEqual(r.returncode, 0, r.stderr)

@@ -230,8 +230,11 @@ def _report(paths: Any, traces: list[str]) -> Optional[int]:
         return None
 
 
-def _start_follower(paths: Any, outdir: str, before: set[str],
-                    pid: int) -> Optional[tuple[str, subprocess.Popen[str]]]:
+# The trace the follower packs, and the follower.
+_Follower = Optional[tuple[str, "subprocess.Popen[str]"]]
+
+
+def _start_follower(paths: Any, outdir: str, before: set[str], pid: int) -> _Follower:
     """Starts packing the program's trace while it runs (`htr-pack --follow`),
     so that little is left to do when it ends. The recorder names the trace
     with the lowest number free for the pid; the packer waits for it to
@@ -254,7 +257,7 @@ def _start_follower(paths: Any, outdir: str, before: set[str],
     return path, follower
 
 
-def _follower_lines(follower: Optional[tuple[str, subprocess.Popen[str]]]) -> list[str]:
+def _follower_lines(follower: _Follower) -> list[str]:
     """The follower's line for the trace it packed; none when it failed (the
     trace is then packed as any other)."""
     if follower is None:
@@ -266,7 +269,9 @@ def _follower_lines(follower: Optional[tuple[str, subprocess.Popen[str]]]) -> li
     return out.splitlines()[:1]
 
 
-def _wait(proc: subprocess.Popen[bytes], follower: Optional[tuple[str, subprocess.Popen[str]]]) -> tuple[int, list[str]]:
+def _wait(proc: subprocess.Popen[bytes], follower: _Follower) -> tuple[int, list[str]]:
+    """The program's wait status, and the follower's line when it packed
+    the program's trace."""
     # The terminal's ^C and ^\ are the program's business: it decides whether
     # to die, and we still list the traces afterwards.
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
