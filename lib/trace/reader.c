@@ -190,6 +190,7 @@ void htr_reader_close(struct htr_reader *reader)
 	free(reader->threads);
 	free(reader->heap);
 	free(reader->assumed);
+	free(reader->pending);
 	if (reader->follow && reader->pidfd >= 0)
 		close(reader->pidfd);
 	if (reader->packed != NULL) {
@@ -1102,18 +1103,64 @@ static bool heap_room(struct htr_reader *r)
 	return true;
 }
 
-/* Sorts the chunks claimed since the last call into their threads, in
- * claim order: a claimed chunk not initialised yet holds back the ones
- * after it, which may belong to the same thread. Once the process has
- * ended, every chunk in the file is taken as htr_reader_run takes it. */
+/* Puts chunk c into its thread's list in claim order. A chunk found
+ * initialised late (it was claimed but still zero when later ones were
+ * read) may belong to a thread whose cursor has gone past its place; the
+ * order delivered may then be wrong. */
+static bool insert_chunk(struct htr_reader *r, uint32_t thread_index, uint64_t c)
+{
+	if (!add_chunk(r, thread_index, c) || !heap_room(r))
+		return false;
+	struct thread_stream *s = stream_for(r, thread_index);
+	size_t i = s->nchunks - 1;
+	while (i > 0 && s->chunks[i - 1] > c) {
+		s->chunks[i] = s->chunks[i - 1];
+		i--;
+	}
+	s->chunks[i] = c;
+	if (i + 1 == s->nchunks)
+		return true;
+	if (s->chunk_at > i || (s->chunk_at == i && s->pos != 0))
+		return false;
+	if (s->front_at > i || (s->front_at == i && s->front_pos != 0))
+		s->front_at++;
+	return true;
+}
+
+/* Whether chunk c holds an initialised header (or, once the process has
+ * ended, anything but zero); false with r->violated on a corrupt one. */
+static bool take_chunk(struct htr_reader *r, uint64_t c)
+{
+	uint64_t off = chunk_offset(r, c);
+	uint32_t magic = __atomic_load_n((const uint32_t *)(const void *)(r->map + off), __ATOMIC_ACQUIRE);
+	if (magic == 0)
+		return false;
+	struct htr_chunk_header ch;
+	memcpy(&ch, r->map + off, sizeof(ch));
+	if (ch.magic != HTR_CHUNK_MAGIC || ch.chunk_index != c || !insert_chunk(r, ch.thread_index, c))
+		r->violated = true; /* a reader of the finished file reports it in place */
+	return true;
+}
+
+/* Sorts the chunks claimed since the last call into their threads. One
+ * claimed but not initialised yet (its thread is mapping it) is looked at
+ * again next time; it holds back nothing: its records take their seqs
+ * after its header is written. Once the process has ended, every chunk in
+ * the file is taken as htr_reader_run takes it. */
 static void follow_scan(struct htr_reader *r)
 {
+	size_t kept = 0;
+	for (size_t i = 0; i < r->npending; i++) {
+		uint64_t c = r->pending[i];
+		if (!take_chunk(r, c) && !r->final)
+			r->pending[kept++] = c;
+	}
+	r->npending = kept;
 	uint64_t claimed = r->nchunks;
 	if (!r->final)
 		claimed = __atomic_load_n(&((const struct htr_file_header *)(const void *)r->map)->chunks_claimed,
 					  __ATOMIC_ACQUIRE);
-	r->scan_blocked = false;
-	for (; r->scanned < claimed; r->scanned++) {
+	for (; r->scanned < claimed && !r->violated; r->scanned++) {
 		uint64_t c = r->scanned;
 		uint64_t off = chunk_offset(r, c);
 		if (r->final) {
@@ -1124,26 +1171,24 @@ static void follow_scan(struct htr_reader *r)
 		} else if (off + r->chunk_size > r->size) {
 			/* The recorder sizes the file before it claims a chunk. */
 			follow_refresh_size(r);
-			if (off + r->chunk_size > r->size || off + r->chunk_size > r->map_len) {
-				r->violated = off + r->chunk_size > r->map_len; /* grew past the mapping */
-				r->scan_blocked = true;
+			if (off + r->chunk_size > r->map_len)
+				r->violated = true; /* grew past the mapping */
+			if (off + r->chunk_size > r->size || r->violated)
+				break;
+		}
+		if (take_chunk(r, c) || r->final)
+			continue;
+		if (r->npending == r->pending_cap) {
+			size_t cap = r->pending_cap ? r->pending_cap * 2 : 16;
+			uint64_t *grown = realloc(r->pending, cap * sizeof(*grown));
+			if (grown == NULL) {
+				r->violated = true;
 				break;
 			}
+			r->pending = grown;
+			r->pending_cap = cap;
 		}
-		uint32_t magic = __atomic_load_n((const uint32_t *)(const void *)(r->map + off), __ATOMIC_ACQUIRE);
-		if (magic == 0) {
-			if (r->final)
-				continue;
-			r->scan_blocked = true;
-			break;
-		}
-		struct htr_chunk_header ch;
-		memcpy(&ch, r->map + off, sizeof(ch));
-		if (ch.magic != HTR_CHUNK_MAGIC || ch.chunk_index != c || !add_chunk(r, ch.thread_index, c) ||
-		    !heap_room(r)) {
-			r->violated = true; /* reported in place by a reader of the finished file */
-			return;
-		}
+		r->pending[r->npending++] = c;
 	}
 }
 
@@ -1229,7 +1274,7 @@ static void heap_push(struct htr_reader *r, size_t i)
  * the CPU for longer than the lag before it committed the record. */
 static uint64_t follow_watermark(struct htr_reader *r, uint64_t read_before_scan, uint64_t read_lag_ago)
 {
-	uint64_t w = r->scan_blocked ? 0 : read_before_scan;
+	uint64_t w = read_before_scan;
 	for (size_t i = 0; i < r->nthreads && w != 0; i++) {
 		const struct thread_stream *s = &r->threads[i];
 		if (!s->waiting)

@@ -55,7 +55,8 @@ struct htr_reader {
 	int pidfd;         /* -1: watched through /proc */
 	uint64_t map_len;  /* bytes mapped, beyond the file's end while following */
 	uint64_t scanned;  /* chunks [0, scanned) are sorted into streams */
-	bool scan_blocked; /* a claimed chunk is not initialised yet */
+	uint64_t *pending; /* claimed chunks not initialised yet when scanned */
+	size_t npending, pending_cap;
 	uint64_t emitted_seq; /* the last sequenced record delivered */
 	uint64_t max_seq;     /* the highest seq read */
 	uint64_t *assumed;    /* offsets of zero words taken for the end of a left chunk */
