@@ -1010,7 +1010,7 @@ int htr_reader_open_follow(struct htr_reader **out, const char *path, int pid, c
 	int fd = -1;
 	struct stat st;
 	struct htr_file_header h;
-	for (;;) {
+	for (int waited = 0;; waited++) {
 		/* Looked at before the file: a process that has ended had written
 		 * all it ever will. */
 		bool gone = follow_gone(&probe, 0);
@@ -1037,7 +1037,9 @@ int htr_reader_open_follow(struct htr_reader **out, const char *path, int pid, c
 					   : "no trace header, and the process has ended");
 			goto fail;
 		}
-		follow_gone(&probe, 1);
+		/* A program that runs untraced (its recorder could not create
+		 * the file) is not polled a thousand times a second for ever. */
+		follow_gone(&probe, waited < 200 ? 1 : 20);
 	}
 	char buf[160];
 	const char *why = header_problem(&h, buf, sizeof(buf));
