@@ -42,10 +42,6 @@ struct thread_stream {
 	bool done;
 	bool waiting; /* following: the cursor stands on a record not committed yet */
 	bool in_heap; /* following */
-	/* Following: how far the thread has committed, walked ahead of the
-	 * cursor without delivering. */
-	size_t front_at;
-	uint64_t front_pos, front_first, front_seq;
 };
 
 
@@ -1122,11 +1118,7 @@ static bool insert_chunk(struct htr_reader *r, uint32_t thread_index, uint64_t c
 	s->chunks[i] = c;
 	if (i + 1 == s->nchunks)
 		return true;
-	if (s->chunk_at > i || (s->chunk_at == i && s->pos != 0))
-		return false;
-	if (s->front_at > i || (s->front_at == i && s->front_pos != 0))
-		s->front_at++;
-	return true;
+	return !(s->chunk_at > i || (s->chunk_at == i && s->pos != 0));
 }
 
 /* Whether chunk c holds an initialised header (or, once the process has
@@ -1141,6 +1133,8 @@ static bool take_chunk(struct htr_reader *r, uint64_t c)
 	memcpy(&ch, r->map + off, sizeof(ch));
 	if (ch.magic != HTR_CHUNK_MAGIC || ch.chunk_index != c || !insert_chunk(r, ch.thread_index, c))
 		r->violated = true; /* a reader of the finished file reports it in place */
+	if (ch.first_seq > r->taken_seq)
+		r->taken_seq = ch.first_seq;
 	return true;
 }
 
@@ -1194,45 +1188,6 @@ static void follow_scan(struct htr_reader *r)
 	}
 }
 
-/* Walks the records a thread has committed since the last walk, for the
- * highest seq among them; delivers nothing. A record that does not look
- * right stops the walk: the cursor reports it when it gets there. */
-static void walk_front(struct htr_reader *r, struct thread_stream *s)
-{
-	while (s->front_at < s->nchunks) {
-		uint64_t base = chunk_offset(r, s->chunks[s->front_at]);
-		if (s->front_pos == 0) {
-			struct htr_chunk_header ch;
-			memcpy(&ch, r->map + base, sizeof(ch));
-			s->front_first = ch.first_seq;
-			s->front_pos = sizeof(ch);
-		}
-		while (s->front_pos + sizeof(struct htr_rec_header) <= r->chunk_size) {
-			const uint8_t *rec = r->map + base + s->front_pos;
-			uint32_t word = __atomic_load_n((const uint32_t *)(const void *)rec, __ATOMIC_ACQUIRE);
-			if (word == 0)
-				break;
-			uint32_t size = word >> 16;
-			if (size < 16 || size % 8 != 0 || s->front_pos + size > r->chunk_size)
-				return;
-			uint8_t type = (uint8_t)word;
-			if (has_seq(type)) {
-				uint64_t seq;
-				memcpy(&seq, rec + 8, sizeof(seq));
-				if (is_short(type))
-					seq = htr_short_seq(seq, s->front_first);
-				if (seq > s->front_seq)
-					s->front_seq = seq;
-			}
-			s->front_pos += size;
-		}
-		if (s->front_at + 1 == s->nchunks)
-			return;
-		s->front_at++;
-		s->front_pos = 0;
-	}
-}
-
 /* The process has ended: from now on the file is what a reader of the
  * finished trace sees. */
 static void follow_finalise(struct htr_reader *r)
@@ -1266,26 +1221,27 @@ static void heap_push(struct htr_reader *r, size_t i)
 	heap_up(r, r->heap_len - 1);
 }
 
-/* The seq up to which events are delivered. A thread whose cursor waits
- * will next commit a seq above its last one (it takes a seq after it
- * reserves the record's room, so also above its chunk's first_seq); a
- * thread whose chunk is not seen yet, one above every seq read before the
- * scan. That is exact, but a thread blocked for a long time (a join, a
- * sleep) holds it back: so everything read lag ago counts as settled too,
- * which is wrong only for a thread that took a seq and was then kept off
- * the CPU for longer than the lag before it committed the record. */
-static uint64_t follow_watermark(struct htr_reader *r, uint64_t read_before_scan, uint64_t read_lag_ago)
+/* The seq up to which events are delivered: the exact part. A thread
+ * whose cursor waits will next commit a seq above its last one (it takes a
+ * seq after it reserves the record's room, so also above its chunk's
+ * first_seq); a thread whose chunk is not seen yet, one above every seq
+ * handed out before the scan. A thread blocked for a long time (a join, a
+ * sleep) holds that back, so every seq seen lag ago counts as settled too
+ * (the caller takes the higher of the two), which is wrong only for a thread
+ * that took a seq and was then kept off the CPU for longer than the lag
+ * before it committed the record. */
+static uint64_t waiting_bound(const struct thread_stream *s)
 {
-	uint64_t w = read_before_scan;
-	for (size_t i = 0; i < r->nthreads && w != 0; i++) {
-		const struct thread_stream *s = &r->threads[i];
-		if (!s->waiting)
-			continue;
-		uint64_t bound = s->last_seq > s->chunk_seq ? s->last_seq : s->chunk_seq;
-		if (bound < w)
-			w = bound;
-	}
-	return w > read_lag_ago ? w : read_lag_ago;
+	return s->last_seq > s->chunk_seq ? s->last_seq : s->chunk_seq;
+}
+
+static uint64_t follow_exact(const struct htr_reader *r, uint64_t taken_before_scan)
+{
+	uint64_t w = taken_before_scan;
+	for (size_t i = 0; i < r->nthreads; i++)
+		if (r->threads[i].waiting && waiting_bound(&r->threads[i]) < w)
+			w = waiting_bound(&r->threads[i]);
+	return w;
 }
 
 int htr_reader_follow(struct htr_reader *r, unsigned lag_ms, htr_event_sink sink, void *ctx)
@@ -1309,16 +1265,11 @@ int htr_reader_follow(struct htr_reader *r, unsigned lag_ms, htr_event_sink sink
 	while (!r->violated) {
 		if (!r->final && follow_gone(r, 0))
 			follow_finalise(r);
-		/* Committed before the scan: a thread whose chunk the scan does
-		 * not see takes its seqs after it. */
-		uint64_t before_scan = r->max_seq;
-		if (!r->final) {
-			for (size_t i = 0; i < r->nthreads; i++) {
-				walk_front(r, &r->threads[i]);
-				if (r->threads[i].front_seq > before_scan)
-					before_scan = r->threads[i].front_seq;
-			}
-		}
+		/* Taken before the scan (read in a record, or the counter when a
+		 * chunk seen was claimed): a thread whose chunk the scan does not
+		 * see takes its seqs after it. Not walking the threads' records
+		 * for it keeps the follower out of the cache lines they write. */
+		uint64_t before_scan = r->max_seq > r->taken_seq ? r->max_seq : r->taken_seq;
 		follow_scan(r);
 		for (size_t i = 0; i < r->nthreads && !r->violated; i++) {
 			struct thread_stream *s = &r->threads[i];
@@ -1333,7 +1284,8 @@ int htr_reader_follow(struct htr_reader *r, unsigned lag_ms, htr_event_sink sink
 		}
 		if (r->violated)
 			break;
-		uint64_t w = r->final ? UINT64_MAX : follow_watermark(r, before_scan, settled);
+		uint64_t exact = r->final ? UINT64_MAX : follow_exact(r, before_scan);
+		uint64_t w = exact > settled ? exact : settled;
 		uint64_t emitted_before = r->emitted_seq;
 		while (r->heap_len > 0 && !r->violated) {
 			struct thread_stream *s = &r->threads[r->heap[0]];
@@ -1350,6 +1302,11 @@ int htr_reader_follow(struct htr_reader *r, unsigned lag_ms, htr_event_sink sink
 			if (s->done || s->waiting) {
 				s->in_heap = false;
 				r->heap[0] = r->heap[--r->heap_len];
+				/* Its next record may come below w now. */
+				if (s->waiting && waiting_bound(s) < exact) {
+					exact = waiting_bound(s);
+					w = exact > settled ? exact : settled;
+				}
 			}
 			heap_down(r, 0);
 		}

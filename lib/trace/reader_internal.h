@@ -59,6 +59,7 @@ struct htr_reader {
 	size_t npending, pending_cap;
 	uint64_t emitted_seq; /* the last sequenced record delivered */
 	uint64_t max_seq;     /* the highest seq read */
+	uint64_t taken_seq;   /* the highest chunk first_seq seen: a seq handed out */
 	uint64_t *assumed;    /* offsets of zero words taken for the end of a left chunk */
 	size_t nassumed, assumed_cap;
 	size_t heap_cap;
