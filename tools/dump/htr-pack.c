@@ -10,7 +10,7 @@
 
 #include "pack.h"
 
-#define DEFAULT_LAG_MS 30u
+#define DEFAULT_LAG_MS 20u
 
 static int usage(FILE *out, int status)
 {
