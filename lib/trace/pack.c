@@ -322,12 +322,41 @@ static int pack_notice(void *ctx, const struct htr_event *ev)
 	return record_done(p, true);
 }
 
+static int pack_reader(struct htr_reader *r, const char *raw_path, const char *out_path, int level,
+		       int lag_ms, struct htr_pack_result *result, char *err, size_t errlen);
+
 int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_pack_result *result, char *err,
 	     size_t errlen)
 {
 	struct htr_reader *r;
 	if (htr_reader_open(&r, raw_path, err, errlen) != 0)
 		return -1;
+	return pack_reader(r, raw_path, out_path, level, -1, result, err, errlen);
+}
+
+int htr_pack_follow(const char *raw_path, int pid, unsigned lag_ms, const char *out_path, int level,
+		    struct htr_pack_result *result, char *err, size_t errlen)
+{
+	struct htr_reader *r;
+	if (htr_reader_open_follow(&r, raw_path, pid, err, errlen) != 0)
+		return -1;
+	int rc = pack_reader(r, raw_path, out_path, level, (int)(lag_ms > 60000 ? 60000 : lag_ms), result, err,
+			     errlen);
+	if (rc != HTR_FOLLOW_REDO)
+		return rc;
+	/* What was delivered was not the trace's order: the process has ended
+	 * now, so pack the finished file as htr_pack does. */
+	int again = htr_pack(raw_path, out_path, level, result, err, errlen);
+	if (again == 0 && result != NULL)
+		result->redone = 1;
+	return again;
+}
+
+/* Packs what the reader delivers; lag_ms >= 0: it follows a live trace.
+ * Closes the reader. */
+static int pack_reader(struct htr_reader *r, const char *raw_path, const char *out_path, int level,
+		       int lag_ms, struct htr_pack_result *result, char *err, size_t errlen)
+{
 	if (r->packed != NULL) {
 		htr_set_err(err, errlen, "%s: already packed", raw_path);
 		htr_reader_close(r);
@@ -373,7 +402,13 @@ int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_p
 
 	r->record_hook = pack_record;
 	r->hook_ctx = p;
-	if (htr_reader_run(r, pack_notice, p) != 0 || p->write_errno != 0)
+	int ran = lag_ms < 0 ? htr_reader_run(r, pack_notice, p)
+			     : htr_reader_follow(r, (unsigned)lag_ms, pack_notice, p);
+	if (ran == HTR_FOLLOW_REDO) {
+		rc = HTR_FOLLOW_REDO;
+		goto out;
+	}
+	if (ran != 0 || p->write_errno != 0)
 		goto write_failed;
 	if (flush_block(p, true) != 0)
 		goto write_failed;
@@ -399,6 +434,7 @@ int htr_pack(const char *raw_path, const char *out_path, int level, struct htr_p
 		result->records = p->records;
 		result->raw_bytes = r->size;
 		result->packed_bytes = p->written;
+		result->redone = 0;
 	}
 	rc = 0;
 	goto out;

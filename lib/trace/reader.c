@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -12,7 +13,16 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
+
+/* A definition (STACK, SITE) read ahead, delivered with the sequenced
+ * record that follows it in its thread. */
+struct pending_def {
+	const uint8_t *rec;
+	uint64_t off;
+};
 
 /* Per thread: its chunks in claim order, and where the cursor is. */
 struct thread_stream {
@@ -26,7 +36,12 @@ struct thread_stream {
 	uint64_t next_seq; /* seq of the record the cursor stands on */
 	const uint8_t *peeked; /* that record once validated, until the cursor moves */
 	uint64_t peeked_off;
+	const uint8_t *peeked_seen; /* following: the last record checked against the order */
+	struct pending_def *defs; /* definitions between the last record delivered and the cursor */
+	size_t ndefs, defs_cap;
 	bool done;
+	bool waiting; /* following: the cursor stands on a record not committed yet */
+	bool in_heap; /* following */
 };
 
 
@@ -39,6 +54,10 @@ void htr_set_err(char *err, size_t errlen, const char *fmt, ...)
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
 }
+
+static const char *header_problem(const struct htr_file_header *hp, char *buf, size_t buflen);
+static int new_raw_reader(struct htr_reader **out, const char *path, int fd, const uint8_t *map,
+			  uint64_t map_len, const struct htr_file_header *hp, char *err, size_t errlen);
 
 int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t errlen)
 {
@@ -93,39 +112,56 @@ int htr_reader_open(struct htr_reader **out, const char *path, char *err, size_t
 
 	struct htr_file_header h;
 	memcpy(&h, map, sizeof(h));
-	const char *why = NULL;
 	char buf[160];
-	if (memcmp(h.magic, HTR_TRACE_MAGIC, sizeof(h.magic)) != 0) {
-		why = "not a heaptrail trace (bad magic at offset 0)";
-	} else if (h.version_major != HTR_TRACE_VERSION_MAJOR && h.version_major != 1) {
-		/* 2 only added record types (the short forms) to 1 */
-		snprintf(buf, sizeof(buf), "trace format version %u.%u; this reader reads version %u.x",
-			 h.version_major, h.version_minor, HTR_TRACE_VERSION_MAJOR);
-		why = buf;
-	} else if (h.header_size != HTR_FILE_HEADER_SIZE || h.pointer_size != 8 || h.big_endian != 0) {
-		why = "header at offset 0 is corrupt (size, pointer size or byte order)";
-	} else if (h.chunk_size < 4096 || h.chunk_size % 8 != 0 || h.chunk_size > (1u << 30)) {
-		snprintf(buf, sizeof(buf), "header at offset 0 is corrupt (chunk size %u)", h.chunk_size);
-		why = buf;
-	}
+	const char *why = header_problem(&h, buf, sizeof(buf));
 	if (why != NULL) {
 		htr_set_err(err, errlen, "%s: %s", path, why);
 		munmap((void *)map, (size_t)st.st_size);
 		close(fd);
 		return -1;
 	}
+	return new_raw_reader(out, path, fd, map, (uint64_t)st.st_size, &h, err, errlen);
+}
 
+/* Why a raw trace's header cannot be read, or NULL. */
+static const char *header_problem(const struct htr_file_header *hp, char *buf, size_t buflen)
+{
+	struct htr_file_header h = *hp;
+	const char *why = NULL;
+	if (memcmp(h.magic, HTR_TRACE_MAGIC, sizeof(h.magic)) != 0) {
+		why = "not a heaptrail trace (bad magic at offset 0)";
+	} else if (h.version_major != HTR_TRACE_VERSION_MAJOR && h.version_major != 1) {
+		/* 2 only added record types (the short forms) to 1 */
+		snprintf(buf, buflen, "trace format version %u.%u; this reader reads version %u.x",
+			 h.version_major, h.version_minor, HTR_TRACE_VERSION_MAJOR);
+		why = buf;
+	} else if (h.header_size != HTR_FILE_HEADER_SIZE || h.pointer_size != 8 || h.big_endian != 0) {
+		why = "header at offset 0 is corrupt (size, pointer size or byte order)";
+	} else if (h.chunk_size < 4096 || h.chunk_size % 8 != 0 || h.chunk_size > (1u << 30)) {
+		snprintf(buf, buflen, "header at offset 0 is corrupt (chunk size %u)", h.chunk_size);
+		why = buf;
+	}
+	return why;
+}
+
+/* Takes fd and the mapping of map_len bytes, also on failure. */
+static int new_raw_reader(struct htr_reader **out, const char *path, int fd, const uint8_t *map,
+			  uint64_t map_len, const struct htr_file_header *hp, char *err, size_t errlen)
+{
+	struct htr_file_header h = *hp;
 	struct htr_reader *r = calloc(1, sizeof(*r));
 	if (r == NULL || (r->path = strdup(path)) == NULL) {
 		free(r);
-		munmap((void *)map, (size_t)st.st_size);
+		munmap((void *)map, (size_t)map_len);
 		close(fd);
 		htr_set_err(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
 	r->fd = fd;
+	r->pidfd = -1;
 	r->map = map;
-	r->size = (uint64_t)st.st_size;
+	r->map_len = map_len;
+	r->size = map_len;
 	r->header = h;
 	r->chunk_size = h.chunk_size;
 	uint64_t body = r->size - HTR_FILE_HEADER_SIZE;
@@ -143,14 +179,20 @@ void htr_reader_close(struct htr_reader *reader)
 {
 	if (reader == NULL)
 		return;
-	for (size_t i = 0; i < reader->nthreads; i++)
+	for (size_t i = 0; i < reader->nthreads; i++) {
 		free(reader->threads[i].chunks);
+		free(reader->threads[i].defs);
+	}
 	free(reader->threads);
 	free(reader->heap);
+	free(reader->assumed);
+	free(reader->pending);
+	if (reader->follow && reader->pidfd >= 0)
+		close(reader->pidfd);
 	if (reader->packed != NULL) {
 		htr_packed_close(reader);
 	} else {
-		munmap((void *)reader->map, (size_t)reader->size);
+		munmap((void *)reader->map, (size_t)reader->map_len);
 		close(reader->fd);
 	}
 	free(reader->path);
@@ -202,6 +244,24 @@ static struct thread_stream *stream_for(struct htr_reader *r, uint32_t thread_in
 	return s;
 }
 
+/* Appends chunk c to its thread's list; false when out of memory. */
+static bool add_chunk(struct htr_reader *r, uint32_t thread_index, uint64_t c)
+{
+	struct thread_stream *s = stream_for(r, thread_index);
+	if (s == NULL)
+		return false;
+	if (s->nchunks == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 8;
+		uint64_t *grown = realloc(s->chunks, cap * sizeof(*grown));
+		if (grown == NULL)
+			return false;
+		s->chunks = grown;
+		s->cap = cap;
+	}
+	s->chunks[s->nchunks++] = c;
+	return true;
+}
+
 /* Sorts chunks into per-thread lists; reports chunks that are neither unused
  * nor valid. */
 static int scan_chunks(struct htr_reader *r, htr_event_sink sink, void *ctx)
@@ -228,18 +288,8 @@ static int scan_chunks(struct htr_reader *r, htr_event_sink sink, void *ctx)
 				return rc;
 			continue;
 		}
-		struct thread_stream *s = stream_for(r, ch.thread_index);
-		if (s == NULL)
+		if (!add_chunk(r, ch.thread_index, c))
 			return htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off, "out of memory");
-		if (s->nchunks == s->cap) {
-			size_t cap = s->cap ? s->cap * 2 : 8;
-			uint64_t *grown = realloc(s->chunks, cap * sizeof(*grown));
-			if (grown == NULL)
-				return htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off, "out of memory");
-			s->chunks = grown;
-			s->cap = cap;
-		}
-		s->chunks[s->nchunks++] = c;
 	}
 	return 0;
 }
@@ -301,7 +351,27 @@ static const char *record_string(const uint8_t *rec, size_t fixed, size_t size)
 	return s;
 }
 
-enum cursor_result { CURSOR_RECORD, CURSOR_END, CURSOR_CORRUPT };
+/* CURSOR_WAIT: following, and the cursor stands where the next record is
+ * not committed yet. */
+enum cursor_result { CURSOR_RECORD, CURSOR_END, CURSOR_CORRUPT, CURSOR_WAIT };
+
+/* Following: a zero word in a chunk its thread has left is taken for the
+ * chunk's end, and looked at again once the process has ended (a slot the
+ * thread reserved before it moved on, the FORK record, is filled later). */
+static void assume_end(struct htr_reader *r, uint64_t off)
+{
+	if (r->nassumed == r->assumed_cap) {
+		size_t cap = r->assumed_cap ? r->assumed_cap * 2 : 64;
+		uint64_t *grown = realloc(r->assumed, cap * sizeof(*grown));
+		if (grown == NULL) {
+			r->violated = true;
+			return;
+		}
+		r->assumed = grown;
+		r->assumed_cap = cap;
+	}
+	r->assumed[r->nassumed++] = off;
+}
 
 /* Validates the record under the cursor. */
 static enum cursor_result peek(struct htr_reader *r, struct thread_stream *s, const uint8_t **rec_out,
@@ -331,10 +401,18 @@ static enum cursor_result peek(struct htr_reader *r, struct thread_stream *s, co
 			goto next_chunk;
 		}
 		const uint8_t *rec = r->map + off;
-		struct htr_rec_header h;
-		memcpy(&h, rec, sizeof(h));
-		if (h.type == HTR_REC_END_OF_CHUNK && h.kind == 0 && h.size == 0)
+		/* Acquire: the writer stores this word last (commit protocol). */
+		uint32_t word = __atomic_load_n((const uint32_t *)(const void *)rec, __ATOMIC_ACQUIRE);
+		if (word == 0) {
+			if (r->follow && !r->final) {
+				if (s->chunk_at + 1 == s->nchunks)
+					return CURSOR_WAIT;
+				assume_end(r, off);
+			}
 			goto next_chunk;
+		}
+		struct htr_rec_header h;
+		memcpy(&h, &word, sizeof(h));
 		if (h.size < sizeof(struct htr_rec_header) * 2 || h.size % 8 != 0)
 			return CURSOR_CORRUPT;
 		if (s->pos + h.size > len) {
@@ -358,7 +436,7 @@ next_chunk:
 		s->chunk_at++;
 		s->pos = 0;
 	}
-	return CURSOR_END;
+	return r->follow && !r->final ? CURSOR_WAIT : CURSOR_END;
 }
 
 static void advance(struct thread_stream *s, const uint8_t *rec)
@@ -608,12 +686,70 @@ bool htr_record_decode(struct htr_reader *r, const uint8_t *rec, uint32_t thread
 	}
 }
 
+/* Decodes and delivers one record the cursor has passed. */
+static int deliver(struct htr_reader *r, struct thread_stream *s, const uint8_t *rec, uint64_t off,
+		   htr_event_sink sink, void *ctx)
+{
+	struct htr_event *ev = &r->ev;
+	if (!htr_record_decode(r, rec, s->thread_index, ev))
+		return htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
+				       "corrupt record at offset %" PRIu64 " (thread %u); skipped", off, s->thread_index);
+	ev->offset = off;
+	if (is_short(rec[0]))
+		ev->seq += s->chunk_seq; /* decoded as the offset: see htr_record_decode */
+	if (ev->seq != 0) {
+		if (ev->seq < s->last_seq) {
+			int rc = htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
+						 "record at offset %" PRIu64 " goes back in sequence", off);
+			if (rc != 0)
+				return rc;
+		}
+		s->last_seq = ev->seq;
+		r->emitted_seq = ev->seq;
+	}
+	return r->record_hook ? r->record_hook(r->hook_ctx, ev, rec) : sink(ctx, ev);
+}
+
+/* Delivers the definitions read ahead of the stream's next record. */
+static int deliver_defs(struct htr_reader *r, struct thread_stream *s, htr_event_sink sink, void *ctx)
+{
+	size_t n = s->ndefs;
+	s->ndefs = 0;
+	for (size_t i = 0; i < n; i++) {
+		int rc = deliver(r, s, s->defs[i].rec, s->defs[i].off, sink, ctx);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static bool keep_def(struct thread_stream *s, const uint8_t *rec, uint64_t off)
+{
+	if (s->ndefs == s->defs_cap) {
+		size_t cap = s->defs_cap ? s->defs_cap * 2 : 8;
+		struct pending_def *grown = realloc(s->defs, cap * sizeof(*grown));
+		if (grown == NULL)
+			return false;
+		s->defs = grown;
+		s->defs_cap = cap;
+	}
+	s->defs[s->ndefs++] = (struct pending_def){rec, off};
+	return true;
+}
+
 /* Delivers records from the cursor on, up to the first sequenced one whose
  * seq is above limit, which is left in s->next_seq. The merge drains the
  * stream with the smallest next seq, with limit the runner-up's: one call
  * delivers a whole run of this thread's records, and a single-threaded
- * trace is one call. limit 0 delivers only the definitions before a
- * thread's first sequenced record. */
+ * trace is one call. limit 0 only reads ahead to the thread's first
+ * sequenced record.
+ *
+ * Definitions (no seq) are delivered right before the sequenced record
+ * that follows them in their thread, and those at the end of a thread after
+ * every sequenced record: a definition then never waits for a record of its
+ * thread that may still be written, which is what lets a follower deliver
+ * events while the threads run, in the same order as a reader of the
+ * finished trace. */
 static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event_sink sink, void *ctx,
 			uint64_t limit)
 {
@@ -621,52 +757,63 @@ static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event
 		const uint8_t *rec = NULL;
 		uint64_t off = 0;
 		enum cursor_result cr = peek(r, s, &rec, &off);
+		if (cr == CURSOR_WAIT) {
+			s->waiting = true;
+			return 0;
+		}
 		if (cr == CURSOR_END) {
 			s->done = true;
 			return 0;
 		}
 		if (cr == CURSOR_CORRUPT) {
-			int rc = htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
-					     "corrupt record at offset %" PRIu64 " (thread %u); rest of its chunk skipped",
-					     off, s->thread_index);
+			if (r->follow) {
+				/* Where a follower meets it is not where a reader
+				 * of the finished file reports it. */
+				r->violated = true;
+				return 0;
+			}
+			int rc = deliver_defs(r, s, sink, ctx);
+			if (rc == 0)
+				rc = htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
+						     "corrupt record at offset %" PRIu64 " (thread %u); rest of its chunk skipped",
+						     off, s->thread_index);
 			if (rc != 0)
 				return rc;
 			skip_chunk(s);
 			continue;
 		}
 		uint8_t type = rec[0];
-		if (has_seq(type) && record_seq(s, rec) > limit) {
-			s->next_seq = record_seq(s, rec);
-			return 0;
-		}
-		struct htr_event *ev = &r->ev;
 		if (fixed_sizes[type] == 0) {
 			advance(s, rec); /* a record type from a newer minor version */
 			continue;
 		}
-		if (!htr_record_decode(r, rec, s->thread_index, ev)) {
-			int rc = htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
-					     "corrupt record at offset %" PRIu64 " (thread %u); skipped", off,
-					     s->thread_index);
+		if (!has_seq(type)) {
+			if (!keep_def(s, rec, off))
+				return htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off, "out of memory");
 			advance(s, rec);
-			if (rc != 0)
-				return rc;
 			continue;
 		}
-		ev->offset = off;
-		if (is_short(type))
-			ev->seq += s->chunk_seq; /* decoded as the offset: see htr_record_decode */
-		if (ev->seq != 0) {
-			if (ev->seq < s->last_seq) {
-				int rc = htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, off,
-						     "record at offset %" PRIu64 " goes back in sequence", off);
-				if (rc != 0)
-					return rc;
+		uint64_t seq = record_seq(s, rec);
+		if (r->follow && s->peeked_seen != rec) {
+			/* First sight of this record: it must sort after all that
+			 * was delivered, and after its own thread's last. */
+			s->peeked_seen = rec;
+			if ((seq <= r->emitted_seq && r->emitted_seq != 0) || seq < s->last_seq) {
+				r->violated = true;
+				return 0;
 			}
-			s->last_seq = ev->seq;
+			if (seq > r->max_seq)
+				r->max_seq = seq;
 		}
+		if (seq > limit) {
+			s->next_seq = seq;
+			return 0;
+		}
+		int rc = deliver_defs(r, s, sink, ctx);
+		if (rc != 0)
+			return rc;
 		advance(s, rec);
-		int rc = r->record_hook ? r->record_hook(r->hook_ctx, ev, rec) : sink(ctx, ev);
+		rc = deliver(r, s, rec, off, sink, ctx);
 		if (rc != 0)
 			return rc;
 	}
@@ -708,6 +855,8 @@ static void heap_up(struct htr_reader *r, size_t i)
 	}
 }
 
+static int finish_run(struct htr_reader *r, htr_event_sink sink, void *ctx);
+
 int htr_reader_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 {
 	if (r->ran)
@@ -722,7 +871,7 @@ int htr_reader_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 	if (r->heap == NULL)
 		return htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, 0, "out of memory");
 
-	/* Definitions ahead of a thread's first sequenced record come first. */
+	/* Each thread's cursor onto its first sequenced record. */
 	for (size_t i = 0; i < r->nthreads; i++) {
 		rc = drain_stream(r, &r->threads[i], sink, ctx, 0);
 		if (rc != 0)
@@ -747,7 +896,19 @@ int htr_reader_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 		}
 		heap_down(r, 0);
 	}
+	return finish_run(r, sink, ctx);
+}
 
+/* What comes after the last sequenced record: the definitions at the end of
+ * each thread, and what the reader has to say about the file as a whole. */
+static int finish_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
+{
+	int rc;
+	for (size_t i = 0; i < r->nthreads; i++) {
+		rc = deliver_defs(r, &r->threads[i], sink, ctx);
+		if (rc != 0)
+			return rc;
+	}
 	uint64_t end_offset = r->size;
 	if (r->saw_short) {
 		rc = htr_emit_notice(r, sink, ctx, HTR_EV_TRUNCATED, HTR_TRUNC_FILE_SHORT, end_offset,
@@ -774,5 +935,405 @@ int htr_reader_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 		ev.time_ns = r->time_ns;
 		rc = sink(ctx, &ev);
 	}
+	return rc;
+}
+
+/* ---- following a trace while it is written ---- */
+
+static bool proc_gone(int pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')'); /* comm may hold spaces */
+	return p == NULL || p[1] == '\0' || p[2] == 'Z' || p[2] == 'X';
+}
+
+/* Whether the process has ended, waiting up to timeout_ms for it. A zombie
+ * has ended: its threads write nothing any more. */
+static bool follow_gone(struct htr_reader *r, int timeout_ms)
+{
+	if (r->pidfd >= 0) {
+		struct pollfd pfd = {.fd = r->pidfd, .events = POLLIN};
+		int n = poll(&pfd, 1, timeout_ms);
+		return n > 0 || (n < 0 && errno != EINTR);
+	}
+	if (proc_gone(r->pid))
+		return true;
+	if (timeout_ms > 0) {
+		struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+static int open_pidfd(int pid)
+{
+#ifdef SYS_pidfd_open
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+	(void)pid;
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+int htr_reader_open_follow(struct htr_reader **out, const char *path, int pid, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (pid <= 0) {
+		htr_set_err(err, errlen, "pid %d: not a process id", pid);
+		return -1;
+	}
+	/* The pidfd first: from now on the pid cannot name another process. */
+	int pidfd = open_pidfd(pid);
+	if (pidfd < 0 && errno != ENOSYS) {
+		htr_set_err(err, errlen, "pid %d: %s", pid, errno == ESRCH ? "no such process" : strerror(errno));
+		return -1;
+	}
+	if (pidfd < 0 && proc_gone(pid)) {
+		htr_set_err(err, errlen, "pid %d: no such process", pid);
+		return -1;
+	}
+	struct htr_reader probe = {.pidfd = pidfd, .pid = pid};
+	int fd = -1;
+	struct stat st;
+	struct htr_file_header h;
+	for (int waited = 0;; waited++) {
+		/* Looked at before the file: a process that has ended had written
+		 * all it ever will. */
+		bool gone = follow_gone(&probe, 0);
+		if (fd < 0) {
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0 && errno != ENOENT) {
+				htr_set_err(err, errlen, "%s: %s", path, strerror(errno));
+				goto fail;
+			}
+		}
+		if (fd >= 0) {
+			if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+				htr_set_err(err, errlen, "%s: not a regular file", path);
+				goto fail;
+			}
+			/* The recorder stores state last, with release order. */
+			if ((uint64_t)st.st_size >= HTR_FILE_HEADER_SIZE &&
+			    pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) && h.state != 0)
+				break;
+		}
+		if (gone) {
+			htr_set_err(err, errlen, "%s: %s", path,
+				    fd < 0 ? "no such file, and the process has ended"
+					   : "no trace header, and the process has ended");
+			goto fail;
+		}
+		/* A program that runs untraced (its recorder could not create
+		 * the file) is not polled a thousand times a second for ever. */
+		follow_gone(&probe, waited < 200 ? 1 : 20);
+	}
+	char buf[160];
+	const char *why = header_problem(&h, buf, sizeof(buf));
+	if (why != NULL) {
+		htr_set_err(err, errlen, "%s: %s", path, why);
+		goto fail;
+	}
+	if (h.pid != (uint32_t)pid) {
+		htr_set_err(err, errlen, "%s: the trace of pid %u, not of pid %d", path, h.pid, pid);
+		goto fail;
+	}
+	/* Mapped far past the file's end, so that it can grow under the
+	 * mapping: only chunks the recorder has claimed (and so sized the file
+	 * for) are touched. */
+	static const uint64_t lens[] = {(uint64_t)64 << 30, (uint64_t)4 << 30, (uint64_t)512 << 20};
+	const uint8_t *map = MAP_FAILED;
+	uint64_t map_len = 0;
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]) && map == MAP_FAILED; i++) {
+		map_len = lens[i] > (uint64_t)st.st_size ? lens[i] : (uint64_t)st.st_size;
+		map = mmap(NULL, (size_t)map_len, PROT_READ, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+	}
+	if (map == MAP_FAILED) {
+		htr_set_err(err, errlen, "%s: cannot map: %s", path, strerror(errno));
+		goto fail;
+	}
+	struct htr_reader *r;
+	if (new_raw_reader(&r, path, fd, map, map_len, &h, err, errlen) != 0) {
+		if (pidfd >= 0)
+			close(pidfd);
+		return -1;
+	}
+	r->size = (uint64_t)st.st_size;
+	r->follow = true;
+	r->pid = pid;
+	r->pidfd = pidfd;
+	*out = r;
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	if (pidfd >= 0)
+		close(pidfd);
+	return -1;
+}
+
+static void follow_refresh_size(struct htr_reader *r)
+{
+	struct stat st;
+	if (fstat(r->fd, &st) == 0)
+		r->size = (uint64_t)st.st_size;
+}
+
+static bool heap_room(struct htr_reader *r)
+{
+	if (r->heap_cap >= r->nthreads + 1)
+		return true;
+	size_t cap = r->nthreads + 8;
+	size_t *grown = realloc(r->heap, cap * sizeof(*grown));
+	if (grown == NULL)
+		return false;
+	r->heap = grown;
+	r->heap_cap = cap;
+	return true;
+}
+
+/* Puts chunk c into its thread's list in claim order. A chunk found
+ * initialised late (it was claimed but still zero when later ones were
+ * read) may belong to a thread whose cursor has gone past its place; the
+ * order delivered may then be wrong. */
+static bool insert_chunk(struct htr_reader *r, uint32_t thread_index, uint64_t c)
+{
+	if (!add_chunk(r, thread_index, c) || !heap_room(r))
+		return false;
+	struct thread_stream *s = stream_for(r, thread_index);
+	size_t i = s->nchunks - 1;
+	while (i > 0 && s->chunks[i - 1] > c) {
+		s->chunks[i] = s->chunks[i - 1];
+		i--;
+	}
+	s->chunks[i] = c;
+	if (i + 1 == s->nchunks)
+		return true;
+	return !(s->chunk_at > i || (s->chunk_at == i && s->pos != 0));
+}
+
+/* Whether chunk c holds an initialised header (or, once the process has
+ * ended, anything but zero); false with r->violated on a corrupt one. */
+static bool take_chunk(struct htr_reader *r, uint64_t c)
+{
+	uint64_t off = chunk_offset(r, c);
+	uint32_t magic = __atomic_load_n((const uint32_t *)(const void *)(r->map + off), __ATOMIC_ACQUIRE);
+	if (magic == 0)
+		return false;
+	struct htr_chunk_header ch;
+	memcpy(&ch, r->map + off, sizeof(ch));
+	if (ch.magic != HTR_CHUNK_MAGIC || ch.chunk_index != c || !insert_chunk(r, ch.thread_index, c))
+		r->violated = true; /* a reader of the finished file reports it in place */
+	if (ch.first_seq > r->taken_seq)
+		r->taken_seq = ch.first_seq;
+	return true;
+}
+
+/* Sorts the chunks claimed since the last call into their threads. One
+ * claimed but not initialised yet (its thread is mapping it) is looked at
+ * again next time; it holds back nothing: its records take their seqs
+ * after its header is written. Once the process has ended, every chunk in
+ * the file is taken as htr_reader_run takes it. */
+static void follow_scan(struct htr_reader *r)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < r->npending; i++) {
+		uint64_t c = r->pending[i];
+		if (!take_chunk(r, c) && !r->final)
+			r->pending[kept++] = c;
+	}
+	r->npending = kept;
+	uint64_t claimed = r->nchunks;
+	if (!r->final)
+		claimed = __atomic_load_n(&((const struct htr_file_header *)(const void *)r->map)->chunks_claimed,
+					  __ATOMIC_ACQUIRE);
+	for (; r->scanned < claimed && !r->violated; r->scanned++) {
+		uint64_t c = r->scanned;
+		uint64_t off = chunk_offset(r, c);
+		if (r->final) {
+			if (chunk_len(r, c) < sizeof(struct htr_chunk_header)) {
+				r->saw_short = true; /* as scan_chunks */
+				continue;
+			}
+		} else if (off + r->chunk_size > r->size) {
+			/* The recorder sizes the file before it claims a chunk. */
+			follow_refresh_size(r);
+			if (off + r->chunk_size > r->map_len)
+				r->violated = true; /* grew past the mapping */
+			if (off + r->chunk_size > r->size || r->violated)
+				break;
+		}
+		if (take_chunk(r, c) || r->final)
+			continue;
+		if (r->npending == r->pending_cap) {
+			size_t cap = r->pending_cap ? r->pending_cap * 2 : 16;
+			uint64_t *grown = realloc(r->pending, cap * sizeof(*grown));
+			if (grown == NULL) {
+				r->violated = true;
+				break;
+			}
+			r->pending = grown;
+			r->pending_cap = cap;
+		}
+		r->pending[r->npending++] = c;
+	}
+}
+
+/* The process has ended: from now on the file is what a reader of the
+ * finished trace sees. */
+static void follow_finalise(struct htr_reader *r)
+{
+	follow_refresh_size(r);
+	if (r->size > r->map_len) {
+		r->violated = true;
+		return;
+	}
+	memcpy(&r->header, r->map, sizeof(r->header));
+	r->nchunks = (r->size - HTR_FILE_HEADER_SIZE + r->chunk_size - 1) / r->chunk_size;
+	r->final = true;
+	for (size_t i = 0; i < r->nassumed; i++) {
+		if (r->assumed[i] + 4 <= r->size &&
+		    __atomic_load_n((const uint32_t *)(const void *)(r->map + r->assumed[i]), __ATOMIC_ACQUIRE) != 0)
+			r->violated = true; /* a record we went past was committed after all */
+	}
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void heap_push(struct htr_reader *r, size_t i)
+{
+	r->threads[i].in_heap = true;
+	r->heap[r->heap_len++] = i;
+	heap_up(r, r->heap_len - 1);
+}
+
+/* The seq up to which events are delivered: the exact part. A thread
+ * whose cursor waits will next commit a seq above its last one (it takes a
+ * seq after it reserves the record's room, so also above its chunk's
+ * first_seq); a thread whose chunk is not seen yet, one above every seq
+ * handed out before the scan. A thread blocked for a long time (a join, a
+ * sleep) holds that back, so every seq seen lag ago counts as settled too
+ * (the caller takes the higher of the two), which is wrong only for a thread
+ * that took a seq and was then kept off the CPU for longer than the lag
+ * before it committed the record. */
+static uint64_t waiting_bound(const struct thread_stream *s)
+{
+	return s->last_seq > s->chunk_seq ? s->last_seq : s->chunk_seq;
+}
+
+static uint64_t follow_exact(const struct htr_reader *r, uint64_t taken_before_scan)
+{
+	uint64_t w = taken_before_scan;
+	for (size_t i = 0; i < r->nthreads; i++)
+		if (r->threads[i].waiting && waiting_bound(&r->threads[i]) < w)
+			w = waiting_bound(&r->threads[i]);
+	return w;
+}
+
+int htr_reader_follow(struct htr_reader *r, unsigned lag_ms, htr_event_sink sink, void *ctx)
+{
+	if (!r->follow)
+		return htr_reader_run(r, sink, ctx);
+	if (r->ran)
+		return 0;
+	r->ran = true;
+	/* Recent (time, highest seq read) samples, for the lag. */
+	enum { SAMPLES = 512 };
+	struct sample {
+		uint64_t t, seq;
+	} *ring = malloc(SAMPLES * sizeof(*ring));
+	if (ring == NULL)
+		r->violated = true;
+	size_t ring_at = 0, ring_len = 0;
+	uint64_t settled = 0; /* highest seq read lag ago */
+	uint64_t lag = (uint64_t)lag_ms * 1000000u;
+	int rc = 0;
+	while (!r->violated) {
+		if (!r->final && follow_gone(r, 0))
+			follow_finalise(r);
+		/* Taken before the scan (read in a record, or the counter when a
+		 * chunk seen was claimed): a thread whose chunk the scan does not
+		 * see takes its seqs after it. Not walking the threads' records
+		 * for it keeps the follower out of the cache lines they write. */
+		uint64_t before_scan = r->max_seq > r->taken_seq ? r->max_seq : r->taken_seq;
+		follow_scan(r);
+		for (size_t i = 0; i < r->nthreads && !r->violated; i++) {
+			struct thread_stream *s = &r->threads[i];
+			if (s->in_heap || s->done)
+				continue;
+			s->waiting = false;
+			rc = drain_stream(r, s, sink, ctx, 0);
+			if (rc != 0)
+				goto out;
+			if (!s->done && !s->waiting && !r->violated)
+				heap_push(r, i);
+		}
+		if (r->violated)
+			break;
+		uint64_t exact = r->final ? UINT64_MAX : follow_exact(r, before_scan);
+		uint64_t w = exact > settled ? exact : settled;
+		uint64_t emitted_before = r->emitted_seq;
+		while (r->heap_len > 0 && !r->violated) {
+			struct thread_stream *s = &r->threads[r->heap[0]];
+			if (s->next_seq > w)
+				break;
+			uint64_t limit = w;
+			if (r->heap_len > 1 && r->threads[r->heap[1]].next_seq < limit)
+				limit = r->threads[r->heap[1]].next_seq;
+			if (r->heap_len > 2 && r->threads[r->heap[2]].next_seq < limit)
+				limit = r->threads[r->heap[2]].next_seq;
+			rc = drain_stream(r, s, sink, ctx, limit);
+			if (rc != 0)
+				goto out;
+			if (s->done || s->waiting) {
+				s->in_heap = false;
+				r->heap[0] = r->heap[--r->heap_len];
+				/* Its next record may come below w now. */
+				if (s->waiting && waiting_bound(s) < exact) {
+					exact = waiting_bound(s);
+					w = exact > settled ? exact : settled;
+				}
+			}
+			heap_down(r, 0);
+		}
+		if (r->final || r->violated)
+			break;
+		uint64_t now = now_ns();
+		while (ring_len > 0 && ring[ring_at].t + lag <= now) {
+			settled = ring[ring_at].seq;
+			ring_at = (ring_at + 1) % SAMPLES;
+			ring_len--;
+		}
+		if (ring_len < SAMPLES)
+			ring[(ring_at + ring_len++) % SAMPLES] = (struct sample){now, before_scan};
+		/* Behind the writers: straight on; caught up: a pause. */
+		if (follow_gone(r, r->emitted_seq - emitted_before > 16384 ? 0 : 1))
+			follow_finalise(r);
+	}
+	if (r->violated) {
+		/* The order delivered was wrong: the caller starts again from
+		 * the finished file. */
+		while (!follow_gone(r, 1000))
+			;
+		rc = HTR_FOLLOW_REDO;
+		goto out;
+	}
+	rc = finish_run(r, sink, ctx);
+out:
+	free(ring);
 	return rc;
 }

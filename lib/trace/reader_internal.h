@@ -46,6 +46,23 @@ struct htr_reader {
 
 	/* packed traces */
 	struct htr_packed_input *packed;
+
+	/* Following a raw trace while it is written (htr_reader_follow). */
+	bool follow;       /* records may still be committed */
+	bool final;        /* the writer is gone: what the file holds is all */
+	bool violated;     /* the order already emitted proved wrong, or following failed */
+	int pid;
+	int pidfd;         /* -1: watched through /proc */
+	uint64_t map_len;  /* bytes mapped, beyond the file's end while following */
+	uint64_t scanned;  /* chunks [0, scanned) are sorted into streams */
+	uint64_t *pending; /* claimed chunks not initialised yet when scanned */
+	size_t npending, pending_cap;
+	uint64_t emitted_seq; /* the last sequenced record delivered */
+	uint64_t max_seq;     /* the highest seq read */
+	uint64_t taken_seq;   /* the highest chunk first_seq seen: a seq handed out */
+	uint64_t *assumed;    /* offsets of zero words taken for the end of a left chunk */
+	size_t nassumed, assumed_cap;
+	size_t heap_cap;
 };
 
 /* A one-line reason into err (nothing when errlen is 0). */

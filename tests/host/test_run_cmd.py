@@ -4,14 +4,19 @@ of the process and its children are listed, LD_PRELOAD is appended to, and
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import subprocess
 import sys
+import types
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import htr_testlib as lib  # noqa: E402
+
+PACK = os.path.join(os.path.dirname(lib.DUMP), "htr-pack") if lib.DUMP else ""
 
 
 def heaptrail(args: list[str], cwd: str | None = None,
@@ -159,6 +164,90 @@ class RunCommandTest(unittest.TestCase):
         r = heaptrail(["run", "-o", out, "--error-exitcode", "42", "--", lib.program("sites")])
         self.assertNotEqual(r.returncode, 42, r.stderr[-2000:])
 
+    def _follow(self, argv: list[str]) -> tuple[str, str, "subprocess.CompletedProcess[str]"]:
+        """Runs argv under the recorder with `htr-pack --follow` beside it, as
+        `heaptrail run` does; returns the raw trace, the streamed pack and
+        the follower's result."""
+        out = lib.mkdtemp(prefix="htr-follow-")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HEAPTRAIL_") and k != "LD_PRELOAD"}
+        env.update({"LD_PRELOAD": lib.SHIM, "HEAPTRAIL_OUTPUT": out, "HEAPTRAIL_CHUNK_KB": "16"})
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        raw = os.path.join(out, f"heaptrail.{proc.pid}.0.htr")
+        streamed = os.path.join(out, "streamed.htr")
+        follower = subprocess.Popen([PACK, "--follow", str(proc.pid), raw, "-o", streamed],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        fout, ferr = follower.communicate(timeout=120)
+        proc.wait()
+        return raw, streamed, subprocess.CompletedProcess(follower.args, follower.returncode, fout, ferr)
+
+    @unittest.skipUnless(os.access(PACK, os.X_OK), "no htr-pack")
+    def test_streamed_pack_is_the_post_exit_pack(self) -> None:
+        # A multi-threaded program (workers, short-lived threads), one that
+        # crashes and one killed with SIGKILL: the file packed while they ran
+        # is byte for byte the one packed after the exit, and it holds every
+        # event they committed.
+        crash = lib.program("crash")
+        cases = ((lib.program("threads"), None), (crash, "segv"), (crash, "kill"))
+        for program, how in cases:
+            raw, streamed, r = self._follow([program] + ([how] if how else []))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            post = raw + ".post"
+            p = subprocess.run([PACK, raw, "-o", post], capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(streamed, "rb") as a, open(post, "rb") as b:
+                self.assertEqual(a.read(), b.read(), (program, how, r.stderr))
+            t = lib.read_trace(streamed)
+            if how:
+                self.assertEqual(len([e for e in t.of_type("alloc") if e.get("size") == 777]), 1000)
+                self.assertFalse(t.summary["clean_exit"])
+            else:
+                self.assertTrue(t.summary["clean_exit"])
+            raw_events = lib.read_trace(raw).events
+            self.assertEqual(t.events, raw_events)
+
+    @unittest.skipUnless(os.access(PACK, os.X_OK), "no htr-pack")
+    def test_follow_errors_one_line(self) -> None:
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        for args in (["--follow", str(dead.pid), "/nonexistent/t.htr"], ["--follow", "x", "t.htr"],
+                     ["--follow", "1", "a.htr", "b.htr"]):
+            r = subprocess.run([PACK, *args], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertTrue(r.stderr.startswith("htr-pack: ") or r.stderr.startswith("usage:"), r.stderr)
+            if r.stderr.startswith("htr-pack: "):
+                self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+        r = subprocess.run([PACK, "--follow", str(dead.pid), "t.htr"], capture_output=True, text=True)
+        self.assertEqual(r.stderr, f"htr-pack: pid {dead.pid}: no such process\n")
+
+    def test_run_packs_while_the_program_runs_and_falls_back(self) -> None:
+        # Packed by the follower (it leaves no raw file and no temporary
+        # behind), and the same events as a run packed after the exit.
+        for how in (None, "kill"):
+            out = lib.mkdtemp(prefix="htr-run-")
+            argv = [lib.program("crash")] + ([how] if how else [])
+            r = heaptrail(["run", "-o", out, "--no-report", "--", *argv])
+            self.assertIn("heaptrail run: packed 1 trace:", r.stderr)
+            (name,) = os.listdir(out)
+            with open(os.path.join(out, name), "rb") as handle:
+                self.assertEqual(handle.read(8), b"HTRPACK\0")
+            t = lib.read_trace(os.path.join(out, name))
+            self.assertEqual(len([e for e in t.of_type("alloc") if e.get("size") == 777]), 1000)
+        # A follower that fails (here: a packer that only fails) leaves the
+        # trace to be packed after the exit, as any other.
+        sys.path.insert(0, os.path.join(lib.SOURCE, "..", "..", "tools"))
+        from heaptrail import run_cmd  # noqa: E402
+
+        done = lib.run([lib.program("basic")])
+        follower = run_cmd._start_follower(types.SimpleNamespace(pack="/bin/false"), done.outdir, set(), 1)
+        self.assertIsNotNone(follower)
+        self.assertEqual(run_cmd._follower_lines(follower), [])
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            run_cmd._pack(types.SimpleNamespace(pack=PACK), done.traces, [])
+        self.assertIn("heaptrail run: packed 1 trace:", err.getvalue())
+        with open(done.traces[0], "rb") as handle:
+            self.assertEqual(handle.read(8), b"HTRPACK\0")
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

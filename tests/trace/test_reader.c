@@ -274,8 +274,9 @@ static void test_single_thread_clean(void **state)
 	expect_log(&b, b.size, "stack:1:3:1002 alloc:1:10:64:t1 free:2:10 end:3 ");
 }
 
-/* Two threads' chunks interleave by seq; a definition follows the sequenced
- * record that preceded it in its own thread. */
+/* Two threads' chunks interleave by seq; a definition comes right before the
+ * sequenced record that follows it in its own thread (so that a follower
+ * never waits for a record of that thread to place it). */
 static void test_merge_by_seq(void **state)
 {
 	(void)state;
@@ -292,7 +293,7 @@ static void test_merge_by_seq(void **state)
 	put_free(&b, 1, 6, 0xc);
 	put_free(&b, 2, 5, 0xb);
 	put_end(&b, 2, 7);
-	expect_log(&b, b.size, "alloc:1:a:1:t1 stack:7:2:7001 alloc:2:c:3:t2 free:3:a alloc:4:b:2:t1 "
+	expect_log(&b, b.size, "alloc:1:a:1:t1 alloc:2:c:3:t2 free:3:a stack:7:2:7001 alloc:4:b:2:t1 "
 				      "free:5:b free:6:c end:3 ");
 }
 

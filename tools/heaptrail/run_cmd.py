@@ -155,22 +155,27 @@ def _finished(traces: list[str]) -> list[str]:
     return [path for path, pid in pids.items() if not _alive(pid) or newest[pid] != path]
 
 
-def _pack(paths: Any, traces: list[str]) -> None:
+def _pack(paths: Any, traces: list[str], streamed: list[str]) -> None:
+    """Packs the finished traces still raw; `streamed` holds the packer's
+    lines for those the follower packed while the program ran."""
     todo = [path for path in _finished(traces) if not _is_packed(path)]
-    if not todo:
+    lines = list(streamed)
+    if todo:
+        try:
+            lines += pack_cmd.pack_files(getattr(paths, "pack", ""), todo)
+        except HeaptrailError as error:
+            print(f"heaptrail run: pack: {error}; traces kept as recorded", file=sys.stderr)
+            return
+    if not lines:
         return
-    try:
-        lines = pack_cmd.pack_files(getattr(paths, "pack", ""), todo)
-    except HeaptrailError as error:
-        print(f"heaptrail run: pack: {error}; traces kept as recorded", file=sys.stderr)
-        return
+    count = len(todo) + len(streamed)
     before = after = 0
     for line in lines:  # "PATH: N records, RAW -> PACKED bytes"
         words = line.rsplit(" ", 4)
         if len(words) == 5 and words[2] == "->":
             before += int(words[1])
             after += int(words[3])
-    print(f"heaptrail run: packed {len(todo)} trace{'s' if len(todo) != 1 else ''}: "
+    print(f"heaptrail run: packed {count} trace{'s' if count != 1 else ''}: "
           f"{_size(before)} -> {_size(after)}", file=sys.stderr)
 
 
@@ -225,13 +230,63 @@ def _report(paths: Any, traces: list[str]) -> Optional[int]:
         return None
 
 
-def _wait(proc: subprocess.Popen[bytes]) -> int:
+# The trace the follower packs, and the follower.
+_Follower = Optional[tuple[str, "subprocess.Popen[str]"]]
+
+
+def _start_follower(paths: Any, outdir: str, before: set[str], pid: int) -> _Follower:
+    """Starts packing the program's trace while it runs (`htr-pack --follow`),
+    so that little is left to do when it ends. The recorder names the trace
+    with the lowest number free for the pid; the packer waits for it to
+    appear. Traces of fork children and exec'd images are packed afterwards."""
+    tool = getattr(paths, "pack", "")
+    if not tool or not os.access(tool, os.X_OK):
+        return None
+    n = 0
+    while f"heaptrail.{pid}.{n}.htr" in before:
+        n += 1
+    path = os.path.join(outdir, f"heaptrail.{pid}.{n}.htr")
+    try:
+        # Its own session: the terminal's ^C is for the program, not for it.
+        follower = subprocess.Popen(
+            [tool, "-l", str(pack_cmd.DEFAULT_LEVEL), "--follow", str(pid), path],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)
+    except OSError:
+        return None
+    return path, follower
+
+
+def _follower_lines(follower: _Follower) -> list[str]:
+    """The follower's line for the trace it packed; none when it failed (the
+    trace is then packed as any other)."""
+    if follower is None:
+        return []
+    path, proc = follower
+    out, _ = proc.communicate()
+    if proc.returncode != 0 or not _is_packed(path):
+        return []
+    return out.splitlines()[:1]
+
+
+def _wait(proc: subprocess.Popen[bytes], follower: _Follower) -> tuple[int, list[str]]:
+    """The program's wait status, and the follower's line when it packed
+    the program's trace."""
     # The terminal's ^C and ^\ are the program's business: it decides whether
     # to die, and we still list the traces afterwards.
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
     old_quit = signal.signal(signal.SIGQUIT, signal.SIG_IGN)
     try:
-        return proc.wait()
+        if follower is None:
+            return proc.wait(), []
+        # Left a zombie until the follower is done: its pid cannot be
+        # reused meanwhile, so the follower watches the right process.
+        try:
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass
+        lines = _follower_lines(follower)
+        return proc.wait(), lines
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGQUIT, old_quit)
@@ -258,7 +313,8 @@ def run(args: argparse.Namespace, paths: Any) -> int:
         raise UsageError(f"{command[0]}: command not found") from None
     except PermissionError:
         raise UsageError(f"{command[0]}: permission denied") from None
-    code = _wait(proc)
+    follower = None if args.no_pack else _start_follower(paths, outdir, before, proc.pid)
+    code, streamed = _wait(proc, follower)
     status = 128 - code if code < 0 else code
 
     produced = sorted(_traces(outdir) - before, key=_order)
@@ -271,7 +327,7 @@ def run(args: argparse.Namespace, paths: Any) -> int:
     for path in paths_out:
         print(f"  {os.path.basename(path)}  ({_describe(path)})", file=sys.stderr)
     if not args.no_pack:
-        _pack(paths, paths_out)
+        _pack(paths, paths_out, streamed)
     sys.stderr.flush()
 
     if args.no_report:
