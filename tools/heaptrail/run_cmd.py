@@ -8,21 +8,21 @@ or --error-exitcode's value when the report found problems.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import importlib.util
 import os
-import signal
-import struct
-import subprocess
 import sys
-from typing import Any, Iterator, Optional
 
-from . import pack_cmd
+# The program is started before most of heaptrail is imported (run_fast):
+# what only the rest needs is imported where it is used.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    import subprocess
+    from typing import Any, Iterator, Optional
+
 from .errors import HeaptrailError, ToolError, UsageError
 
 # struct htr_file_header, the part we show (include/heaptrail/trace_format.h).
-_HEADER = struct.Struct("<8sHHHBBIIIII")
+_HEADER_FORMAT = "<8sHHHBBIIIII"
 _FORK_CHILD = 0x1
 _EXEC_IMAGE = 0x2
 # A packed trace starts with struct htr_pack_header, which holds the raw
@@ -32,6 +32,8 @@ _PACKED_TRACE_AT = 24
 
 
 def register(subparsers: Any) -> None:
+    import argparse
+
     parser = subparsers.add_parser(
         "run",
         help="run a program under the recorder and report on its heap",
@@ -107,12 +109,15 @@ def _order(name: str) -> tuple[int, int]:
 
 def _header(path: str) -> Optional[tuple[Any, ...]]:
     """The raw trace header's fields, from a raw or a packed trace."""
+    import struct
+
+    header = struct.Struct(_HEADER_FORMAT)
     try:
         with open(path, "rb") as handle:
-            raw = handle.read(_PACKED_TRACE_AT + _HEADER.size)
+            raw = handle.read(_PACKED_TRACE_AT + header.size)
         if raw[:8] == _PACKED_MAGIC:
             raw = raw[_PACKED_TRACE_AT:]
-        return _HEADER.unpack(raw[: _HEADER.size])
+        return header.unpack(raw[: header.size])
     except (OSError, struct.error):
         return None
 
@@ -158,6 +163,8 @@ def _finished(traces: list[str]) -> list[str]:
 def _pack(paths: Any, traces: list[str], streamed: list[str]) -> None:
     """Packs the finished traces still raw; `streamed` holds the packer's
     lines for those the follower packed while the program ran."""
+    from . import pack_cmd
+
     todo = [path for path in _finished(traces) if not _is_packed(path)]
     lines = list(streamed)
     if todo:
@@ -195,23 +202,30 @@ def _size(n: float) -> str:
     return f"{n / (1024 * 1024):.1f} MiB"
 
 
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
+def _stdout_to_stderr() -> Any:
     """The report prints to stdout; here stdout belongs to the program."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
+    import contextlib
+
+    @contextlib.contextmanager
+    def redirected() -> Iterator[None]:
         sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+        saved = os.dup(1)
+        os.dup2(2, 1)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+    return redirected()
 
 
 def _report(paths: Any, traces: list[str]) -> Optional[int]:
     """Runs `heaptrail report` over the traces; None when it is not there."""
+    import importlib.util
+
     package = __package__ or "heaptrail"
     if importlib.util.find_spec(f"{package}.report_cmd") is None:
         return None
@@ -230,8 +244,9 @@ def _report(paths: Any, traces: list[str]) -> Optional[int]:
         return None
 
 
-# The trace the follower packs, and the follower.
-_Follower = Optional[tuple[str, "subprocess.Popen[str]"]]
+if TYPE_CHECKING:
+    # The trace the follower packs, and the follower.
+    _Follower = Optional[tuple[str, subprocess.Popen[str]]]
 
 
 def _start_follower(paths: Any, outdir: str, before: set[str], pid: int) -> _Follower:
@@ -239,6 +254,10 @@ def _start_follower(paths: Any, outdir: str, before: set[str], pid: int) -> _Fol
     so that little is left to do when it ends. The recorder names the trace
     with the lowest number free for the pid; the packer waits for it to
     appear. Traces of fork children and exec'd images are packed afterwards."""
+    import subprocess
+
+    from . import pack_cmd
+
     tool = getattr(paths, "pack", "")
     if not tool or not os.access(tool, os.X_OK):
         return None
@@ -272,6 +291,8 @@ def _follower_lines(follower: _Follower) -> list[str]:
 def _wait(proc: subprocess.Popen[bytes], follower: _Follower) -> tuple[int, list[str]]:
     """The program's wait status, and the follower's line when it packed
     the program's trace."""
+    import signal
+
     # The terminal's ^C and ^\ are the program's business: it decides whether
     # to die, and we still list the traces afterwards.
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -292,7 +313,10 @@ def _wait(proc: subprocess.Popen[bytes], follower: _Follower) -> tuple[int, list
         signal.signal(signal.SIGQUIT, old_quit)
 
 
-def run(args: argparse.Namespace, paths: Any) -> int:
+def _prepare(args: Any, paths: Any) -> tuple[list[str], str, set[str], dict[str, str]]:
+    """The program, the output directory (made), the traces already in it
+    and the program's environment; UsageError or ToolError when the options
+    or the build do not allow a run."""
     command = _check_options(args)
     shim = getattr(paths, "shim", "")
     if not shim or not os.path.exists(shim):
@@ -304,16 +328,27 @@ def run(args: argparse.Namespace, paths: Any) -> int:
         raise UsageError(f"-o {outdir}: {error.strerror}") from None
     if not os.access(outdir, os.W_OK | os.X_OK):
         raise UsageError(f"-o {outdir}: not writable")
+    return command, outdir, _traces(outdir), _environment(os.path.abspath(shim), outdir, args)
 
-    before = _traces(outdir)
-    env = _environment(os.path.abspath(shim), outdir, args)
+
+def run(args: argparse.Namespace, paths: Any) -> int:
+    import subprocess
+
+    command, outdir, before, env = _prepare(args, paths)
     try:
         proc = subprocess.Popen(command, env=env)
     except FileNotFoundError:
         raise UsageError(f"{command[0]}: command not found") from None
     except PermissionError:
         raise UsageError(f"{command[0]}: permission denied") from None
+    return _after_start(args, paths, proc, outdir, before)
+
+
+def _after_start(args: Any, paths: Any, proc: Any, outdir: str, before: set[str]) -> int:
+    """From the program's start on: follows, waits, lists, packs, reports."""
     follower = None if args.no_pack else _start_follower(paths, outdir, before, proc.pid)
+    import struct  # noqa: F401 (for _header: imported while the program runs, not after)
+
     code, streamed = _wait(proc, follower)
     status = 128 - code if code < 0 else code
 
@@ -337,3 +372,156 @@ def run(args: argparse.Namespace, paths: Any) -> int:
         return args.error_exitcode
     return status
 
+
+# ---- the launcher's short way to the program ----
+
+class _Args:
+    """What the parser would make of `heaptrail run` options (run_fast)."""
+
+    def __init__(self) -> None:
+        self.output: Optional[str] = None
+        self.depth: Optional[int] = None
+        self.on_error: Optional[str] = None
+        self.chunk_kb: Optional[int] = None
+        self.no_report = False
+        self.no_pack = False
+        self.error_exitcode: Optional[int] = None
+        self.program_argv: list[str] = []
+
+
+_VALUED = {"-o": "output", "--output": "output", "--depth": "depth", "--on-error": "on_error",
+           "--chunk-kb": "chunk_kb", "--error-exitcode": "error_exitcode"}
+_FLAGS = {"--no-report": "no_report", "--no-pack": "no_pack"}
+
+
+def _parse_plain(argv: list[str]) -> Optional[_Args]:
+    """The options of `run OPTIONS -- PROGRAM ARGS` when each is spelt in
+    full and valid; None for anything else (help, an abbreviation, an
+    error), which the parser then handles."""
+    args = _Args()
+    i = 0
+    while i < len(argv) and argv[i] != "--":
+        word = argv[i]
+        name, eq, value = word.partition("=")
+        if not eq and word in _FLAGS:
+            setattr(args, _FLAGS[word], True)
+            i += 1
+            continue
+        if name not in _VALUED or (eq and name == "-o"):
+            return None
+        if not eq:
+            if i + 1 >= len(argv):
+                return None
+            value = argv[i + 1]
+            i += 1
+        i += 1
+        if value.startswith("-") or not value:
+            return None
+        field = _VALUED[name]
+        if field in ("depth", "chunk_kb", "error_exitcode"):
+            if not value.isdigit() or not value.isascii():
+                return None
+            setattr(args, field, int(value))
+        elif field == "on_error" and value not in ("continue", "abort"):
+            return None
+        else:
+            setattr(args, field, value)
+    args.program_argv = argv[i + 1:]
+    if not args.program_argv or args.program_argv[0] == "--":
+        return None
+    return args
+
+
+def _spawn(command: list[str], env: dict[str, str]) -> Optional[int]:
+    """Starts the program as subprocess.Popen(command, env=env) would (the
+    descriptors above 2 closed, SIGPIPE and SIGXFSZ as the default), without
+    importing subprocess first; None when it cannot be started."""
+    import _signal
+
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return None
+    actions = [(os.POSIX_SPAWN_CLOSE, fd) for fd in fds if fd > 2 and _is_open(fd)]
+    try:
+        return os.posix_spawnp(command[0], command, env, file_actions=actions,
+                               setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))
+    except OSError:
+        return None
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+class _Process:
+    """The part of subprocess.Popen that _after_start uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: Optional[int] = None
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+class _Places:
+    """cli.Paths's attributes, without importing cli (and argparse) first."""
+
+    def __init__(self, places: dict[str, str]) -> None:
+        self.shim = places.get("shim", "")
+        self.engine = places.get("engine", "")
+        self.dump = places.get("dump", "")
+        self.pack = places.get("pack", "")
+
+
+def leave(status: int) -> None:
+    """Exits after run_fast, without the interpreter's teardown (5 ms that
+    nothing a run leaves needs)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
+
+
+def run_fast(argv: list[str], places: dict[str, str]) -> Optional[int]:
+    """`heaptrail run` with plain options, from the launcher: the program
+    starts before the parser and the rest of heaptrail are imported, which
+    happens while it runs. places: cli.Paths's arguments. None when argv is
+    for the parser (help, errors, unusual spellings): nothing has been
+    started then."""
+    args = _parse_plain(argv)
+    if args is None:
+        return None
+    paths = _Places(places)
+    try:
+        command, outdir, before, env = _prepare(args, paths)
+    except HeaptrailError:
+        return None
+    pid = _spawn(command, env)
+    if pid is None:
+        return None
+    try:
+        return _after_start(args, paths, _Process(pid), outdir, before)
+    except HeaptrailError as error:
+        print(f"heaptrail run: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"heaptrail run: {where}{error.strerror}", file=sys.stderr)
+        return 2
