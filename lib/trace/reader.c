@@ -809,7 +809,7 @@ static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event
 			s->next_seq = seq;
 			return 0;
 		}
-		int rc = deliver_defs(r, s, sink, ctx);
+		int rc = s->ndefs != 0 ? deliver_defs(r, s, sink, ctx) : 0;
 		if (rc != 0)
 			return rc;
 		advance(s, rec);
