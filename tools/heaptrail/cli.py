@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn, Optional, Sequence
 
 from . import __version__
-from .errors import HeaptrailError
+from .errors import run_guarded
 
 # Order is the order of `heaptrail --help`.
 SUBCOMMANDS = ("run", "report", "diff", "capture", "pack", "dump")
@@ -112,19 +112,4 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str], paths: Paths) -> int:
     parser = build_parser(_named_command(argv))
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args, paths))
-    except HeaptrailError as error:
-        print(f"heaptrail {args.command}: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # The reader went away (`| head`): not an error worth a message.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
-    except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"heaptrail {args.command}: {where}{error.strerror}", file=sys.stderr)
-        return 2
+    return run_guarded(args.command, lambda: args.func(args, paths))

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
+TYPE_CHECKING = False  # typing costs start-up
+if TYPE_CHECKING:
+    from typing import Callable
+
 
 class HeaptrailError(Exception):
     """A failure the user can act on. str(error) is the whole message."""
@@ -19,3 +26,24 @@ class InputError(HeaptrailError):
 
 class ToolError(HeaptrailError):
     """A helper program (engine, compiler, emulator) failed."""
+
+
+def run_guarded(command: str, action: Callable[[], int]) -> int:
+    """action()'s exit status, or the status of what ended it, said in one
+    line on stderr under `heaptrail COMMAND:`."""
+    try:
+        return int(action())
+    except HeaptrailError as error:
+        print(f"heaptrail {command}: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error worth a message.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"heaptrail {command}: {where}{error.strerror}", file=sys.stderr)
+        return 2

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import subprocess
     from typing import Any, Iterator, Optional
 
-from .errors import HeaptrailError, ToolError, UsageError
+from .errors import HeaptrailError, ToolError, UsageError, run_guarded
 
 # struct htr_file_header, the part we show (include/heaptrail/trace_format.h).
 _HEADER_FORMAT = "<8sHHHBBIIIII"
@@ -510,18 +510,4 @@ def run_fast(argv: list[str], places: dict[str, str]) -> Optional[int]:
     pid = _spawn(command, env)
     if pid is None:
         return None
-    try:
-        return _after_start(args, paths, _Process(pid), outdir, before)
-    except HeaptrailError as error:
-        print(f"heaptrail run: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
-    except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"heaptrail run: {where}{error.strerror}", file=sys.stderr)
-        return 2
+    return run_guarded("run", lambda: _after_start(args, paths, _Process(pid), outdir, before))
