@@ -244,22 +244,29 @@ static struct thread_stream *stream_for(struct htr_reader *r, uint32_t thread_in
 	return s;
 }
 
+/* Appends x to the growable array *v of *n entries (room for *cap),
+ * doubling it from first_cap; false when out of memory. */
+static bool u64_append(uint64_t **v, size_t *n, size_t *cap, size_t first_cap, uint64_t x)
+{
+	if (*n == *cap) {
+		size_t grown_cap = *cap ? *cap * 2 : first_cap;
+		uint64_t *grown = realloc(*v, grown_cap * sizeof(*grown));
+		if (grown == NULL)
+			return false;
+		*v = grown;
+		*cap = grown_cap;
+	}
+	(*v)[(*n)++] = x;
+	return true;
+}
+
 /* Appends chunk c to its thread's list; false when out of memory. */
 static bool add_chunk(struct htr_reader *r, uint32_t thread_index, uint64_t c)
 {
 	struct thread_stream *s = stream_for(r, thread_index);
 	if (s == NULL)
 		return false;
-	if (s->nchunks == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 8;
-		uint64_t *grown = realloc(s->chunks, cap * sizeof(*grown));
-		if (grown == NULL)
-			return false;
-		s->chunks = grown;
-		s->cap = cap;
-	}
-	s->chunks[s->nchunks++] = c;
-	return true;
+	return u64_append(&s->chunks, &s->nchunks, &s->cap, 8, c);
 }
 
 /* Sorts chunks into per-thread lists; reports chunks that are neither unused
@@ -360,17 +367,8 @@ enum cursor_result { CURSOR_RECORD, CURSOR_END, CURSOR_CORRUPT, CURSOR_WAIT };
  * thread reserved before it moved on, the FORK record, is filled later). */
 static void assume_end(struct htr_reader *r, uint64_t off)
 {
-	if (r->nassumed == r->assumed_cap) {
-		size_t cap = r->assumed_cap ? r->assumed_cap * 2 : 64;
-		uint64_t *grown = realloc(r->assumed, cap * sizeof(*grown));
-		if (grown == NULL) {
-			r->violated = true;
-			return;
-		}
-		r->assumed = grown;
-		r->assumed_cap = cap;
-	}
-	r->assumed[r->nassumed++] = off;
+	if (!u64_append(&r->assumed, &r->nassumed, &r->assumed_cap, 64, off))
+		r->violated = true;
 }
 
 /* Validates the record under the cursor. */
@@ -1174,17 +1172,10 @@ static void follow_scan(struct htr_reader *r)
 		}
 		if (take_chunk(r, c) || r->final)
 			continue;
-		if (r->npending == r->pending_cap) {
-			size_t cap = r->pending_cap ? r->pending_cap * 2 : 16;
-			uint64_t *grown = realloc(r->pending, cap * sizeof(*grown));
-			if (grown == NULL) {
-				r->violated = true;
-				break;
-			}
-			r->pending = grown;
-			r->pending_cap = cap;
+		if (!u64_append(&r->pending, &r->npending, &r->pending_cap, 16, c)) {
+			r->violated = true;
+			break;
 		}
-		r->pending[r->npending++] = c;
 	}
 }
 
