@@ -284,17 +284,24 @@ static void spill(const char *path, const uint8_t *buf, size_t len)
 	fclose(f);
 }
 
+/* The long trace packed at level 1 into out ("<path>.p"), and its bytes. */
+static uint8_t *packed_long_trace(char **path, char *out, size_t out_size, size_t *len)
+{
+	uint64_t events;
+	*path = long_trace(&events);
+	snprintf(out, out_size, "%s.p", *path);
+	char err[256];
+	struct htr_pack_result res;
+	assert_int_equal(htr_pack(*path, out, 1, &res, err, sizeof(err)), 0);
+	return slurp(out, len);
+}
+
 static void test_old_version_refused(void **state)
 {
 	(void)state;
-	uint64_t events;
-	char *path = long_trace(&events);
-	char out[256], err[256];
-	snprintf(out, sizeof(out), "%s.p", path);
-	struct htr_pack_result res;
-	assert_int_equal(htr_pack(path, out, 1, &res, err, sizeof(err)), 0);
+	char *path, out[256], err[256];
 	size_t len;
-	uint8_t *buf = slurp(out, &len);
+	uint8_t *buf = packed_long_trace(&path, out, sizeof(out), &len);
 	/* 1: one interleaved stream; 2: one tag form */
 	for (uint16_t old = 1; old < HTR_PACK_VERSION_MAJOR; old++) {
 		struct htr_pack_header h;
@@ -321,16 +328,11 @@ static void test_old_version_refused(void **state)
 static void test_damage_never_crashes(void **state)
 {
 	(void)state;
-	uint64_t events;
-	char *path = long_trace(&events);
-	char out[256], err[256];
-	snprintf(out, sizeof(out), "%s.p", path);
-	struct htr_pack_result res;
-	assert_int_equal(htr_pack(path, out, 1, &res, err, sizeof(err)), 0);
+	char *path, out[256], err[256];
+	size_t len;
+	uint8_t *buf = packed_long_trace(&path, out, sizeof(out), &len);
 	struct digest whole;
 	assert_int_equal(read_digest(out, &whole, err, sizeof(err)), 0);
-	size_t len;
-	uint8_t *buf = slurp(out, &len);
 	uint8_t *copy = malloc(len);
 	assert_non_null(copy);
 	size_t head = sizeof(struct htr_pack_header);
