@@ -292,9 +292,8 @@ static void test_follow_out_of_order_redone(void **state)
 	commit(late, &f, sizeof(f));
 	writer_end(&w, false);
 	pthread_join(j.thread, NULL);
+	/* What htr_pack_follow then does: test_pack_follow_same_file. */
 	assert_int_equal(j.rc, HTR_FOLLOW_REDO);
-
-	/* htr_pack_follow packs the finished file instead, and says so. */
 	writer_reap(&w);
 }
 
