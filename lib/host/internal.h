@@ -360,7 +360,6 @@ struct htr_thread {
 	int in_fork;         /* inside our fork() wrapper */
 	void *fork_slot;     /* reserved FORK record (see process.c) */
 	uint64_t fork_seq;
-	uint32_t stack_cache_gen;
 	/* This thread's share of htr_get_heap_stats' counts, while counted is
 	 * set (it is then on the list htr_counts_sum walks): plain stores on
 	 * the hot path instead of atomics on one shared line. */
@@ -454,7 +453,6 @@ void htr_stacks_set_self(uintptr_t start, uintptr_t end);
 void htr_stacks_fork_prepare(void);
 void htr_stacks_fork_parent(void);
 void htr_stacks_fork_child(void);
-void htr_stacks_forget_written(void);
 
 /* Interning table, exposed for the unit tests. */
 struct htr_stack_table;
