@@ -280,25 +280,41 @@ static uint32_t intern_frames(struct htr_writer *w, const uint64_t *frames, uint
 	return id;
 }
 
-uint32_t htr_stack_intern(struct htr_writer *w, uint64_t *ips, int n, int asked, unsigned depth)
+/* How many frames to ask unw_backtrace for again, 0 when its n frames (of
+ * `asked`, the program's from `first` on) will do. n == asked: the walk
+ * stopped at the size, not at the stack's end, so more program frames may
+ * follow. Each retry asks for more than the last (first + depth > n), up
+ * to the buffer. */
+static int ask_deeper(int n, int asked, int first, unsigned depth)
 {
-	int first = recorder_frames(ips, n);
-	/* n == asked: the walk stopped at the size, not at the stack's end, so
-	 * more program frames may follow. Each retry asks for more than the
-	 * last (first + depth > n), up to the buffer. */
-	while (n == asked && n - first < (int)depth && asked < (int)HTR_UNWIND_CAP) {
-		asked = first + (int)depth + (int)HTR_SKIP_MAX;
-		if (asked > (int)HTR_UNWIND_CAP)
-			asked = (int)HTR_UNWIND_CAP;
-		n = unw_backtrace((void **)ips, asked);
-		first = recorder_frames(ips, n);
-	}
+	if (n != asked || n - first >= (int)depth || asked >= (int)HTR_UNWIND_CAP)
+		return 0;
+	int more = first + (int)depth + (int)HTR_SKIP_MAX;
+	return more > (int)HTR_UNWIND_CAP ? (int)HTR_UNWIND_CAP : more;
+}
+
+/* Interns the program's frames ips[first, n), at most depth of them; 0
+ * when there are none. */
+static uint32_t intern_program_frames(struct htr_writer *w, const uint64_t *ips, int n, int first,
+				      unsigned depth)
+{
 	if (first >= n)
 		return 0;
 	uint32_t d = (uint32_t)(n - first);
 	if (d > depth)
 		d = depth;
 	return intern_frames(w, &ips[first], d);
+}
+
+uint32_t htr_stack_intern(struct htr_writer *w, uint64_t *ips, int n, int asked, unsigned depth)
+{
+	int first = recorder_frames(ips, n);
+	for (int more; (more = ask_deeper(n, asked, first, depth)) != 0;) {
+		asked = more;
+		n = unw_backtrace((void **)ips, asked);
+		first = recorder_frames(ips, n);
+	}
+	return intern_program_frames(w, ips, n, first, depth);
 }
 
 static __thread struct htr_stack_counts counts HTR_TLS;
@@ -371,9 +387,9 @@ static __attribute__((noinline)) uint32_t capture_libunwind(struct htr_writer *w
 {
 	uint64_t ips[HTR_UNWIND_CAP];
 	int asked = (int)depth + 4;
+	if (asked > (int)HTR_UNWIND_CAP)
+		asked = (int)HTR_UNWIND_CAP;
 	for (;;) {
-		if (asked > (int)HTR_UNWIND_CAP)
-			asked = (int)HTR_UNWIND_CAP;
 		int n = unw_backtrace((void **)ips, asked);
 		int at = 0;
 		while (at < n && at < OWN_FRAMES_MAX && ips[at] != s->pc)
@@ -381,16 +397,12 @@ static __attribute__((noinline)) uint32_t capture_libunwind(struct htr_writer *w
 		if (at == n || at == OWN_FRAMES_MAX)
 			return 0; /* libunwind did not see our own frames: nothing sane to keep */
 		int first = at + recorder_frames(&ips[at], n - at);
-		if (n == asked && n - first < (int)depth && asked < (int)HTR_UNWIND_CAP) {
-			asked = first + (int)depth + (int)HTR_SKIP_MAX;
+		int more = ask_deeper(n, asked, first, depth);
+		if (more != 0) {
+			asked = more;
 			continue;
 		}
-		if (first >= n)
-			return 0;
-		uint32_t d = (uint32_t)(n - first);
-		if (d > depth)
-			d = depth;
-		uint32_t id = intern_frames(w, &ips[first], d);
+		uint32_t id = intern_program_frames(w, ips, n, first, depth);
 		__asm__ volatile("" ::: "memory"); /* keep this frame: ips[0] is in it */
 		return id;
 	}
