@@ -101,6 +101,23 @@ def run(args: argparse.Namespace, paths: Any) -> int:
     if args.baseline or args.write_baseline:
         from . import baseline
         accepted = baseline.load(args.baseline) if args.baseline else None
+    # The renderer is imported before the engine is waited for, which
+    # may already be running (report_early): its import then costs nothing.
+    if args.format in ("json", "junit", "sarif"):
+        from . import render_ci
+
+        render = {"json": render_ci.render_json, "junit": render_ci.render_junit,
+                  "sarif": render_ci.render_sarif}[args.format]
+    else:
+        from .render_text import render as render_text
+
+        colour = args.color == "always" or (
+            args.color == "auto" and want_colour("auto", sys.stdout, bool(args.output))
+        )
+
+        def render(report: Report) -> str:
+            return render_text(report, quiet=args.quiet, colour=colour)
+
     report = analyse(args, paths, args.inputs, args.input_format)
     report.fail_on = fail_on
     if rules:
@@ -109,17 +126,7 @@ def run(args: argparse.Namespace, paths: Any) -> int:
         baseline.write(report, args.write_baseline)
     if accepted is not None:
         baseline.apply(report, accepted)
-    if args.format in ("json", "junit", "sarif"):
-        from . import render_ci
-        render = {"json": render_ci.render_json, "junit": render_ci.render_junit, "sarif": render_ci.render_sarif}
-        text = render[args.format](report)
-    else:
-        from .render_text import render as render_text
-
-        colour = args.color == "always" or (
-            args.color == "auto" and want_colour("auto", sys.stdout, bool(args.output))
-        )
-        text = render_text(report, quiet=args.quiet, colour=colour)
+    text = render(report)
     emit(text, args.output)
     warn_empty(report)
     return 1 if report.failed() else 0
