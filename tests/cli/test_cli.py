@@ -144,7 +144,7 @@ class EarlyEngine(unittest.TestCase):
         parser = cli.build_parser("report")
         return parser, parser._subparsers._group_actions[0].choices["report"]  # type: ignore[union-attr]
 
-    def test_guess_agrees_with_argparse(self) -> None:
+    def test_plain_command_lines_read_as_argparse_reads_them(self) -> None:
         from heaptrail import report_early
 
         parser, _ = self.report_parser()
@@ -153,48 +153,81 @@ class EarlyEngine(unittest.TestCase):
             [a],
             ["--format", "json", a, b],
             ["--format=json", a],
+            [a, b, "--format", "sarif", "-q"],
             ["--input-format", "valground", a],
             ["--input-format=mtrace", "--input-format", "auto", a],
             ["-o", "out.json", "-q", a],
-            ["--fail-on", "leak", "--suppressions", "x.supp", "--suppressions", "y.supp", a],
+            ["-o", "-", a],
+            ["--output=-x", a],
+            ["--fail-on", "leak", "--suppressions", "x.supp", "--suppressions=y.supp", a],
             ["--no-symbols", "--color", "never", "--no-default-suppressions", a],
-            ["--debug-dir", "d", "--elf", "fw.elf", "--sysroot", "/", "--baseline", "b.json", a],
+            ["--debug-dir", "d", "--elf", "fw.elf", "--sysroot", "/", "--debug-dir", "e", "--baseline", "b.json", a],
             ["--write-baseline", "w.json", "--quiet", "--output", "o.txt", a],
             ["--", a, b],
-            ["-q", "--", a],
+            ["-q", "--", "--format", a],
+            ["missing.log", "-"],
+            ["--fail-on", "", "--sysroot=", ""],
         ]
         for args in sure:
             with self.subTest(args=args):
-                parsed = parser.parse_args(["report", *args])
-                self.assertEqual(report_early.guess(args), (parsed.inputs, parsed.input_format))
+                expected = vars(parser.parse_args(["report", *args]))
+                got = report_early.parse(args)
+                self.assertIsNotNone(got)
+                got = vars(report_early.complete(got))
+                self.assertEqual(got, expected)
         unsure = [
             [],
             ["--help"],
             ["-h", a],
             ["--inp", "valground", a],
             ["--input-format", "xml", a],
+            ["--format", "xml", a],
+            ["--color", "yes", a],
             ["-qo", "out.json", a],
             ["-oout.json", a],
             ["-o=out.json", a],
+            ["--quiet=1", a],
+            ["--output", "-x", a],
+            ["--sysroot", "-1", a],
             ["--format"],
-            [os.path.join(self.tmp.name, "missing.log")],
-            [self.tmp.name],
+            ["--version", a],
+            [a, "--format", "json", b],
+            [a, "--", b],
+            ["--"],
+            ["-1"],
         ]
         for args in unsure:
             with self.subTest(args=args):
-                self.assertIsNone(report_early.guess(args))
+                self.assertIsNone(report_early.parse(args))
 
     def test_option_tables_are_the_parsers(self) -> None:
         from heaptrail import report_early
 
         _, report = self.report_parser()
-        valued, flags = set(), set()
+        options = {}
         for action in report._actions:
             if not action.option_strings or "--help" in action.option_strings:
                 continue
-            (flags if action.nargs == 0 else valued).update(action.option_strings)
-        self.assertEqual(valued, set(report_early.VALUED))
-        self.assertEqual(flags, set(report_early.FLAGS))
+            kind = "flag" if action.nargs == 0 else "append" if action.default == [] else "value"
+            for name in action.option_strings:
+                options[name] = (action.dest, kind)
+            if action.choices is not None:
+                self.assertEqual(tuple(action.choices), report_early.CHOICES[action.dest])
+        self.assertEqual(options, report_early.OPTIONS)
+
+    def test_plain_report_does_not_import_argparse(self) -> None:
+        code = (
+            "import sys\n"
+            f"sys.path.insert(0, {TOOLS!r})\n"
+            "from heaptrail import report_early\n"
+            f"report_early.complete(report_early.parse(['--format', 'json', {self.a!r}]))\n"
+            "print('\\n'.join(sys.modules))\n"
+        )
+        r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60,
+                           check=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("heaptrail.report_cmd", r.stdout.split())
+        self.assertNotIn("argparse", r.stdout.split())
 
     def engine_log(self) -> tuple[str, str]:
         """An engine that notes each run's inputs, then runs the real one."""

@@ -84,11 +84,15 @@ def main(argv: Sequence[str], paths: Paths) -> int:
         return run_guarded(args.command, lambda: args.func(args, paths))
     from . import engine, report_early
 
-    report_early.start(argv[1:], paths.engine)
+    args = report_early.parse(argv[1:])
+    if args is not None:
+        report_early.start(args, paths.engine)
     try:
-        parser = build_parser(command)
-        args = parser.parse_args(argv)
-        status = run_guarded(args.command, lambda: args.func(args, paths))
+        if args is None:
+            args = build_parser(command).parse_args(argv)
+        else:
+            report_early.complete(args)
+        status = run_guarded("report", lambda: args.func(args, paths))
     finally:
         engine.cancel_early()
     _leave(status)
