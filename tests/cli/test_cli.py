@@ -284,50 +284,5 @@ class EarlyEngine(unittest.TestCase):
         self.assertIn(f"--format auto -- {self.b}", runs)
 
 
-class JsonIndent(unittest.TestCase):
-    """Reports are written by json_indent, which must write exactly what
-    json.dumps(obj, indent=2) writes."""
-
-    def test_same_bytes_as_json_dumps(self) -> None:
-        import enum
-        import json
-
-        sys.path.insert(0, TOOLS)
-        from heaptrail import json_indent
-
-        class Kind(enum.IntEnum):
-            LEAK = 3
-
-        class Name(str):
-            pass
-
-        docs = [
-            {},
-            [],
-            0,
-            "x",
-            None,
-            {"empty": [], "none": {}, "nested": [[[]], [{}], {"a": [1, [2, {"b": None}]]}]},
-            {"ints": [0, -1, 2**70, -(2**64)], "bools": [True, False], "kind": Kind.LEAK, "name": Name("n")},
-            {"floats": [0.1, -0.0, 1e300, 5e-324, float("nan"), float("inf"), float("-inf"), 3.0]},
-            {"text": ["", "quote\" back\\ slash", "tab\tnl\ncr\r\x00\x1f", "caf\u00e9 \U0001f600 \u2028"]},
-            {1: "int", 2.5: "float", True: "true", False: "false", None: "null", "s": ("tuple", 1)},
-        ]
-        for doc in docs:
-            with self.subTest(doc=doc):
-                self.assertEqual(json_indent.dumps(doc), json.dumps(doc, indent=2))
-        golden = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "analyser", "golden")
-        for name in sorted(os.listdir(golden)):
-            if name.endswith((".json", ".sarif")):
-                with open(os.path.join(golden, name), encoding="utf-8") as handle:
-                    doc = json.load(handle)
-                with self.subTest(golden=name):
-                    self.assertEqual(json_indent.dumps(doc), json.dumps(doc, indent=2))
-        with self.assertRaises(TypeError):
-            json_indent.dumps({"set": {1}})
-        with self.assertRaises(TypeError):
-            json_indent.dumps({(1, 2): "tuple key"})
-
-
 if __name__ == "__main__":
     unittest.main()

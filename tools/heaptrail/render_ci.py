@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
 if TYPE_CHECKING:
     from typing import Any, Optional, Sequence
 
-from . import __version__, json_indent
+from . import __version__
 from .model import FreeError, Leak, Report
 from .symbols import Frame
 
@@ -22,7 +24,7 @@ RULES = {
 
 
 def render_json(report: Report) -> str:
-    return json_indent.dumps(report.to_json()) + "\n"
+    return json.dumps(report.to_json(), indent=2, sort_keys=False) + "\n"
 
 
 def _stack_text(stack: Sequence[Frame], site: Optional[str]) -> str:
@@ -145,4 +147,4 @@ def render_sarif(report: Report) -> str:
             }
         ],
     }
-    return json_indent.dumps(doc) + "\n"
+    return json.dumps(doc, indent=2) + "\n"
