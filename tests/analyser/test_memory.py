@@ -102,6 +102,14 @@ class Memory(unittest.TestCase):
         wide = engine_stats(self.wide_log)
         self.assertGreater(wide["heap_bytes"] - small["heap_bytes"], 1 * MB)
 
+    def test_live_table_cost_per_block(self) -> None:
+        """The live table is kept at most a third full (32-byte slots) so
+        that lookups seldom go past their home slot: at worst, just after
+        it doubled, 192 bytes per live block, and never more."""
+        small = engine_stats(self.small_log)
+        wide = engine_stats(self.wide_log)
+        self.assertLess(wide["heap_bytes"] - small["heap_bytes"], 50_000 * 192, (small, wide))
+
     def test_host_heap_flat(self) -> None:
         # The reader maps the trace file: those pages are page cache, not
         # the engine's memory, so the engine's own heap is what is compared.

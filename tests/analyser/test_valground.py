@@ -275,6 +275,33 @@ class ValgroundParity(unittest.TestCase):
         golden(self, "valground_tests.json", proc.stdout)
 
 
+class LeakAddresses(unittest.TestCase):
+    """An aggregate shows the addresses of its first four leaked blocks, in
+    allocation order: not the live table's order, which changes with its
+    size (enough other live blocks here to make it grow several times)."""
+
+    def test_first_four_allocated(self) -> None:
+        leaked = [0x7000 + 0x40 * k for k in (9, 3, 7, 1, 8, 2)]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "leaks.log")
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write("==MP init;0x10000000;100000000\n")
+                for k in range(20_000):
+                    handle.write(f"==MP alloc;8;0x{0x10000000 + 16 * k:x};src/other.c:1\n")
+                    if k < len(leaked):
+                        handle.write(f"==MP alloc;32;0x{leaked[k]:x};src/leak.c:7\n")
+                for k in range(20_000):
+                    handle.write(f"==MP free;0x{0x10000000 + 16 * k:x};src/other.c:2\n")
+            doc = helpers.engine_json([path])
+            agg = [a for a in doc["aggregates"] if a["site"] == "src/leak.c:7"][0]
+            first = [f"0x{p:x}" for p in leaked[:4]]
+            self.assertEqual((agg["leaked_blocks"], agg["addresses"]), (6, first))
+            groups = [g for s in doc["segments"] for g in s["leaks"] if g["aggregate"] == agg["id"]]
+            self.assertEqual([g["addresses"] for g in groups], [first])
+            _, report, _ = report_json([path])
+            self.assertEqual(report["leaks"][0]["addresses"], sorted(first, key=lambda a: int(a, 16)))
+
+
 if __name__ == "__main__":
     os.chdir(helpers.HERE)
     unittest.main()

@@ -10,6 +10,7 @@ import tempfile
 import unittest
 
 HEAPTRAIL = os.environ.get("HEAPTRAIL", "")
+ENGINE = os.environ.get("HTR_ENGINE", "")
 TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools")
 
 
@@ -115,6 +116,172 @@ class StartUp(unittest.TestCase):
             Box("a", 1, 2)  # type: ignore[call-arg]
         with self.assertRaises(TypeError):
             Box("a", name="b")  # type: ignore[misc]
+
+
+class EarlyEngine(unittest.TestCase):
+    """`heaptrail report` starts the engine before argparse has read the
+    command line (report_early): the early reading must agree with
+    argparse's whenever it dares one, and an engine it started for nothing
+    must never be taken for the right one."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        sys.path.insert(0, TOOLS)
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.a = os.path.join(cls.tmp.name, "a.log")
+        cls.b = os.path.join(cls.tmp.name, "b.log")
+        for path, size in ((cls.a, 16), (cls.b, 32)):
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(f"==MP alloc;{size};0x1000;a.c:1\n")
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.tmp.cleanup()
+
+    def report_parser(self):  # type: ignore[no-untyped-def]
+        from heaptrail import cli
+
+        parser = cli.build_parser("report")
+        return parser, parser._subparsers._group_actions[0].choices["report"]  # type: ignore[union-attr]
+
+    def test_plain_command_lines_read_as_argparse_reads_them(self) -> None:
+        from heaptrail import report_early
+
+        parser, _ = self.report_parser()
+        a, b = self.a, self.b
+        sure = [
+            [a],
+            ["--format", "json", a, b],
+            ["--format=json", a],
+            [a, b, "--format", "sarif", "-q"],
+            ["--input-format", "valground", a],
+            ["--input-format=mtrace", "--input-format", "auto", a],
+            ["-o", "out.json", "-q", a],
+            ["-o", "-", a],
+            ["--output=-x", a],
+            ["--fail-on", "leak", "--suppressions", "x.supp", "--suppressions=y.supp", a],
+            ["--no-symbols", "--color", "never", "--no-default-suppressions", a],
+            ["--debug-dir", "d", "--elf", "fw.elf", "--sysroot", "/", "--debug-dir", "e", "--baseline", "b.json", a],
+            ["--write-baseline", "w.json", "--quiet", "--output", "o.txt", a],
+            ["--", a, b],
+            ["-q", "--", "--format", a],
+            ["missing.log", "-"],
+            ["--fail-on", "", "--sysroot=", ""],
+        ]
+        for args in sure:
+            with self.subTest(args=args):
+                expected = vars(parser.parse_args(["report", *args]))
+                got = report_early.parse(args)
+                self.assertIsNotNone(got)
+                got = vars(report_early.complete(got))
+                self.assertEqual(got, expected)
+        unsure = [
+            [],
+            ["--help"],
+            ["-h", a],
+            ["--inp", "valground", a],
+            ["--input-format", "xml", a],
+            ["--format", "xml", a],
+            ["--color", "yes", a],
+            ["-qo", "out.json", a],
+            ["-oout.json", a],
+            ["-o=out.json", a],
+            ["--quiet=1", a],
+            ["--output", "-x", a],
+            ["--sysroot", "-1", a],
+            ["--format"],
+            ["--version", a],
+            [a, "--format", "json", b],
+            [a, "--", b],
+            ["--"],
+            ["-1"],
+        ]
+        for args in unsure:
+            with self.subTest(args=args):
+                self.assertIsNone(report_early.parse(args))
+
+    def test_option_tables_are_the_parsers(self) -> None:
+        from heaptrail import report_early
+
+        _, report = self.report_parser()
+        options = {}
+        for action in report._actions:
+            if not action.option_strings or "--help" in action.option_strings:
+                continue
+            kind = "flag" if action.nargs == 0 else "append" if action.default == [] else "value"
+            for name in action.option_strings:
+                options[name] = (action.dest, kind)
+            if action.choices is not None:
+                self.assertEqual(tuple(action.choices), report_early.CHOICES[action.dest])
+        self.assertEqual(options, report_early.OPTIONS)
+
+    def test_plain_report_does_not_import_argparse(self) -> None:
+        code = (
+            "import sys\n"
+            f"sys.path.insert(0, {TOOLS!r})\n"
+            "from heaptrail import report_early\n"
+            f"report_early.complete(report_early.parse(['--format', 'json', {self.a!r}]))\n"
+            "print('\\n'.join(sys.modules))\n"
+        )
+        r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60,
+                           check=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("heaptrail.report_cmd", r.stdout.split())
+        self.assertNotIn("argparse", r.stdout.split())
+
+    def engine_log(self) -> tuple[str, str]:
+        """An engine that notes each run's inputs, then runs the real one."""
+        log = os.path.join(self.tmp.name, f"runs.{self.id()}")
+        wrapper = os.path.join(self.tmp.name, f"engine.{self.id()}")
+        with open(wrapper, "w", encoding="utf-8") as handle:
+            handle.write(f'#!/bin/sh\necho "$@" >> {log}\nexec {ENGINE} "$@"\n')
+        os.chmod(wrapper, 0o755)
+        return wrapper, log
+
+    def runs(self, log: str) -> list[str]:
+        if not os.path.exists(log):
+            return []
+        with open(log, encoding="utf-8") as handle:
+            return handle.read().splitlines()
+
+    @unittest.skipUnless(ENGINE and os.path.exists(ENGINE), "no htr-engine")
+    def test_one_engine_per_report(self) -> None:
+        wrapper, log = self.engine_log()
+        code = (
+            "import sys\n"
+            f"sys.path.insert(0, {TOOLS!r})\n"
+            "from heaptrail import cli\n"
+            f"sys.exit(cli.main(sys.argv[1:], cli.Paths(shim='', engine={wrapper!r}, dump='')))\n"
+        )
+        r = subprocess.run([sys.executable, "-S", "-c", code, "report", "--format", "json", "--no-symbols", self.a],
+                           capture_output=True, text=True, timeout=60, check=False)
+        self.assertEqual(r.returncode, 1, r.stderr)  # the block is a leak
+        self.assertIn('"leaked_bytes": 16', r.stdout)
+        self.assertEqual(self.runs(log), [f"--format auto -- {self.a}"])
+        # Read differently by argparse (inputs after an option): bad usage,
+        # and the engine started early is not waited for.
+        r = subprocess.run([sys.executable, "-S", "-c", code, "report", self.a, "--no-symbols", self.b],
+                           capture_output=True, text=True, timeout=60, check=False)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("unrecognized arguments", r.stderr)
+        self.assertEqual(r.stdout, "")
+
+    @unittest.skipUnless(ENGINE and os.path.exists(ENGINE), "no htr-engine")
+    def test_early_engine_for_other_inputs_is_replaced(self) -> None:
+        from heaptrail import engine
+
+        wrapper, log = self.engine_log()
+        engine.start_early(wrapper, [self.a], "auto")
+        data = engine.run_engine(wrapper, [self.b], "auto")
+        self.assertEqual([item["path"] for item in data["inputs"]], [self.b])
+        self.assertEqual(data["totals"]["total_bytes"], 32)
+        engine.start_early(wrapper, [self.a], "auto")
+        engine.cancel_early()
+        data = engine.run_engine(wrapper, [self.a], "valground")
+        self.assertEqual(data["totals"]["total_bytes"], 16)
+        runs = self.runs(log)
+        self.assertEqual(runs[-1], f"--format valground -- {self.a}")
+        self.assertIn(f"--format auto -- {self.b}", runs)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,13 @@ taking ``(args, paths)`` and returning the exit status.
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import importlib.util
 import os
 import sys
 
 TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
 if TYPE_CHECKING:
-    from typing import Any, NoReturn, Optional, Sequence
+    import argparse
+    from typing import NoReturn, Optional, Sequence
 
 from . import __version__
 from .errors import run_guarded
@@ -37,54 +35,6 @@ class Paths:
         self.pack = pack  # htr-pack
 
 
-def _terminal_width() -> int:
-    """shutil.get_terminal_size's answer (COLUMNS, else stdout's terminal,
-    else 80), without importing shutil (and with it bz2, lzma)."""
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 0
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
-
-
-class _Formatter(argparse.HelpFormatter):
-    """argparse makes a formatter for every add_argument (to check the
-    metavar); each would import shutil and ask the terminal for its size.
-    The width is asked once, when the help is really printed."""
-
-    width: Optional[int] = None
-
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: Optional[int] = None) -> None:
-        super().__init__(prog, indent_increment, max_help_position,
-                         width if width is not None else _Formatter.width or 80)
-
-
-class _Parser(argparse.ArgumentParser):
-    """Bad usage is one line naming what is wrong, and where to look; the
-    full usage text stays behind --help. Subcommand parsers inherit this."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _Formatter)
-        super().__init__(*args, **kwargs)
-
-    def format_help(self) -> str:
-        _Formatter.width = _terminal_width() - 2  # as argparse does: 2 columns of margin
-        return super().format_help()
-
-    def format_usage(self) -> str:
-        _Formatter.width = _terminal_width() - 2
-        return super().format_usage()
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
 def _named_command(argv: Sequence[str]) -> Optional[str]:
     """The subcommand argv names, if its first word is one: then only that
     subcommand's module is imported (start-up time is paid on every run);
@@ -95,7 +45,12 @@ def _named_command(argv: Sequence[str]) -> Optional[str]:
 
 
 def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
-    parser = _Parser(
+    import importlib
+    import importlib.util
+
+    from .parser import Parser
+
+    parser = Parser(
         prog="heaptrail",
         description="Heap tracing for C and C++ on a Linux host and on boards.",
     )
@@ -109,7 +64,35 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _leave(status: int) -> NoReturn:
+    """Exits without the interpreter's teardown (~2 ms for the modules a
+    report imports), which nothing needs once the output is flushed: every
+    file heaptrail writes is closed by then, every helper waited for."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed pipe: as the interpreter's own exit would
+    os._exit(status)
+
+
 def main(argv: Sequence[str], paths: Paths) -> int:
-    parser = build_parser(_named_command(argv))
-    args = parser.parse_args(argv)
-    return run_guarded(args.command, lambda: args.func(args, paths))
+    command = _named_command(argv)
+    if command != "report":
+        parser = build_parser(command)
+        args = parser.parse_args(argv)
+        return run_guarded(args.command, lambda: args.func(args, paths))
+    from . import engine, report_early
+
+    args = report_early.parse(argv[1:])
+    if args is not None:
+        report_early.start(args, paths.engine)
+    try:
+        if args is None:
+            args = build_parser(command).parse_args(argv)
+        else:
+            report_early.complete(args)
+        status = run_guarded("report", lambda: args.func(args, paths))
+    finally:
+        engine.cancel_early()
+    _leave(status)

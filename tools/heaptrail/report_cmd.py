@@ -5,22 +5,26 @@ unreadable input."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
 if TYPE_CHECKING:
+    import argparse
     from typing import Any, Optional
 
 from . import suppress
 from .engine import FORMATS, run_engine
 from .errors import UsageError
 from .model import DEFAULT_FAIL_ON, KINDS, Report, build_report, parse_fail_on
+from .report_early import COLORS, REPORT_FORMATS
 from .symbols import Symbolizer
 
 # The baseline and the renderers are imported where used: each run needs
-# one renderer, and start-up is part of every CI step's cost.
+# one renderer, and start-up is part of every CI step's cost. argparse too:
+# a plain command line is read by report_early.
+
+DEFAULT_FAIL_ON_TEXT = ",".join(DEFAULT_FAIL_ON)
 
 
 def add_symbol_options(parser: argparse.ArgumentParser) -> None:
@@ -44,11 +48,11 @@ def register(subparsers: Any) -> None:
                         help="trace files (a parent and its children together) or logs")
     parser.add_argument("--input-format", default="auto", choices=FORMATS,
                         help="input format (default: detected from the content)")
-    parser.add_argument("--format", default="text", choices=("text", "json", "junit", "sarif"),
+    parser.add_argument("--format", default="text", choices=REPORT_FORMATS,
                         help="report format (default: text)")
     parser.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
     parser.add_argument("-q", "--quiet", action="store_true", help="text: errors and summary only")
-    parser.add_argument("--fail-on", default=",".join(DEFAULT_FAIL_ON), metavar="KIND[,KIND]",
+    parser.add_argument("--fail-on", default=DEFAULT_FAIL_ON_TEXT, metavar="KIND[,KIND]",
                         help=f"kinds that make the exit status 1: {', '.join(KINDS)}, all or none "
                         f"(default: {','.join(DEFAULT_FAIL_ON)})")
     parser.add_argument("--suppressions", action="append", default=[], metavar="FILE",
@@ -57,7 +61,7 @@ def register(subparsers: Any) -> None:
                         help="also report the C library's own buffers kept until exit (stdio)")
     parser.add_argument("--baseline", metavar="FILE", help="accepted leaks: only new or grown ones fail")
     parser.add_argument("--write-baseline", metavar="FILE", help="write the current leaks as a baseline")
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.add_argument("--color", choices=COLORS, default="auto")
     add_symbol_options(parser)
     parser.set_defaults(func=run)
 
@@ -101,6 +105,23 @@ def run(args: argparse.Namespace, paths: Any) -> int:
     if args.baseline or args.write_baseline:
         from . import baseline
         accepted = baseline.load(args.baseline) if args.baseline else None
+    # The renderer is imported before the engine is waited for, which
+    # may already be running (report_early): its import then costs nothing.
+    if args.format in ("json", "junit", "sarif"):
+        from . import render_ci
+
+        render = {"json": render_ci.render_json, "junit": render_ci.render_junit,
+                  "sarif": render_ci.render_sarif}[args.format]
+    else:
+        from .render_text import render as render_text
+
+        colour = args.color == "always" or (
+            args.color == "auto" and want_colour("auto", sys.stdout, bool(args.output))
+        )
+
+        def render(report: Report) -> str:
+            return render_text(report, quiet=args.quiet, colour=colour)
+
     report = analyse(args, paths, args.inputs, args.input_format)
     report.fail_on = fail_on
     if rules:
@@ -109,17 +130,7 @@ def run(args: argparse.Namespace, paths: Any) -> int:
         baseline.write(report, args.write_baseline)
     if accepted is not None:
         baseline.apply(report, accepted)
-    if args.format in ("json", "junit", "sarif"):
-        from . import render_ci
-        render = {"json": render_ci.render_json, "junit": render_ci.render_junit, "sarif": render_ci.render_sarif}
-        text = render[args.format](report)
-    else:
-        from .render_text import render as render_text
-
-        colour = args.color == "always" or (
-            args.color == "auto" and want_colour("auto", sys.stdout, bool(args.output))
-        )
-        text = render_text(report, quiet=args.quiet, colour=colour)
+    text = render(report)
     emit(text, args.output)
     warn_empty(report)
     return 1 if report.failed() else 0
