@@ -399,7 +399,7 @@ struct htr_rec_persist {
  *   exactly. Version 3 (short tags); versions 1 (one interleaved stream,
  *   no ordinals) and 2 (one tag form) are refused. */
 #define HTR_PACK_MAGIC "HTRPACK\0" /* 8 bytes */
-#define HTR_PACK_VERSION_MAJOR 3
+#define HTR_PACK_VERSION_MAJOR 4
 #define HTR_PACK_VERSION_MINOR 0
 
 struct htr_pack_header {

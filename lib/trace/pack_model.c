@@ -428,3 +428,101 @@ int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 	*r = (struct htr_ring_slot){p, size};
 	return 0;
 }
+
+/* ---- the tag coder ---- */
+
+static void tc_set_dec(struct htr_tag_coder *tc, unsigned bucket)
+{
+	uint32_t *dec = tc->dec[bucket];
+	unsigned at = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		uint32_t f = tc->freq[bucket][s];
+		for (unsigned i = 0; i < f; i++)
+			dec[at + i] = s | i << HTR_TC_DEC_BIAS | f << HTR_TC_DEC_FREQ;
+		at += f;
+	}
+	uint32_t f = HTR_TC_TOTAL - at;
+	for (unsigned i = 0; at + i < HTR_TC_TOTAL; i++)
+		dec[at + i] = HTR_TC_DEC_ESCAPE | i << HTR_TC_DEC_BIAS | f << HTR_TC_DEC_FREQ;
+}
+
+void htr_tc_init(struct htr_tag_coder *tc, bool reader)
+{
+	memset(tc, 0, offsetof(struct htr_tag_coder, dec));
+	tc->reader = reader;
+	for (unsigned i = 0; i <= HTR_TC_BUCKETS; i++) {
+		tc->epoch[i] = tc->left[i] = HTR_TC_EPOCH_MIN;
+		if (reader)
+			tc_set_dec(tc, i); /* all escape */
+	}
+}
+
+/* Every byte seen keeps a slot (counts halve but never to 0), so only a
+ * new byte escapes; the most frequent one takes what rounding leaves. */
+void htr_tc_rebuild(struct htr_tag_coder *tc, unsigned bucket)
+{
+	uint16_t *count = tc->count[bucket], *freq = tc->freq[bucket], *start = tc->start[bucket];
+	uint32_t total = 0;
+	unsigned seen = 0, best = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		total += count[s];
+		seen += count[s] != 0;
+		if (count[s] > count[best])
+			best = s;
+	}
+	uint32_t share = HTR_TC_TOTAL - HTR_TC_ESCAPE - seen, used = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		freq[s] = count[s] == 0 ? 0 : (uint16_t)(1u + count[s] * share / total);
+		used += freq[s];
+	}
+	freq[best] = (uint16_t)(freq[best] + HTR_TC_TOTAL - HTR_TC_ESCAPE - used);
+	unsigned at = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		start[s] = (uint16_t)at;
+		at += freq[s];
+		count[s] = (uint16_t)((count[s] + 1u) / 2u);
+	}
+	tc->esc_start[bucket] = (uint16_t)at;
+	if (tc->reader)
+		tc_set_dec(tc, bucket);
+	if (tc->epoch[bucket] < HTR_TC_EPOCH_MAX)
+		tc->epoch[bucket] = (uint16_t)(tc->epoch[bucket] * 2u);
+	tc->left[bucket] = tc->epoch[bucket];
+}
+
+void htr_tc_reciprocals_init(struct htr_tc_reciprocal *r)
+{
+	for (unsigned f = 1; f <= HTR_TC_TOTAL; f++) {
+		unsigned k = 0;
+		while ((1u << k) < f)
+			k++;
+		r[f].m = ((1ull << (31 + k)) + f - 1) / f;
+		r[f].shift = 31 + k;
+	}
+}
+
+uint8_t *htr_tc_encode(const struct htr_tc_reciprocal *r, const struct htr_tc_op *ops, size_t n, uint8_t *limit,
+                       uint8_t *end)
+{
+	uint32_t x = HTR_TC_LOW;
+	uint8_t *q = end;
+	for (size_t i = n; i-- > 0;) {
+		uint32_t f = ops[i].freq;
+		/* the largest state that still fits after this step */
+		uint32_t x_max = ((HTR_TC_LOW >> HTR_TC_BITS) << 8) * f;
+		while (x >= x_max) {
+			if (q == limit)
+				return NULL;
+			*--q = (uint8_t)x;
+			x >>= 8;
+		}
+		uint32_t div = (uint32_t)((x * r[f].m) >> r[f].shift);
+		x = (div << HTR_TC_BITS) + (x - div * f) + ops[i].start;
+	}
+	if (q - limit < 4)
+		return NULL;
+	q -= 4;
+	for (unsigned i = 0; i < 4; i++)
+		q[i] = (uint8_t)(x >> (8 * i));
+	return q;
+}
