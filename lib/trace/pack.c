@@ -27,13 +27,17 @@
 #define STAGE (128u * 1024u)
 #define CHECK_EVERY 256u
 #define COLUMN_MAX (STAGE + 70000u)
-/* How often the packer weighs the TAG column rANS-coded against zstd's
- * own coding of its bytes, in blocks: zstd wins where the tags repeat a
- * long pattern that one event of context cannot see ((c): 10 KB against
- * 190 KB), rANS where the path taken is random ((d): 0.70 MB against 1.14).
- * The choice holds until the next weighing: compressing the column twice
- * for every block would cost 10% more packing. */
-#define TAG_TRIAL_EVERY 8u
+/* The TAG column is rANS-coded (pack_model.h) only where that pays for
+ * its reading time (~5 ns/event): by half a bit per record at least
+ * ((d): 0.85). Where the tags repeat a long pattern that one event of
+ * context cannot see, zstd codes them better anyway ((c): 10 KB against
+ * 190 KB), and where they are near constant the gain is nothing ((a)).
+ * Every TAG_TRIAL_EVERY blocks the packer weighs both codings (zstd at
+ * level 1: the difference is never close where it matters) and keeps the
+ * choice until the next weighing. Only the blocks that are coded or
+ * weighed feed the coder's counts, and their mode byte says so. */
+#define TAG_TRIAL_EVERY 16u
+#define TAG_TRIAL_LEVEL 1
 
 struct packer {
 	struct htr_pack_model st;
@@ -45,8 +49,8 @@ struct packer {
 	ZSTD_CCtx *trial_cctx;
 	uint8_t trial[ZSTD_COMPRESSBOUND(COLUMN_MAX)];
 	unsigned trial_in; /* blocks until the next weighing */
-	bool tags_plain;   /* what the last weighing chose */
-	int level;
+	bool tags_rans;    /* what the last weighing chose */
+	bool counting;     /* this block feeds the tag coder */
 	ZSTD_CCtx *cctx;
 	int fd;
 	uint8_t col[HTR_PACK_COLUMNS][COLUMN_MAX];
@@ -75,14 +79,24 @@ static void put_varint(struct packer *p, unsigned col, uint64_t v)
 	p->len[col] = n;
 }
 
-/* A record's tag bytes: the first in the bucket its context picks (taken
- * before the record changes the model), the long form's second in its own. */
-static void put_tag(struct packer *p, unsigned bucket, uint8_t first, uint8_t second)
+/* The bucket of a record's first tag byte, taken before the record changes
+ * the model; any when the block does not count. */
+static unsigned tag_bucket(const struct packer *p)
 {
-	p->n_ops += htr_tc_code(&p->tc, bucket, first, p->ops + p->n_ops);
+	return p->counting ? htr_tc_first_bucket(&p->st, &p->tc) : 0;
+}
+
+/* A record's tag bytes: the first in its bucket, the long form's second in
+ * its own. */
+static inline __attribute__((always_inline)) void put_tag(struct packer *p, unsigned bucket, uint8_t first,
+                                                         uint8_t second)
+{
+	if (p->counting)
+		p->n_ops += htr_tc_code(&p->tc, bucket, first, p->ops + p->n_ops);
 	put_byte(p, HTR_PACK_COL_TAG, first);
 	if (first == HTR_PACK_LONG) {
-		p->n_ops += htr_tc_code(&p->tc, HTR_TC_LONG, second, p->ops + p->n_ops);
+		if (p->counting)
+			p->n_ops += htr_tc_code(&p->tc, HTR_TC_LONG, second, p->ops + p->n_ops);
 		put_byte(p, HTR_PACK_COL_TAG, second);
 	}
 	p->tc.last_tag = first;
@@ -167,26 +181,25 @@ static size_t varint_to(uint8_t *out, uint64_t v)
 static int flush_block(struct packer *p, bool end)
 {
 	if (p->in_block > 0) {
-		/* The TAG column rANS-coded, unless that would not make it
-		 * shorter: then as it is (the mode byte says which). */
+		/* The TAG column rANS-coded when this block counted and the
+		 * coding pays (a weighing block weighs it); else as it is. */
 		size_t raw_tags = p->len[HTR_PACK_COL_TAG];
 		uint8_t *tags_end = p->coded_tags + sizeof(p->coded_tags), *tags = NULL;
-		bool trial = p->trial_in == 0;
-		p->trial_in = (trial ? TAG_TRIAL_EVERY : p->trial_in) - 1;
-		if (trial || !p->tags_plain)
+		if (p->counting)
 			tags = htr_tc_encode(p->rcp, p->ops, p->n_ops, tags_end - raw_tags, tags_end);
-		if (trial) {
+		if (p->trial_in == 0) {
 			size_t z = ZSTD_compressCCtx(p->trial_cctx, p->trial, sizeof(p->trial), p->col[HTR_PACK_COL_TAG],
-			                             raw_tags, p->level);
-			p->tags_plain = tags == NULL || (!ZSTD_isError(z) && z < (size_t)(tags_end - tags));
-			if (p->tags_plain)
+			                             raw_tags, TAG_TRIAL_LEVEL);
+			p->tags_rans = tags != NULL && !ZSTD_isError(z) &&
+			               (size_t)(tags_end - tags) + p->in_block / 16 < z;
+			if (!p->tags_rans)
 				tags = NULL;
 		}
 		if (tags != NULL) {
 			*--tags = HTR_TC_RANS;
 		} else {
 			tags = tags_end - raw_tags - 1;
-			tags[0] = HTR_TC_PLAIN;
+			tags[0] = p->counting ? HTR_TC_PLAIN_COUNTED : HTR_TC_PLAIN;
 			memcpy(tags + 1, p->col[HTR_PACK_COL_TAG], raw_tags);
 		}
 		p->len[HTR_PACK_COL_TAG] = (size_t)(tags_end - tags);
@@ -210,6 +223,8 @@ static int flush_block(struct packer *p, bool end)
 	memset(p->len, 0, sizeof(p->len));
 	p->n_ops = 0;
 	p->in_block = 0;
+	p->trial_in = (p->trial_in == 0 ? TAG_TRIAL_EVERY : p->trial_in) - 1;
+	p->counting = p->trial_in == 0 || p->tags_rans;
 	return 0;
 }
 
@@ -256,7 +271,7 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 	struct packer *p = ctx;
 	struct htr_pack_model *st = &p->st;
 	uint8_t code = code_for(ev->type);
-	unsigned bucket = htr_tc_first_bucket(st, &p->tc);
+	unsigned bucket = tag_bucket(p);
 	uint8_t tag = code; /* the long form's second byte */
 	if (ev->thread == st->last_thread)
 		tag |= HTR_PACK_SAME_THREAD;
@@ -364,7 +379,7 @@ static int pack_notice(void *ctx, const struct htr_event *ev)
 	size_t len = ev->text ? strlen(ev->text) : 0;
 	if (len > 500)
 		len = 500;
-	put_tag(p, htr_tc_first_bucket(&p->st, &p->tc), HTR_PACK_LONG, HTR_PACK_NOTICE);
+	put_tag(p, tag_bucket(p), HTR_PACK_LONG, HTR_PACK_NOTICE);
 	put_varint(p, HTR_PACK_COL_RAW, ev->type);
 	put_byte(p, HTR_PACK_COL_RAW, ev->kind);
 	put_varint(p, HTR_PACK_COL_RAW, ev->offset);
@@ -438,9 +453,9 @@ static int pack_reader(struct htr_reader *r, const char *raw_path, const char *o
 	fchmod(p->fd, 0600);
 	p->cctx = ZSTD_createCCtx();
 	p->trial_cctx = ZSTD_createCCtx();
-	p->level = level;
 	int rc = -1;
 	htr_tc_init(&p->tc, false);
+	p->counting = true; /* the first block is weighed (trial_in 0) */
 	htr_tc_reciprocals_init(p->rcp);
 	if (p->cctx == NULL || p->trial_cctx == NULL || htr_pm_init(&p->st, false) != 0) {
 		htr_set_err(err, errlen, "%s: out of memory", out_path);

@@ -387,14 +387,9 @@ bool htr_pm_decode_free(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 	return true;
 }
 
-void htr_pm_drop_by_ord(struct htr_pack_model *m, const struct htr_pm_block *blk)
+void htr_pm_drop_old(struct htr_pack_model *m, uint64_t ord)
 {
-	if (!blk->tracked)
-		return;
-	if (blk->ord + HTR_PM_RING >= m->next_ord)
-		m->ring[blk->ord & (HTR_PM_RING - 1)].ptr = 0;
-	else
-		table_remove(&m->live, blk->ord);
+	table_remove(&m->live, ord);
 }
 
 int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint64_t size, uint64_t *ptr)
@@ -501,28 +496,45 @@ void htr_tc_reciprocals_init(struct htr_tc_reciprocal *r)
 	}
 }
 
+/* One step in state *x, its bytes out below *q; false when they would go
+ * below limit. */
+static inline bool encode_step(const struct htr_tc_reciprocal *r, struct htr_tc_op op, uint32_t *x, uint8_t **q,
+                               const uint8_t *limit)
+{
+	uint32_t f = op.freq, v = *x;
+	/* the largest state that still fits after this step */
+	uint32_t v_max = ((HTR_TC_LOW >> HTR_TC_BITS) << 8) * f;
+	while (v >= v_max) {
+		if (*q == limit)
+			return false;
+		*--*q = (uint8_t)v;
+		v >>= 8;
+	}
+	uint32_t div = (uint32_t)((v * r[f].m) >> r[f].shift);
+	*x = (div << HTR_TC_BITS) + (v - div * f) + op.start;
+	return true;
+}
+
 uint8_t *htr_tc_encode(const struct htr_tc_reciprocal *r, const struct htr_tc_op *ops, size_t n, uint8_t *limit,
                        uint8_t *end)
 {
-	uint32_t x = HTR_TC_LOW;
+	/* op i goes to state i % 2 */
+	uint32_t x0 = HTR_TC_LOW, x1 = HTR_TC_LOW;
 	uint8_t *q = end;
-	for (size_t i = n; i-- > 0;) {
-		uint32_t f = ops[i].freq;
-		/* the largest state that still fits after this step */
-		uint32_t x_max = ((HTR_TC_LOW >> HTR_TC_BITS) << 8) * f;
-		while (x >= x_max) {
-			if (q == limit)
-				return NULL;
-			*--q = (uint8_t)x;
-			x >>= 8;
-		}
-		uint32_t div = (uint32_t)((x * r[f].m) >> r[f].shift);
-		x = (div << HTR_TC_BITS) + (x - div * f) + ops[i].start;
-	}
-	if (q - limit < 4)
+	size_t i = n;
+	if (i % 2 == 1 && !encode_step(r, ops[--i], &x0, &q, limit))
 		return NULL;
-	q -= 4;
-	for (unsigned i = 0; i < 4; i++)
-		q[i] = (uint8_t)(x >> (8 * i));
+	while (i > 0) {
+		if (!encode_step(r, ops[i - 1], &x1, &q, limit) || !encode_step(r, ops[i - 2], &x0, &q, limit))
+			return NULL;
+		i -= 2;
+	}
+	if (q - limit < 8)
+		return NULL;
+	q -= 8;
+	for (unsigned k = 0; k < 4; k++) {
+		q[k] = (uint8_t)(x0 >> (8 * k));
+		q[4 + k] = (uint8_t)(x1 >> (8 * k));
+	}
 	return q;
 }

@@ -166,7 +166,17 @@ bool htr_pm_decode_resize(const struct htr_pm_block *old, uint64_t code, uint64_
  * reader knows (corrupt data). */
 bool htr_pm_decode_free(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint32_t stack,
                         struct htr_pm_block *blk);
-void htr_pm_drop_by_ord(struct htr_pack_model *m, const struct htr_pm_block *blk);
+void htr_pm_drop_old(struct htr_pack_model *m, uint64_t ord); /* one that outlived its ring slot */
+/* Inline: every free takes it, and mostly it is one store. */
+static inline void htr_pm_drop_by_ord(struct htr_pack_model *m, const struct htr_pm_block *blk)
+{
+	if (!blk->tracked)
+		return;
+	if (blk->ord + HTR_PM_RING >= m->next_ord)
+		m->ring[blk->ord & (HTR_PM_RING - 1)].ptr = 0;
+	else
+		htr_pm_drop_old(m, blk->ord);
+}
 /* 0 ok, 1 corrupt code, -1 out of memory. */
 int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint64_t size,
                         uint64_t *ptr);
@@ -189,19 +199,21 @@ int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra,
  * rebuild, so the model follows the program's phases). A byte that a
  * bucket had not seen at its last rebuild is an escape (the top slots,
  * HTR_TC_ESCAPE of them once the bucket has counts, all before) followed
- * by the byte at a uniform 8 bits. The counting runs on both sides
- * whatever the coding, so a block stored plain keeps them in step. */
-#define HTR_TC_BITS      10u
+ * by the byte at a uniform 8 bits. Blocks that are not coded need not be
+ * counted; the mode byte of the block (HTR_TC_*) says. */
+#define HTR_TC_BITS      9u
 #define HTR_TC_TOTAL     (1u << HTR_TC_BITS)
-#define HTR_TC_ESCAPE    4u
+#define HTR_TC_ESCAPE    2u
 #define HTR_TC_BUCKETS   256u
 #define HTR_TC_LONG      HTR_TC_BUCKETS /* the bucket of the long form's second byte */
 #define HTR_TC_EPOCH_MIN 32u
 #define HTR_TC_EPOCH_MAX 8192u /* counts stay below 2 * this: 16 bits */
 #define HTR_TC_LOW       (1u << 23) /* the rANS state stays in [LOW, 256 * LOW) */
-/* The first byte of the TAG column of a block: how the rest is coded. */
-#define HTR_TC_PLAIN 0u /* the bytes as they are */
-#define HTR_TC_RANS  1u /* the final rANS state (4 bytes, little-endian), then its bytes */
+/* The first byte of the TAG column of a block: how the rest is coded, and
+ * whether its bytes are counted (else the coder's state stays as it is). */
+#define HTR_TC_PLAIN         0u /* the bytes as they are, not counted */
+#define HTR_TC_RANS          1u /* the final rANS states (2 x 4 bytes, little-endian), then their bytes */
+#define HTR_TC_PLAIN_COUNTED 2u /* the bytes as they are, counted */
 
 /* A slot as the reader decodes it, in one load: the byte, the slot's
  * offset in the byte's range, the range's size, and whether it is the
@@ -246,7 +258,7 @@ static inline unsigned htr_tc_first_bucket(const struct htr_pack_model *m, const
 static inline void htr_tc_count(struct htr_tag_coder *tc, unsigned bucket, uint8_t byte)
 {
 	tc->count[bucket][byte]++;
-	if (--tc->left[bucket] == 0)
+	if (__builtin_expect(--tc->left[bucket] == 0, 0))
 		htr_tc_rebuild(tc, bucket);
 }
 
@@ -277,15 +289,17 @@ struct htr_tc_reciprocal {
 void htr_tc_reciprocals_init(struct htr_tc_reciprocal *r); /* HTR_TC_TOTAL + 1 of them */
 
 /* Packer: the ops of a block as rANS bytes, written backwards so that
- * they read forwards, ending at end: the state first, as HTR_TC_RANS
- * says. Returns where they start; NULL when they would start before
- * limit. */
+ * they read forwards, ending at end: the states first, as HTR_TC_RANS
+ * says. Two states take turns, op by op: a step waits on the one before
+ * in its state (two multiplications), so two chains run twice as fast.
+ * Returns where they start; NULL when they would start before limit. */
 uint8_t *htr_tc_encode(const struct htr_tc_reciprocal *r, const struct htr_tc_op *ops, size_t n, uint8_t *limit,
                        uint8_t *end);
 
-/* Reader: a block's rANS stream. */
+/* Reader: a block's rANS stream; x[0] decodes the next step, then the
+ * states swap. */
 struct htr_tc_stream {
-	uint32_t x;
+	uint32_t x[2];
 	const uint8_t *p, *end;
 };
 
@@ -296,21 +310,23 @@ static inline uint32_t htr_tc_renorm(uint32_t x, struct htr_tc_stream *s)
 	return x;
 }
 
-/* The next byte from the stream in this bucket; *bad set when the stream
- * runs out (corrupt data). Counts it. */
-static inline uint8_t htr_tc_decode(struct htr_tag_coder *tc, unsigned bucket, struct htr_tc_stream *s, bool *bad)
+/* The next byte from the stream in this bucket. Counts it. A stream that
+ * runs out (corrupt data) leaves the state below HTR_TC_LOW, and a block
+ * is only valid when it ends with the state its coding started from: that
+ * check is made once, at the end of the block. */
+static inline uint8_t htr_tc_decode(struct htr_tag_coder *tc, unsigned bucket, struct htr_tc_stream *s)
 {
-	uint32_t x = s->x, e = tc->dec[bucket][x & (HTR_TC_TOTAL - 1)];
-	x = htr_tc_renorm((e >> HTR_TC_DEC_FREQ) * (x >> HTR_TC_BITS) + (e >> HTR_TC_DEC_BIAS & (HTR_TC_TOTAL - 1)), s);
+	uint32_t x = s->x[0], e = tc->dec[bucket][x & (HTR_TC_TOTAL - 1)];
+	s->x[0] = s->x[1];
+	s->x[1] = htr_tc_renorm((e >> HTR_TC_DEC_FREQ) * (x >> HTR_TC_BITS) + (e >> HTR_TC_DEC_BIAS & (HTR_TC_TOTAL - 1)), s);
 	uint8_t byte = (uint8_t)e;
 	if (e & HTR_TC_DEC_ESCAPE) {
+		x = s->x[0];
 		uint32_t slot = x & (HTR_TC_TOTAL - 1);
 		byte = (uint8_t)(slot / (HTR_TC_TOTAL / 256u));
-		x = htr_tc_renorm((HTR_TC_TOTAL / 256u) * (x >> HTR_TC_BITS) + slot % (HTR_TC_TOTAL / 256u), s);
+		s->x[0] = s->x[1];
+		s->x[1] = htr_tc_renorm((HTR_TC_TOTAL / 256u) * (x >> HTR_TC_BITS) + slot % (HTR_TC_TOTAL / 256u), s);
 	}
-	if (x < HTR_TC_LOW)
-		*bad = true; /* ran out: a valid stream never does */
-	s->x = x;
 	htr_tc_count(tc, bucket, byte);
 	return byte;
 }

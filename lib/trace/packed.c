@@ -171,7 +171,7 @@ static uint8_t get_byte(struct cursor *c)
 struct tags {
 	struct htr_tag_coder *tc;
 	uint8_t next[2]; /* the next record's tag bytes, decoded ahead */
-	bool rans;
+	bool rans, counted;
 	struct htr_tc_stream s;
 	struct cursor plain;
 };
@@ -183,29 +183,37 @@ static bool tags_open(struct tags *t, const struct cursor *col)
 	t->plain = *col;
 	uint8_t mode = *t->plain.p++;
 	t->rans = mode == HTR_TC_RANS;
+	t->counted = mode != HTR_TC_PLAIN;
 	if (!t->rans)
-		return mode == HTR_TC_PLAIN;
-	if (t->plain.end - t->plain.p < 4)
+		return mode == HTR_TC_PLAIN || mode == HTR_TC_PLAIN_COUNTED;
+	if (t->plain.end - t->plain.p < 8)
 		return false;
 	const uint8_t *p = t->plain.p;
-	t->s = (struct htr_tc_stream){(uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24,
-	                              p + 4, t->plain.end};
-	return t->s.x >= HTR_TC_LOW && t->s.x < 256u * HTR_TC_LOW;
+	t->s = (struct htr_tc_stream){.p = p + 8, .end = t->plain.end};
+	for (unsigned i = 0; i < 2; i++) {
+		t->s.x[i] = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 | (uint32_t)p[4 * i + 2] << 16 |
+		            (uint32_t)p[4 * i + 3] << 24;
+		if (t->s.x[i] < HTR_TC_LOW || t->s.x[i] >= 256u * HTR_TC_LOW)
+			return false;
+	}
+	return true;
 }
 
 /* A valid block ends with its column used up and, coded, the state the
  * packer's coding started from. */
 static bool tags_done(const struct tags *t)
 {
-	return t->rans ? t->s.p == t->s.end && t->s.x == HTR_TC_LOW : t->plain.p == t->plain.end;
+	return t->rans ? t->s.p == t->s.end && t->s.x[0] == HTR_TC_LOW && t->s.x[1] == HTR_TC_LOW
+	               : t->plain.p == t->plain.end;
 }
 
 static inline __attribute__((always_inline)) uint8_t get_tag(struct tags *t, unsigned bucket)
 {
 	if (t->rans)
-		return htr_tc_decode(t->tc, bucket, &t->s, t->plain.bad);
+		return htr_tc_decode(t->tc, bucket, &t->s);
 	uint8_t b = get_byte(&t->plain);
-	htr_tc_count(t->tc, bucket, b);
+	if (t->counted)
+		htr_tc_count(t->tc, bucket, b);
 	return b;
 }
 
@@ -215,7 +223,7 @@ static inline __attribute__((always_inline)) uint8_t get_tag(struct tags *t, uns
  * (decoded on the spot, reading took a third longer). */
 static inline __attribute__((always_inline)) void tags_ahead(struct tags *t, const struct htr_pack_model *m)
 {
-	t->next[0] = get_tag(t, htr_tc_first_bucket(m, t->tc));
+	t->next[0] = get_tag(t, t->counted ? htr_tc_first_bucket(m, t->tc) : 0);
 	t->tc->last_tag = t->next[0];
 	if (t->next[0] == HTR_PACK_LONG)
 		t->next[1] = get_tag(t, HTR_TC_LONG);
