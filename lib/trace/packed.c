@@ -245,7 +245,7 @@ static uint64_t get_ptr_code(struct cursor *c, struct cursor *low)
 
 /* One record from the block's columns into *evp. Returns 0, 1 for
  * corrupt data, -1 out of memory. */
-static int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct cursor *col, const uint8_t *tags,
+static inline __attribute__((always_inline)) int decode_record(struct htr_reader *r, struct htr_pack_model *m, struct cursor *col, const uint8_t *tags,
 			 struct htr_event *evp, uint64_t ordinal, char *text, size_t textlen)
 {
 	struct cursor *order = &col[HTR_PACK_COL_ORDER];
@@ -435,19 +435,41 @@ static int run_packed(struct htr_reader *r, struct htr_pack_model *m, struct htr
 		struct tags tags = {.tc = tc};
 		if (!tags_open(&tags, &col[HTR_PACK_COL_TAG]))
 			goto corrupt;
-		tags_ahead(&tags, m);
-		for (uint64_t i = 0; i < records; i++, ordinal++) {
-			uint8_t tag[2] = {tags.next[0], tags.next[1]};
-			int rc = decode_record(r, m, col, tag, &r->ev, ordinal, text, sizeof(text));
-			if (rc < 0)
-				goto oom;
-			if (rc > 0)
-				goto corrupt;
-			if (i + 1 < records)
-				tags_ahead(&tags, m);
-			rc = sink(ctx, &r->ev);
-			if (rc != 0)
-				return rc;
+		if (!tags.counted) {
+			/* Neither coded nor counted: read in place, as they are. */
+			uint8_t last = tc->last_tag;
+			for (uint64_t i = 0; i < records; i++, ordinal++) {
+				const uint8_t *tag = tags.plain.p;
+				size_t left = (size_t)(tags.plain.end - tag);
+				if (left == 0 || (tag[0] == HTR_PACK_LONG && left < 2))
+					goto corrupt;
+				tags.plain.p += tag[0] == HTR_PACK_LONG ? 2 : 1;
+				last = tag[0];
+				int rc = decode_record(r, m, col, tag, &r->ev, ordinal, text, sizeof(text));
+				if (rc < 0)
+					goto oom;
+				if (rc > 0)
+					goto corrupt;
+				rc = sink(ctx, &r->ev);
+				if (rc != 0)
+					return rc;
+			}
+			tc->last_tag = last; /* the context that the next coded block starts from */
+		} else {
+			tags_ahead(&tags, m);
+			for (uint64_t i = 0; i < records; i++, ordinal++) {
+				uint8_t tag[2] = {tags.next[0], tags.next[1]};
+				int rc = decode_record(r, m, col, tag, &r->ev, ordinal, text, sizeof(text));
+				if (rc < 0)
+					goto oom;
+				if (rc > 0)
+					goto corrupt;
+				if (i + 1 < records)
+					tags_ahead(&tags, m);
+				rc = sink(ctx, &r->ev);
+				if (rc != 0)
+					return rc;
+			}
 		}
 		for (unsigned i = 0; i < HTR_PACK_COLUMNS; i++)
 			if (i != HTR_PACK_COL_TAG && col[i].p != col[i].end)
