@@ -428,8 +428,8 @@ struct htr_pack_header {
 #define HTR_PACK_S_SAME_THREAD 0x08u /* as HTR_PACK_SAME_THREAD */
 #define HTR_PACK_S_PTR_SHIFT 4u
 #define HTR_PACK_S_IN_COLUMN 15u
-/* An ALLOC's nibble: 2 * pointer code + 1 when the size is the one its
- * stack asked for last (pack_model.h; then no size in its column), for
+/* An ALLOC's nibble: 2 * pointer code + 1 when the size is the predicted
+ * one (pack_model.h: htr_pm_size_predict; then no size in its column), for
  * codes below HTR_PACK_S_A_CODES; else HTR_PACK_S_A_SIZE_HIT (that size,
  * pointer code in its column) or HTR_PACK_S_IN_COLUMN (both in theirs). */
 #define HTR_PACK_S_A_CODES 7u

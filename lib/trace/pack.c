@@ -28,7 +28,7 @@
 #define CHECK_EVERY 256u
 #define COLUMN_MAX (STAGE + 70000u)
 /* The TAG column is rANS-coded (pack_model.h) only where that pays for
- * its reading time (~5 ns/event): by half a bit per record at least
+ * its reading time (~6 ns/event): by half a bit per record at least
  * ((d): 0.85). Where the tags repeat a long pattern that one event of
  * context cannot see, zstd codes them better anyway ((c): 10 KB against
  * 190 KB), and where they are near constant the gain is nothing ((a)).
@@ -326,8 +326,8 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 	struct htr_pm_block blk;
 	switch (code) {
 	case HTR_PACK_ALLOC: {
-		/* A short ALLOC's nibble: 2 * pointer code + (size as its
-		 * stack's last) for codes below HTR_PACK_S_A_CODES, else
+		/* A short ALLOC's nibble: 2 * pointer code + (size as
+		 * predicted) for codes below HTR_PACK_S_A_CODES, else
 		 * HTR_PACK_S_A_SIZE_HIT or HTR_PACK_S_IN_COLUMN. */
 		unsigned size_slot = htr_pm_size_slot(ev->stack);
 		bool size_hit = inl != NULL && ev->size == htr_pm_size_predict(st, size_slot);

@@ -102,7 +102,7 @@ static inline void htr_pm_stack_seen(struct htr_pack_model *m, uint32_t *slot, u
  * confirms in a bit: a call site mostly asks for one size, so the size it
  * asked for last; but when its last two sizes differed, the last size no
  * prediction got right: a copy of what was just made (std::map's node
- * value after the temporary it copies: 5% off (d)). */
+ * value after the temporary it copies: 2% off (d)). */
 static inline unsigned htr_pm_size_slot(uint32_t stack)
 {
 	return (stack * 2654435761u) >> 20 & (HTR_PM_STACK_SLOTS - 1);
@@ -186,8 +186,8 @@ int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra,
  * The TAG column's bytes are the trace's rhythm: which event comes next,
  * whether its stack and thread are the predicted ones, and the first
  * pointer code. They depend on what came before far more than zstd's
- * order-0 Huffman coder can see ((d): 1.14 MB as zstd codes them, 0.70 MB
- * given the previous event). So each byte is coded with the frequencies
+ * order-0 Huffman coder can see ((d): 1.14 MB as zstd codes them, 0.73 MB
+ * coded given the previous event). So each byte is coded with the frequencies
  * seen in its context: the previous event of the thread last seen (its
  * code and stack, as the stack prediction keys it) and the previous
  * record's first tag byte, hashed into HTR_TC_BUCKETS; the long form's
@@ -222,9 +222,9 @@ int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 #define HTR_TC_DEC_ESCAPE (1u << 18)
 #define HTR_TC_DEC_FREQ   21u
 
-/* Per bucket, each in an array of its own: what each side touches per
- * byte stays in few cache lines (one struct per bucket made the reader
- * 2 ns/event slower). */
+/* Per bucket, each in an array of its own, so that what a side touches
+ * per byte shares cache lines with little else: the reader never touches
+ * freq and start, the packer never dec. */
 struct htr_tag_coder {
 	uint8_t last_tag; /* the previous record's first tag byte */
 	bool reader;      /* the side with the decoding tables */

@@ -166,8 +166,9 @@ static uint8_t get_byte(struct cursor *c)
 	return *c->p++;
 }
 
-/* A block's TAG column: rANS-coded or plain (HTR_TC_*), counted either
- * way so that the tag coder's tables stay in step with the packer's. */
+/* A block's TAG column: rANS-coded or plain, and counted or not, as its
+ * mode byte (HTR_TC_*) says: what the packer counted, the reader counts,
+ * so that both rebuild the same tables. */
 struct tags {
 	struct htr_tag_coder *tc;
 	uint8_t next[2]; /* the next record's tag bytes, decoded ahead */
@@ -218,9 +219,9 @@ static inline __attribute__((always_inline)) uint8_t get_tag(struct tags *t, uns
 }
 
 /* The next record's tag bytes, decoded as soon as the record before is
- * done (before its event goes to the sink): the context is a chain of
- * dependent loads, and all of a record's branches wait on its tag
- * (decoded on the spot, reading took a third longer). */
+ * done, before its event goes to the sink: the context is a chain of
+ * dependent loads, and all of a record's branches wait on its tag (decoded
+ * on the spot, (d) read in 0.20 s instead of 0.17). */
 static inline __attribute__((always_inline)) void tags_ahead(struct tags *t, const struct htr_pack_model *m)
 {
 	t->next[0] = get_tag(t, t->counted ? htr_tc_first_bucket(m, t->tc) : 0);
