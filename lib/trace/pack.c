@@ -34,10 +34,14 @@
  * 190 KB), and where they are near constant the gain is nothing ((a)).
  * Every TAG_TRIAL_EVERY blocks the packer weighs both codings (zstd at
  * level 1: the difference is never close where it matters) and keeps the
- * choice until the next weighing. Only the blocks that are coded or
- * weighed feed the coder's counts, and their mode byte says so. */
+ * choice until the next weighing. The coder's tables are learnt from the
+ * first TAG_LEARN blocks and the weighed ones; the others are coded with
+ * the tables as they are, which spares both sides the counting ((d):
+ * 4% fewer instructions to read, 2% less time to pack, 0.1% more bytes).
+ * The mode byte of a block says whether it was counted. */
 #define TAG_TRIAL_EVERY 16u
 #define TAG_TRIAL_LEVEL 1
+#define TAG_LEARN       4u
 
 struct packer {
 	struct htr_pack_model st;
@@ -50,7 +54,9 @@ struct packer {
 	uint8_t trial[ZSTD_COMPRESSBOUND(COLUMN_MAX)];
 	unsigned trial_in; /* blocks until the next weighing */
 	bool tags_rans;    /* what the last weighing chose */
-	bool counting;     /* this block feeds the tag coder */
+	bool coding;       /* this block's tags may be rANS-coded */
+	bool counting;     /* ... and feed the coder's counts */
+	uint64_t blocks;
 	ZSTD_CCtx *cctx;
 	int fd;
 	uint8_t col[HTR_PACK_COLUMNS][COLUMN_MAX];
@@ -83,7 +89,7 @@ static void put_varint(struct packer *p, unsigned col, uint64_t v)
  * the model; any when the block does not count. */
 static unsigned tag_bucket(const struct packer *p)
 {
-	return p->counting ? htr_tc_first_bucket(&p->st, &p->tc) : 0;
+	return p->coding ? htr_tc_first_bucket(&p->st, &p->tc) : 0;
 }
 
 /* A record's tag bytes: the first in its bucket, the long form's second in
@@ -91,12 +97,18 @@ static unsigned tag_bucket(const struct packer *p)
 static inline __attribute__((always_inline)) void put_tag(struct packer *p, unsigned bucket, uint8_t first,
                                                          uint8_t second)
 {
-	if (p->counting)
+	if (p->coding) {
 		p->n_ops += htr_tc_code(&p->tc, bucket, first, p->ops + p->n_ops);
+		if (p->counting)
+			htr_tc_count(&p->tc, bucket, first);
+	}
 	put_byte(p, HTR_PACK_COL_TAG, first);
 	if (first == HTR_PACK_LONG) {
-		if (p->counting)
+		if (p->coding) {
 			p->n_ops += htr_tc_code(&p->tc, HTR_TC_LONG, second, p->ops + p->n_ops);
+			if (p->counting)
+				htr_tc_count(&p->tc, HTR_TC_LONG, second);
+		}
 		put_byte(p, HTR_PACK_COL_TAG, second);
 	}
 	p->tc.last_tag = first;
@@ -181,11 +193,11 @@ static size_t varint_to(uint8_t *out, uint64_t v)
 static int flush_block(struct packer *p, bool end)
 {
 	if (p->in_block > 0) {
-		/* The TAG column rANS-coded when this block counted and the
-		 * coding pays (a weighing block weighs it); else as it is. */
+		/* The TAG column rANS-coded when the coding pays (a weighing
+		 * block weighs it); else as it is. */
 		size_t raw_tags = p->len[HTR_PACK_COL_TAG];
 		uint8_t *tags_end = p->coded_tags + sizeof(p->coded_tags), *tags = NULL;
-		if (p->counting)
+		if (p->coding)
 			tags = htr_tc_encode(p->rcp, p->ops, p->n_ops, tags_end - raw_tags, tags_end);
 		if (p->trial_in == 0) {
 			size_t z = ZSTD_compressCCtx(p->trial_cctx, p->trial, sizeof(p->trial), p->col[HTR_PACK_COL_TAG],
@@ -196,7 +208,7 @@ static int flush_block(struct packer *p, bool end)
 				tags = NULL;
 		}
 		if (tags != NULL) {
-			*--tags = HTR_TC_RANS;
+			*--tags = p->counting ? HTR_TC_RANS : HTR_TC_RANS_FIXED;
 		} else {
 			tags = tags_end - raw_tags - 1;
 			tags[0] = p->counting ? HTR_TC_PLAIN_COUNTED : HTR_TC_PLAIN;
@@ -224,7 +236,9 @@ static int flush_block(struct packer *p, bool end)
 	p->n_ops = 0;
 	p->in_block = 0;
 	p->trial_in = (p->trial_in == 0 ? TAG_TRIAL_EVERY : p->trial_in) - 1;
-	p->counting = p->trial_in == 0 || p->tags_rans;
+	p->blocks++;
+	p->coding = p->trial_in == 0 || p->tags_rans;
+	p->counting = p->trial_in == 0 || (p->coding && p->blocks < TAG_LEARN);
 	return 0;
 }
 
@@ -455,7 +469,7 @@ static int pack_reader(struct htr_reader *r, const char *raw_path, const char *o
 	p->trial_cctx = ZSTD_createCCtx();
 	int rc = -1;
 	htr_tc_init(&p->tc, false);
-	p->counting = true; /* the first block is weighed (trial_in 0) */
+	p->coding = p->counting = true; /* the first block is weighed (trial_in 0) */
 	htr_tc_reciprocals_init(p->rcp);
 	if (p->cctx == NULL || p->trial_cctx == NULL || htr_pm_init(&p->st, false) != 0) {
 		htr_set_err(err, errlen, "%s: out of memory", out_path);

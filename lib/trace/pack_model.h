@@ -199,8 +199,10 @@ int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra,
  * rebuild, so the model follows the program's phases). A byte that a
  * bucket had not seen at its last rebuild is an escape (the top slots,
  * HTR_TC_ESCAPE of them once the bucket has counts, all before) followed
- * by the byte at a uniform 8 bits. Blocks that are not coded need not be
- * counted; the mode byte of the block (HTR_TC_*) says. */
+ * by the byte at a uniform 8 bits. Only some blocks are counted (the
+ * packer's choice: pack.c), and the mode byte of a block (HTR_TC_*) says
+ * which; the others are coded with the tables as they are, and cost the
+ * reader no counting. */
 #define HTR_TC_BITS      9u
 #define HTR_TC_TOTAL     (1u << HTR_TC_BITS)
 #define HTR_TC_ESCAPE    2u
@@ -214,6 +216,8 @@ int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 #define HTR_TC_PLAIN         0u /* the bytes as they are, not counted */
 #define HTR_TC_RANS          1u /* the final rANS states (2 x 4 bytes, little-endian), then their bytes */
 #define HTR_TC_PLAIN_COUNTED 2u /* the bytes as they are, counted */
+#define HTR_TC_RANS_FIXED    3u /* as HTR_TC_RANS, not counted */
+#define HTR_TC_MODES         4u
 
 /* A slot as the reader decodes it, in one load: the byte, the slot's
  * offset in the byte's range, the range's size, and whether it is the
@@ -263,8 +267,9 @@ static inline void htr_tc_count(struct htr_tag_coder *tc, unsigned bucket, uint8
 }
 
 /* Packer: the rANS steps of a byte (one, or two for an escape) into ops;
- * returns how many. Counts it. */
-static inline unsigned htr_tc_code(struct htr_tag_coder *tc, unsigned bucket, uint8_t byte, struct htr_tc_op *ops)
+ * returns how many. */
+static inline unsigned htr_tc_code(const struct htr_tag_coder *tc, unsigned bucket, uint8_t byte,
+                                   struct htr_tc_op *ops)
 {
 	unsigned n = 1;
 	if (tc->freq[bucket][byte] != 0) {
@@ -275,7 +280,6 @@ static inline unsigned htr_tc_code(struct htr_tag_coder *tc, unsigned bucket, ui
 		ops[1] = (struct htr_tc_op){(uint16_t)(byte * (HTR_TC_TOTAL / 256u)), HTR_TC_TOTAL / 256u};
 		n = 2;
 	}
-	htr_tc_count(tc, bucket, byte);
 	return n;
 }
 
@@ -310,11 +314,11 @@ static inline uint32_t htr_tc_renorm(uint32_t x, struct htr_tc_stream *s)
 	return x;
 }
 
-/* The next byte from the stream in this bucket. Counts it. A stream that
+/* The next byte from the stream in this bucket, counted if count. A stream that
  * runs out (corrupt data) leaves the state below HTR_TC_LOW, and a block
  * is only valid when it ends with the state its coding started from: that
  * check is made once, at the end of the block. */
-static inline uint8_t htr_tc_decode(struct htr_tag_coder *tc, unsigned bucket, struct htr_tc_stream *s)
+static inline uint8_t htr_tc_decode(struct htr_tag_coder *tc, unsigned bucket, struct htr_tc_stream *s, bool count)
 {
 	uint32_t x = s->x[0], e = tc->dec[bucket][x & (HTR_TC_TOTAL - 1)];
 	s->x[0] = s->x[1];
@@ -327,7 +331,8 @@ static inline uint8_t htr_tc_decode(struct htr_tag_coder *tc, unsigned bucket, s
 		s->x[0] = s->x[1];
 		s->x[1] = htr_tc_renorm((HTR_TC_TOTAL / 256u) * (x >> HTR_TC_BITS) + slot % (HTR_TC_TOTAL / 256u), s);
 	}
-	htr_tc_count(tc, bucket, byte);
+	if (count)
+		htr_tc_count(tc, bucket, byte);
 	return byte;
 }
 

@@ -271,9 +271,9 @@ static char *switch_trace(uint64_t *events)
 }
 
 /* How many blocks of a packed file have their TAG column in each mode
- * (HTR_TC_PLAIN, _RANS, _PLAIN_COUNTED), and the length of each column
- * over all blocks, read from its zstd stream. */
-static void tag_modes(const uint8_t *buf, size_t len, unsigned modes[3], uint64_t cols[HTR_PACK_COLUMNS])
+ * (HTR_TC_*), and the length of each column over all blocks, read from its
+ * zstd stream. */
+static void tag_modes(const uint8_t *buf, size_t len, unsigned modes[HTR_TC_MODES], uint64_t cols[HTR_PACK_COLUMNS])
 {
 	size_t cap = 64u << 20, got = 0;
 	uint8_t *out = malloc(cap);
@@ -288,7 +288,7 @@ static void tag_modes(const uint8_t *buf, size_t len, unsigned modes[3], uint64_
 		assert_true(got < cap);
 	}
 	ZSTD_freeDCtx(d);
-	memset(modes, 0, 3 * sizeof(*modes));
+	memset(modes, 0, HTR_TC_MODES * sizeof(*modes));
 	memset(cols, 0, HTR_PACK_COLUMNS * sizeof(*cols));
 	for (size_t at = 0;;) {
 		uint64_t v[HTR_PACK_COLUMNS + 1], total = 0;
@@ -308,7 +308,7 @@ static void tag_modes(const uint8_t *buf, size_t len, unsigned modes[3], uint64_
 		}
 		if (v[0] == 0)
 			break;
-		assert_true(out[at] < 3);
+		assert_true(out[at] < HTR_TC_MODES);
 		modes[out[at]]++;
 		at += total;
 	}
@@ -420,8 +420,9 @@ static uint8_t *packed_trace(char *(*make)(uint64_t *), char **path, char *out, 
 }
 
 /* Each reads back exactly, at zstd levels 3 and 19: the rhythm trace with
- * its tags rANS-coded in every block, the long trace (events in no order)
- * with them plain, the switching one with blocks in all three modes. */
+ * its tags rANS-coded in every block (counted in the first four), the long
+ * trace (events in no order) with them plain, the switching one with
+ * blocks in all four modes. */
 static void test_tag_modes_round_trip(void **state)
 {
 	(void)state;
@@ -441,12 +442,13 @@ static void test_tag_modes_round_trip(void **state)
 			assert_int_equal(packed.hash, raw.hash);
 			size_t len;
 			uint8_t *buf = slurp(out, &len);
-			unsigned modes[3];
+			unsigned modes[HTR_TC_MODES];
 			uint64_t cols[HTR_PACK_COLUMNS];
 			tag_modes(buf, len, modes, cols);
 			free(buf);
 			if (which == 0) {
-				assert_true(modes[HTR_TC_RANS] >= 2);
+				assert_int_equal(modes[HTR_TC_RANS], 4);
+				assert_true(modes[HTR_TC_RANS_FIXED] >= 1);
 				assert_int_equal(modes[HTR_TC_PLAIN] + modes[HTR_TC_PLAIN_COUNTED], 0);
 				/* A copy's size is the one before it that no prediction
 				 * got: it costs no byte in the size column (a value's
@@ -454,13 +456,14 @@ static void test_tag_modes_round_trip(void **state)
 				assert_true(rhythm_copies > 10000);
 				assert_true(cols[HTR_PACK_COL_SIZE] <= rhythm_values + 2);
 			} else if (which == 1) {
-				assert_int_equal(modes[HTR_TC_RANS], 0);
+				assert_int_equal(modes[HTR_TC_RANS] + modes[HTR_TC_RANS_FIXED], 0);
 				assert_true(modes[HTR_TC_PLAIN] >= 1);
 				assert_int_equal(modes[HTR_TC_PLAIN_COUNTED], 1); /* the weighed first block */
 			} else {
 				assert_true(modes[HTR_TC_PLAIN] >= 10);
 				assert_int_equal(modes[HTR_TC_PLAIN_COUNTED], 1);
-				assert_true(modes[HTR_TC_RANS] >= 2);
+				assert_int_equal(modes[HTR_TC_RANS], 1); /* weighed at block 16 */
+				assert_true(modes[HTR_TC_RANS_FIXED] >= 2);
 			}
 		}
 		unlink(out);
@@ -488,9 +491,9 @@ static void test_tag_coder_reciprocals(void **state)
 
 /* The coder alone: bytes whose bucket follows from the byte before, some
  * never seen (escapes), across many rebuilds and blocks of odd and even
- * length, decode to themselves, end in the states they started from, and
- * code in a fraction of their size; a block that would not fit its limit
- * is refused. */
+ * length, counted or coded with the tables as they are, decode to
+ * themselves, end in the states they started from, and code in a fraction
+ * of their size; a block that would not fit its limit is refused. */
 static void test_tag_coder_round_trip(void **state)
 {
 	(void)state;
@@ -515,12 +518,16 @@ static void test_tag_coder_round_trip(void **state)
 		bytes[i] = v % 64 == 0 ? (uint8_t)(v >> 8) : (uint8_t)(prev * 5u + 1u + (v >> 16) % 2);
 		prev = bytes[i];
 	}
-	size_t blocks[] = {1, 2, 3, 1000, 4097, 60000, N};
+	size_t blocks[] = {1, 2, 3, 1000, 4097, 60000, 100000, N};
 	size_t from = 0, total = 0;
 	for (unsigned b = 0; b < sizeof(blocks) / sizeof(blocks[0]); b++) {
+		bool count = b != 6;
 		size_t n = 0;
-		for (size_t i = from; i < blocks[b]; i++)
+		for (size_t i = from; i < blocks[b]; i++) {
 			n += htr_tc_code(pack, bucket[i], bytes[i], ops + n);
+			if (count)
+				htr_tc_count(pack, bucket[i], bytes[i]);
+		}
 		uint8_t *end = coded + sizeof(coded);
 		assert_null(htr_tc_encode(r, ops, n, end - 7, end));
 		uint8_t *start = htr_tc_encode(r, ops, n, coded, end);
@@ -530,7 +537,7 @@ static void test_tag_coder_round_trip(void **state)
 		for (unsigned k = 0; k < 2; k++)
 			memcpy(&st.x[k], start + 4 * k, 4); /* little-endian, as HTR_TC_RANS says */
 		for (size_t i = from; i < blocks[b]; i++)
-			assert_int_equal(htr_tc_decode(read, bucket[i], &st), bytes[i]);
+			assert_int_equal(htr_tc_decode(read, bucket[i], &st, count), bytes[i]);
 		assert_true(st.p == st.end);
 		assert_int_equal(st.x[0], HTR_TC_LOW);
 		assert_int_equal(st.x[1], HTR_TC_LOW);
