@@ -235,6 +235,7 @@ static int flush_block(struct packer *p, bool end)
 	memset(p->len, 0, sizeof(p->len));
 	p->n_ops = 0;
 	p->in_block = 0;
+	p->tc.last_tag = 0; /* so a reader can skip the tags of a plain block */
 	p->trial_in = (p->trial_in == 0 ? TAG_TRIAL_EVERY : p->trial_in) - 1;
 	p->blocks++;
 	p->coding = p->trial_in == 0 || p->tags_rans;

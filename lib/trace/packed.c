@@ -250,7 +250,8 @@ static inline __attribute__((always_inline)) int decode_record(struct htr_reader
 			 struct htr_event *evp, uint64_t ordinal, char *text, size_t textlen)
 {
 	struct cursor *order = &col[HTR_PACK_COL_ORDER];
-	uint8_t tag = tags[0];
+	struct cursor *tagc = &col[HTR_PACK_COL_TAG];
+	uint8_t tag = tags ? tags[0] : get_byte(tagc);
 	uint8_t code = tag & HTR_PACK_S_CODE;
 	/* The first pointer code, when the short tag carries it. */
 	uint64_t inl = HTR_PACK_S_IN_COLUMN;
@@ -260,7 +261,7 @@ static inline __attribute__((always_inline)) int decode_record(struct htr_reader
 		                (tag & HTR_PACK_S_SAME_THREAD ? HTR_PACK_SAME_THREAD : 0) |
 		                (tag & HTR_PACK_S_SAME_STACK ? HTR_PACK_SAME_STACK : 0));
 	} else {
-		tag = tags[1];
+		tag = tags ? tags[1] : get_byte(tagc);
 		code = tag & 0x0f;
 	}
 	/* The reader's own event, cleared only when another type left fields
@@ -436,17 +437,12 @@ static int run_packed(struct htr_reader *r, struct htr_pack_model *m, struct htr
 		struct tags tags = {.tc = tc};
 		if (!tags_open(&tags, &col[HTR_PACK_COL_TAG]))
 			goto corrupt;
+		tc->last_tag = 0; /* each block starts its context afresh (pack.c: flush_block) */
 		if (!tags.counted && !tags.rans) {
-			/* Neither coded nor counted: read in place, as they are. */
-			uint8_t last = tc->last_tag;
+			/* Neither coded nor counted: read in place, as in v3. */
+			col[HTR_PACK_COL_TAG] = tags.plain;
 			for (uint64_t i = 0; i < records; i++, ordinal++) {
-				const uint8_t *tag = tags.plain.p;
-				size_t left = (size_t)(tags.plain.end - tag);
-				if (left == 0 || (tag[0] == HTR_PACK_LONG && left < 2))
-					goto corrupt;
-				tags.plain.p += tag[0] == HTR_PACK_LONG ? 2 : 1;
-				last = tag[0];
-				int rc = decode_record(r, m, col, tag, &r->ev, ordinal, text, sizeof(text));
+				int rc = decode_record(r, m, col, NULL, &r->ev, ordinal, text, sizeof(text));
 				if (rc < 0)
 					goto oom;
 				if (rc > 0)
@@ -455,7 +451,7 @@ static int run_packed(struct htr_reader *r, struct htr_pack_model *m, struct htr
 				if (rc != 0)
 					return rc;
 			}
-			tc->last_tag = last; /* the context that the next coded block starts from */
+			tags.plain = col[HTR_PACK_COL_TAG];
 		} else {
 			tags_ahead(&tags, m);
 			for (uint64_t i = 0; i < records; i++, ordinal++) {
