@@ -227,8 +227,8 @@ int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 #define HTR_TC_DEC_FREQ   21u
 
 /* Per bucket, each in an array of its own, so that what a side touches
- * per byte shares cache lines with little else: the reader never touches
- * freq and start, the packer never dec. */
+ * per byte shares cache lines with little else; the packer never touches
+ * dec (0.5 MB). */
 struct htr_tag_coder {
 	uint8_t last_tag; /* the previous record's first tag byte */
 	bool reader;      /* the side with the decoding tables */
