@@ -93,7 +93,8 @@ static unsigned tag_bucket(const struct packer *p)
 }
 
 /* A record's tag bytes: the first in its bucket, the long form's second in
- * its own. */
+ * its own. The context is kept in coding blocks only: the reader reads the
+ * others in place. */
 static inline __attribute__((always_inline)) void put_tag(struct packer *p, unsigned bucket, uint8_t first,
                                                          uint8_t second)
 {
@@ -101,17 +102,16 @@ static inline __attribute__((always_inline)) void put_tag(struct packer *p, unsi
 		p->n_ops += htr_tc_code(&p->tc, bucket, first, p->ops + p->n_ops);
 		if (p->counting)
 			htr_tc_count(&p->tc, bucket, first);
-	}
-	put_byte(p, HTR_PACK_COL_TAG, first);
-	if (first == HTR_PACK_LONG) {
-		if (p->coding) {
+		if (first == HTR_PACK_LONG) {
 			p->n_ops += htr_tc_code(&p->tc, HTR_TC_LONG, second, p->ops + p->n_ops);
 			if (p->counting)
 				htr_tc_count(&p->tc, HTR_TC_LONG, second);
 		}
-		put_byte(p, HTR_PACK_COL_TAG, second);
+		p->tc.last_tag = first;
 	}
-	p->tc.last_tag = first;
+	put_byte(p, HTR_PACK_COL_TAG, first);
+	if (first == HTR_PACK_LONG)
+		put_byte(p, HTR_PACK_COL_TAG, second);
 }
 
 static void put_bytes(struct packer *p, unsigned col, const void *src, size_t n)
