@@ -28,7 +28,7 @@
 #define CHECK_EVERY 256u
 #define COLUMN_MAX (STAGE + 70000u)
 /* The TAG column is rANS-coded (pack_model.h) only where that pays for
- * its reading time (~6 ns/event): by half a bit per record at least
+ * its reading time (~4 ns/event): by half a bit per record at least
  * ((d): 0.85). Where the tags repeat a long pattern that one event of
  * context cannot see, zstd codes them better anyway ((c): 10 KB against
  * 190 KB), and where they are near constant the gain is nothing ((a)).
