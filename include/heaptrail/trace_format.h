@@ -387,8 +387,8 @@ struct htr_rec_persist {
  * `heaptrail run` (or `heaptrail pack`) rewrites it for keeping: one stream in
  * seq order, compactly coded, zstd-compressed. Readers open both forms the
  * same way. docs/trace-format.md describes the coding; the pointer and size
- * codes are defined by lib/trace/pack_model.[ch], the one implementation of
- * the model that the packer and the reader share.
+ * codes and the TAG column's coder are defined by lib/trace/pack_model.[ch],
+ * the one implementation of the model that the packer and the reader share.
  *
  *   struct htr_pack_header, then one zstd stream of blocks:
  *     varint records (0: the end mark; a stream without it was cut short)
@@ -396,10 +396,13 @@ struct htr_rec_persist {
  *     the columns, in enum htr_pack_column order
  *   A record's fields are read from the columns in the order below, each
  *   column with its own cursor; a block's records use up its columns
- *   exactly. Version 3 (short tags); versions 1 (one interleaved stream,
- *   no ordinals) and 2 (one tag form) are refused. */
+ *   exactly. The TAG column starts with a mode byte (HTR_TC_* in
+ *   pack_model.h): its bytes as they are, or rANS-coded in the context of
+ *   the previous event. Version 4 (coded tags); versions 1 (one
+ *   interleaved stream, no ordinals), 2 (one tag form) and 3 (tags as zstd
+ *   codes them) are refused. */
 #define HTR_PACK_MAGIC "HTRPACK\0" /* 8 bytes */
-#define HTR_PACK_VERSION_MAJOR 3
+#define HTR_PACK_VERSION_MAJOR 4
 #define HTR_PACK_VERSION_MINOR 0
 
 struct htr_pack_header {
@@ -425,8 +428,8 @@ struct htr_pack_header {
 #define HTR_PACK_S_SAME_THREAD 0x08u /* as HTR_PACK_SAME_THREAD */
 #define HTR_PACK_S_PTR_SHIFT 4u
 #define HTR_PACK_S_IN_COLUMN 15u
-/* An ALLOC's nibble: 2 * pointer code + 1 when the size is the one its
- * stack asked for last (pack_model.h; then no size in its column), for
+/* An ALLOC's nibble: 2 * pointer code + 1 when the size is the predicted
+ * one (pack_model.h: htr_pm_size_predict; then no size in its column), for
  * codes below HTR_PACK_S_A_CODES; else HTR_PACK_S_A_SIZE_HIT (that size,
  * pointer code in its column) or HTR_PACK_S_IN_COLUMN (both in theirs). */
 #define HTR_PACK_S_A_CODES 7u
@@ -442,7 +445,7 @@ enum htr_pack_code {
 };
 /* The coded fields of a block, column by column (see docs). */
 enum htr_pack_column {
-	HTR_PACK_COL_TAG = 0,   /* tag bytes */
+	HTR_PACK_COL_TAG = 0,   /* tag bytes, after a mode byte: plain or rANS-coded */
 	HTR_PACK_COL_ORDER = 1, /* thread, seq delta */
 	HTR_PACK_COL_STACK = 2, /* stack ids */
 	HTR_PACK_COL_CALL = 3,  /* kind, site, alignment */

@@ -387,14 +387,9 @@ bool htr_pm_decode_free(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 	return true;
 }
 
-void htr_pm_drop_by_ord(struct htr_pack_model *m, const struct htr_pm_block *blk)
+void htr_pm_drop_old(struct htr_pack_model *m, uint64_t ord)
 {
-	if (!blk->tracked)
-		return;
-	if (blk->ord + HTR_PM_RING >= m->next_ord)
-		m->ring[blk->ord & (HTR_PM_RING - 1)].ptr = 0;
-	else
-		table_remove(&m->live, blk->ord);
+	table_remove(&m->live, ord);
 }
 
 int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint64_t size, uint64_t *ptr)
@@ -427,4 +422,119 @@ int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 		return -1; /* still live a ring ago: keep it by ordinal */
 	*r = (struct htr_ring_slot){p, size};
 	return 0;
+}
+
+/* ---- the tag coder ---- */
+
+static void tc_set_dec(struct htr_tag_coder *tc, unsigned bucket)
+{
+	uint32_t *dec = tc->dec[bucket];
+	unsigned at = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		uint32_t f = tc->freq[bucket][s];
+		for (unsigned i = 0; i < f; i++)
+			dec[at + i] = s | i << HTR_TC_DEC_BIAS | f << HTR_TC_DEC_FREQ;
+		at += f;
+	}
+	uint32_t f = HTR_TC_TOTAL - at;
+	for (unsigned i = 0; at + i < HTR_TC_TOTAL; i++)
+		dec[at + i] = HTR_TC_DEC_ESCAPE | i << HTR_TC_DEC_BIAS | f << HTR_TC_DEC_FREQ;
+}
+
+void htr_tc_init(struct htr_tag_coder *tc, bool reader)
+{
+	memset(tc, 0, offsetof(struct htr_tag_coder, dec));
+	tc->reader = reader;
+	for (unsigned i = 0; i <= HTR_TC_BUCKETS; i++) {
+		tc->epoch[i] = tc->left[i] = HTR_TC_EPOCH_MIN;
+		if (reader)
+			tc_set_dec(tc, i); /* all escape */
+	}
+}
+
+/* Every byte seen keeps a slot (counts halve but never to 0), so only a
+ * new byte escapes; the most frequent one takes what rounding leaves. */
+void htr_tc_rebuild(struct htr_tag_coder *tc, unsigned bucket)
+{
+	uint16_t *count = tc->count[bucket], *freq = tc->freq[bucket], *start = tc->start[bucket];
+	uint32_t total = 0;
+	unsigned seen = 0, best = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		total += count[s];
+		seen += count[s] != 0;
+		if (count[s] > count[best])
+			best = s;
+	}
+	uint32_t share = HTR_TC_TOTAL - HTR_TC_ESCAPE - seen, used = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		freq[s] = count[s] == 0 ? 0 : (uint16_t)(1u + count[s] * share / total);
+		used += freq[s];
+	}
+	freq[best] = (uint16_t)(freq[best] + HTR_TC_TOTAL - HTR_TC_ESCAPE - used);
+	unsigned at = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		start[s] = (uint16_t)at;
+		at += freq[s];
+		count[s] = (uint16_t)((count[s] + 1u) / 2u);
+	}
+	tc->esc_start[bucket] = (uint16_t)at;
+	if (tc->reader)
+		tc_set_dec(tc, bucket);
+	if (tc->epoch[bucket] < HTR_TC_EPOCH_MAX)
+		tc->epoch[bucket] = (uint16_t)(tc->epoch[bucket] * 2u);
+	tc->left[bucket] = tc->epoch[bucket];
+}
+
+void htr_tc_reciprocals_init(struct htr_tc_reciprocal *r)
+{
+	for (unsigned f = 1; f <= HTR_TC_TOTAL; f++) {
+		unsigned k = 0;
+		while ((1u << k) < f)
+			k++;
+		r[f].m = ((1ull << (31 + k)) + f - 1) / f;
+		r[f].shift = 31 + k;
+	}
+}
+
+/* One step in state *x, its bytes out below *q; false when they would go
+ * below limit. */
+static inline bool encode_step(const struct htr_tc_reciprocal *r, struct htr_tc_op op, uint32_t *x, uint8_t **q,
+                               const uint8_t *limit)
+{
+	uint32_t f = op.freq, v = *x;
+	/* the largest state that still fits after this step */
+	uint32_t v_max = ((HTR_TC_LOW >> HTR_TC_BITS) << 8) * f;
+	while (v >= v_max) {
+		if (*q == limit)
+			return false;
+		*--*q = (uint8_t)v;
+		v >>= 8;
+	}
+	uint32_t div = (uint32_t)((v * r[f].m) >> r[f].shift);
+	*x = (div << HTR_TC_BITS) + (v - div * f) + op.start;
+	return true;
+}
+
+uint8_t *htr_tc_encode(const struct htr_tc_reciprocal *r, const struct htr_tc_op *ops, size_t n, uint8_t *limit,
+                       uint8_t *end)
+{
+	/* op i goes to state i % 2 */
+	uint32_t x0 = HTR_TC_LOW, x1 = HTR_TC_LOW;
+	uint8_t *q = end;
+	size_t i = n;
+	if (i % 2 == 1 && !encode_step(r, ops[--i], &x0, &q, limit))
+		return NULL;
+	while (i > 0) {
+		if (!encode_step(r, ops[i - 1], &x1, &q, limit) || !encode_step(r, ops[i - 2], &x0, &q, limit))
+			return NULL;
+		i -= 2;
+	}
+	if (q - limit < 8)
+		return NULL;
+	q -= 8;
+	for (unsigned k = 0; k < 4; k++) {
+		q[k] = (uint8_t)(x0 >> (8 * k));
+		q[4 + k] = (uint8_t)(x1 >> (8 * k));
+	}
+	return q;
 }

@@ -71,7 +71,9 @@ struct htr_pack_model {
 	uint64_t by_class[HTR_PM_CLASS_SLOTS][HTR_PM_CLASS_DEPTH]; /* rings too */
 	unsigned class_head[HTR_PM_CLASS_SLOTS];
 	uint64_t stack_last[HTR_PM_STACK_SLOTS]; /* ordinal freed last by a stack */
-	uint64_t stack_size[HTR_PM_STACK_SLOTS]; /* size an ALLOC of a stack asked for last */
+	uint64_t stack_size[HTR_PM_STACK_SLOTS];  /* size an ALLOC of a stack asked for last */
+	bool stack_repeats[HTR_PM_STACK_SLOTS];    /* ... and the time before */
+	uint64_t last_coded_size;                  /* the last ALLOC size not predicted */
 };
 
 /* A freed pointer as both sides know it. */
@@ -96,11 +98,28 @@ static inline void htr_pm_stack_seen(struct htr_pack_model *m, uint32_t *slot, u
 	m->thread_prev[m->last_thread & (HTR_PM_THREAD_SLOTS - 1)] = stack * 8u + code;
 }
 
-/* The size an ALLOC with this stack asked for last: a call site mostly
- * asks for one size, and a short tag says so in a bit. */
-static inline uint64_t *htr_pm_size_slot(struct htr_pack_model *m, uint32_t stack)
+/* The size predicted for an ALLOC with this stack, which a short tag
+ * confirms in a bit: a call site mostly asks for one size, so the size it
+ * asked for last; but when its last two sizes differed, the last size no
+ * prediction got right: a copy of what was just made (std::map's node
+ * value after the temporary it copies: 2% off (d)). */
+static inline unsigned htr_pm_size_slot(uint32_t stack)
 {
-	return &m->stack_size[(stack * 2654435761u) >> 20 & (HTR_PM_STACK_SLOTS - 1)];
+	return (stack * 2654435761u) >> 20 & (HTR_PM_STACK_SLOTS - 1);
+}
+
+static inline uint64_t htr_pm_size_predict(const struct htr_pack_model *m, unsigned slot)
+{
+	return m->stack_repeats[slot] ? m->stack_size[slot] : m->last_coded_size;
+}
+
+/* hit: the short tag said the size was the predicted one. */
+static inline void htr_pm_size_seen(struct htr_pack_model *m, unsigned slot, uint64_t size, bool hit)
+{
+	m->stack_repeats[slot] = size == m->stack_size[slot];
+	m->stack_size[slot] = size;
+	if (!hit)
+		m->last_coded_size = size;
 }
 
 /* 0 on success, -1 out of memory. reader: the reader's side (a ring). */
@@ -147,9 +166,174 @@ bool htr_pm_decode_resize(const struct htr_pm_block *old, uint64_t code, uint64_
  * reader knows (corrupt data). */
 bool htr_pm_decode_free(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint32_t stack,
                         struct htr_pm_block *blk);
-void htr_pm_drop_by_ord(struct htr_pack_model *m, const struct htr_pm_block *blk);
+void htr_pm_drop_old(struct htr_pack_model *m, uint64_t ord); /* one that outlived its ring slot */
+/* Inline: every free takes it, and mostly it is one store. */
+static inline void htr_pm_drop_by_ord(struct htr_pack_model *m, const struct htr_pm_block *blk)
+{
+	if (!blk->tracked)
+		return;
+	if (blk->ord + HTR_PM_RING >= m->next_ord)
+		m->ring[blk->ord & (HTR_PM_RING - 1)].ptr = 0;
+	else
+		htr_pm_drop_old(m, blk->ord);
+}
 /* 0 ok, 1 corrupt code, -1 out of memory. */
 int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint64_t size,
                         uint64_t *ptr);
+
+/* ---- the tag coder ----
+ *
+ * The TAG column's bytes are the trace's rhythm: which event comes next,
+ * whether its stack and thread are the predicted ones, and the first
+ * pointer code. They depend on what came before far more than zstd's
+ * order-0 Huffman coder can see ((d): 1.14 MB as zstd codes them, 0.73 MB
+ * coded given the previous event). So each byte is coded with the frequencies
+ * seen in its context: the previous event of the thread last seen (its
+ * code and stack, as the stack prediction keys it) and the previous
+ * record's first tag byte, hashed into HTR_TC_BUCKETS; the long form's
+ * second byte has a bucket of its own. The coder is rANS with tables that
+ * stay fixed between rebuilds, so a byte decodes with one table lookup:
+ * both sides count what they code, and a bucket's table is rebuilt from
+ * its counts after each epoch of its own (epochs double from
+ * HTR_TC_EPOCH_MIN to _MAX bytes in the bucket, counts halve at each
+ * rebuild, so the model follows the program's phases). A byte that a
+ * bucket had not seen at its last rebuild is an escape (the top slots,
+ * HTR_TC_ESCAPE of them once the bucket has counts, all before) followed
+ * by the byte at a uniform 8 bits. Only some blocks are counted (the
+ * packer's choice: pack.c), and the mode byte of a block (HTR_TC_*) says
+ * which; the others are coded with the tables as they are, and cost the
+ * reader no counting. */
+#define HTR_TC_BITS      9u
+#define HTR_TC_TOTAL     (1u << HTR_TC_BITS)
+#define HTR_TC_ESCAPE    2u
+#define HTR_TC_BUCKETS   256u
+#define HTR_TC_LONG      HTR_TC_BUCKETS /* the bucket of the long form's second byte */
+#define HTR_TC_EPOCH_MIN 32u
+#define HTR_TC_EPOCH_MAX 8192u /* counts stay below 2 * this: 16 bits */
+#define HTR_TC_LOW       (1u << 23) /* the rANS state stays in [LOW, 256 * LOW) */
+/* The first byte of the TAG column of a block: how the rest is coded, and
+ * whether its bytes are counted (else the coder's state stays as it is). */
+#define HTR_TC_PLAIN         0u /* the bytes as they are, not counted */
+#define HTR_TC_RANS          1u /* the final rANS states (2 x 4 bytes, little-endian), then their bytes */
+#define HTR_TC_PLAIN_COUNTED 2u /* the bytes as they are, counted */
+#define HTR_TC_RANS_FIXED    3u /* as HTR_TC_RANS, not counted */
+#define HTR_TC_MODES         4u
+
+/* A slot as the reader decodes it, in one load: the byte, the slot's
+ * offset in the byte's range, the range's size, and whether it is the
+ * escape. */
+#define HTR_TC_DEC_BIAS   8u
+#define HTR_TC_DEC_ESCAPE (1u << 18)
+#define HTR_TC_DEC_FREQ   21u
+
+/* Per bucket, each in an array of its own, so that what a side touches
+ * per byte shares cache lines with little else; the packer never touches
+ * dec (0.5 MB). */
+struct htr_tag_coder {
+	uint8_t last_tag; /* the previous record's first tag byte */
+	bool reader;      /* the side with the decoding tables */
+	uint16_t esc_start[HTR_TC_BUCKETS + 1]; /* slots from here on are the escape */
+	uint16_t left[HTR_TC_BUCKETS + 1];      /* bytes until the bucket's next rebuild */
+	uint16_t epoch[HTR_TC_BUCKETS + 1];
+	uint16_t count[HTR_TC_BUCKETS + 1][256];
+	uint16_t freq[HTR_TC_BUCKETS + 1][256]; /* packer; 0: an escape */
+	uint16_t start[HTR_TC_BUCKETS + 1][256];
+	uint32_t dec[HTR_TC_BUCKETS + 1][HTR_TC_TOTAL]; /* reader; last: the packer never touches it */
+};
+
+/* One rANS step: the slots [start, start + freq) of HTR_TC_TOTAL. */
+struct htr_tc_op {
+	uint16_t start, freq;
+};
+
+/* reader: build the reader's tables (else the packer's). */
+void htr_tc_init(struct htr_tag_coder *tc, bool reader);
+void htr_tc_rebuild(struct htr_tag_coder *tc, unsigned bucket);
+
+/* The bucket of a record's first tag byte; call once per record, before
+ * it changes m->last_thread. */
+static inline unsigned htr_tc_first_bucket(const struct htr_pack_model *m, const struct htr_tag_coder *tc)
+{
+	uint32_t prev = m->thread_prev[m->last_thread & (HTR_PM_THREAD_SLOTS - 1)];
+	return (uint32_t)((prev * 256u + tc->last_tag) * 2654435761u) >> 24;
+}
+
+/* What both sides learn from a coded byte. */
+static inline void htr_tc_count(struct htr_tag_coder *tc, unsigned bucket, uint8_t byte)
+{
+	tc->count[bucket][byte]++;
+	if (__builtin_expect(--tc->left[bucket] == 0, 0))
+		htr_tc_rebuild(tc, bucket);
+}
+
+/* Packer: the rANS steps of a byte (one, or two for an escape) into ops;
+ * returns how many. */
+static inline unsigned htr_tc_code(const struct htr_tag_coder *tc, unsigned bucket, uint8_t byte,
+                                   struct htr_tc_op *ops)
+{
+	unsigned n = 1;
+	if (tc->freq[bucket][byte] != 0) {
+		ops[0] = (struct htr_tc_op){tc->start[bucket][byte], tc->freq[bucket][byte]};
+	} else {
+		uint16_t esc = tc->esc_start[bucket];
+		ops[0] = (struct htr_tc_op){esc, (uint16_t)(HTR_TC_TOTAL - esc)};
+		ops[1] = (struct htr_tc_op){(uint16_t)(byte * (HTR_TC_TOTAL / 256u)), HTR_TC_TOTAL / 256u};
+		n = 2;
+	}
+	return n;
+}
+
+/* Packer: x / freq for x < 2^31 as (x * m) >> shift: with 2^(k-1) < freq
+ * <= 2^k and m = ceil(2^(31+k) / freq) the quotient is exact (Granlund and
+ * Montgomery), and a multiplication is cheaper than a division per byte. */
+struct htr_tc_reciprocal {
+	uint64_t m;
+	unsigned shift;
+};
+void htr_tc_reciprocals_init(struct htr_tc_reciprocal *r); /* HTR_TC_TOTAL + 1 of them */
+
+/* Packer: the ops of a block as rANS bytes, written backwards so that
+ * they read forwards, ending at end: the states first, as HTR_TC_RANS
+ * says. Two states take turns, op by op: a step waits on the one before
+ * in its state (two multiplications), so two chains run twice as fast.
+ * Returns where they start; NULL when they would start before limit. */
+uint8_t *htr_tc_encode(const struct htr_tc_reciprocal *r, const struct htr_tc_op *ops, size_t n, uint8_t *limit,
+                       uint8_t *end);
+
+/* Reader: a block's rANS stream; x[0] decodes the next step, then the
+ * states swap. */
+struct htr_tc_stream {
+	uint32_t x[2];
+	const uint8_t *p, *end;
+};
+
+static inline uint32_t htr_tc_renorm(uint32_t x, struct htr_tc_stream *s)
+{
+	while (x < HTR_TC_LOW && s->p < s->end)
+		x = x << 8 | *s->p++;
+	return x;
+}
+
+/* The next byte from the stream in this bucket, counted if count. A stream that
+ * runs out (corrupt data) leaves the state below HTR_TC_LOW, and a block
+ * is only valid when it ends with the state its coding started from: that
+ * check is made once, at the end of the block. */
+static inline uint8_t htr_tc_decode(struct htr_tag_coder *tc, unsigned bucket, struct htr_tc_stream *s, bool count)
+{
+	uint32_t x = s->x[0], e = tc->dec[bucket][x & (HTR_TC_TOTAL - 1)];
+	s->x[0] = s->x[1];
+	s->x[1] = htr_tc_renorm((e >> HTR_TC_DEC_FREQ) * (x >> HTR_TC_BITS) + (e >> HTR_TC_DEC_BIAS & (HTR_TC_TOTAL - 1)), s);
+	uint8_t byte = (uint8_t)e;
+	if (e & HTR_TC_DEC_ESCAPE) {
+		x = s->x[0];
+		uint32_t slot = x & (HTR_TC_TOTAL - 1);
+		byte = (uint8_t)(slot / (HTR_TC_TOTAL / 256u));
+		s->x[0] = s->x[1];
+		s->x[1] = htr_tc_renorm((HTR_TC_TOTAL / 256u) * (x >> HTR_TC_BITS) + slot % (HTR_TC_TOTAL / 256u), s);
+	}
+	if (count)
+		htr_tc_count(tc, bucket, byte);
+	return byte;
+}
 
 #endif /* HEAPTRAIL_PACK_MODEL_H */

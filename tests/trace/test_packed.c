@@ -1,8 +1,10 @@
 /* Unit tests for packed traces: long streams that reach every path of the
  * pointer model (old blocks past the reader's ring, realloc's four cases,
  * pointers far apart, frees of unknown blocks, an address live twice) must
- * read back event for event; an old packed version is refused in one line;
- * damaged packed files end in a report, never a crash. */
+ * read back event for event; so must the tag coder's every path (escapes,
+ * rebuilds, both rANS states, blocks coded, plain, counted or not); an old
+ * packed version is refused in one line; damaged packed files end in a
+ * report, never a crash. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,12 +15,15 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zstd.h>
 
+#include "heaptrail/trace_format.h"
 #include "pack.h"
+#include "pack_model.h"
 #include "reader.h"
 
 #define CHUNK      (64u * 1024u)
-#define MAX_CHUNKS 512u
+#define MAX_CHUNKS 1024u
 
 struct trace {
 	uint8_t *buf;
@@ -192,6 +197,124 @@ static char *long_trace(uint64_t *events)
 	return trace_write(&t);
 }
 
+/* The rhythm of a C++ container under random inserts and erases (the
+ * benchmark's (d)): which path each operation takes is random, but each
+ * event follows from the one before, which is what the tag coder codes. */
+static uint64_t rhythm_values, rhythm_copies; /* allocations of a random size, and copies of one */
+
+static void rhythm(struct trace *t, int ops)
+{
+	enum { KEYS = 4096 };
+	static uint64_t node[KEYS], copy[KEYS];
+	memset(node, 0, sizeof(node));
+	rhythm_values = rhythm_copies = 0;
+	uint64_t x = 0x2545F4914F6CDD1Dull, bump = 0x600000000000ull, key = 0x500000000000ull;
+	for (int i = 0; i < ops; i++) {
+		uint64_t r = next(&x);
+		unsigned k = (unsigned)(r >> 8) % KEYS;
+		trace_alloc(t, 1, HTR_CALL_NEW, key, 38, 1);
+		if (r & 1) {
+			uint64_t value = bump += 96, size = 24 + (r >> 20) % 64;
+			trace_alloc(t, 1, HTR_CALL_NEW, value, size, 3);
+			rhythm_values++;
+			if (node[k] == 0) {
+				node[k] = bump += 128;
+				trace_alloc(t, 1, HTR_CALL_NEW, node[k], 96, 4);
+				copy[k] = bump += 96;
+				trace_alloc(t, 1, HTR_CALL_NEW, copy[k], size, 6); /* the value copied into the node */
+				rhythm_copies++;
+			}
+			trace_free(t, 1, value, 7);
+		} else if (node[k] != 0) {
+			trace_free(t, 1, copy[k], 8);
+			trace_free(t, 1, node[k], 10);
+			node[k] = 0;
+		}
+		trace_free(t, 1, key, 2);
+	}
+}
+
+static char *rhythm_trace(uint64_t *events)
+{
+	struct trace t;
+	trace_init(&t);
+	rhythm(&t, 60000);
+	*events = t.seq;
+	return trace_write(&t);
+}
+
+/* Events in no order for a dozen blocks, then the rhythm: the packer
+ * weighs the tags again at block 16 and codes them from then on, so the
+ * file has blocks plain and not counted, plain and counted, and coded. */
+static char *switch_trace(uint64_t *events)
+{
+	struct trace t;
+	trace_init(&t);
+	enum { POOL = 1024 };
+	static uint64_t pool[POOL];
+	memset(pool, 0, sizeof(pool));
+	uint64_t x = 0x9E3779B97F4A7C15ull, bump = 0x700000000000ull;
+	for (int i = 0; i < 450000; i++) {
+		uint64_t r = next(&x);
+		unsigned slot = (unsigned)(r >> 8) % POOL;
+		if (pool[slot] == 0) {
+			pool[slot] = bump += 16 * (1 + (r >> 20) % 64);
+			trace_alloc(&t, 1, HTR_CALL_MALLOC, pool[slot], 1 + (r >> 30) % 500, 1 + (uint32_t)(r >> 40) % 200);
+		} else {
+			trace_free(&t, 1, pool[slot], 300 + (uint32_t)(r >> 40) % 200);
+			pool[slot] = 0;
+		}
+	}
+	rhythm(&t, 100000);
+	*events = t.seq;
+	return trace_write(&t);
+}
+
+/* How many blocks of a packed file have their TAG column in each mode
+ * (HTR_TC_*), and the length of each column over all blocks, read from its
+ * zstd stream. */
+static void tag_modes(const uint8_t *buf, size_t len, unsigned modes[HTR_TC_MODES], uint64_t cols[HTR_PACK_COLUMNS])
+{
+	size_t cap = 64u << 20, got = 0;
+	uint8_t *out = malloc(cap);
+	assert_non_null(out);
+	ZSTD_DCtx *d = ZSTD_createDCtx();
+	size_t head = sizeof(struct htr_pack_header);
+	ZSTD_inBuffer ib = {buf + head, len - head, 0};
+	while (ib.pos < ib.size) {
+		ZSTD_outBuffer ob = {out, cap, got};
+		assert_false(ZSTD_isError(ZSTD_decompressStream(d, &ob, &ib)));
+		got = ob.pos;
+		assert_true(got < cap);
+	}
+	ZSTD_freeDCtx(d);
+	memset(modes, 0, HTR_TC_MODES * sizeof(*modes));
+	memset(cols, 0, HTR_PACK_COLUMNS * sizeof(*cols));
+	for (size_t at = 0;;) {
+		uint64_t v[HTR_PACK_COLUMNS + 1], total = 0;
+		for (unsigned i = 0; i <= HTR_PACK_COLUMNS; i++) {
+			v[i] = 0;
+			for (unsigned shift = 0;; shift += 7) {
+				assert_true(at < got);
+				v[i] |= (uint64_t)(out[at] & 0x7f) << shift;
+				if (!(out[at++] & 0x80))
+					break;
+			}
+			if (i == 0 && v[0] == 0)
+				break;
+			total += i > 0 ? v[i] : 0;
+			if (i > 0)
+				cols[i - 1] += v[i];
+		}
+		if (v[0] == 0)
+			break;
+		assert_true(out[at] < HTR_TC_MODES);
+		modes[out[at]]++;
+		at += total;
+	}
+	free(out);
+}
+
 /* Every field of every event, folded into one hash. */
 struct digest {
 	uint64_t hash, n, bad, truncated;
@@ -284,11 +407,11 @@ static void spill(const char *path, const uint8_t *buf, size_t len)
 	fclose(f);
 }
 
-/* The long trace packed at level 1 into out ("<path>.p"), and its bytes. */
-static uint8_t *packed_long_trace(char **path, char *out, size_t out_size, size_t *len)
+/* A trace packed at level 1 into out ("<path>.p"), and its bytes. */
+static uint8_t *packed_trace(char *(*make)(uint64_t *), char **path, char *out, size_t out_size, size_t *len)
 {
 	uint64_t events;
-	*path = long_trace(&events);
+	*path = make(&events);
 	snprintf(out, out_size, "%s.p", *path);
 	char err[256];
 	struct htr_pack_result res;
@@ -296,13 +419,142 @@ static uint8_t *packed_long_trace(char **path, char *out, size_t out_size, size_
 	return slurp(out, len);
 }
 
+/* Each reads back exactly, at zstd levels 3 and 19: the rhythm trace with
+ * its tags rANS-coded in every block (counted in the first four), the long
+ * trace (events in no order) with them plain, the switching one with
+ * blocks in all four modes. */
+static void test_tag_modes_round_trip(void **state)
+{
+	(void)state;
+	char *(*make[3])(uint64_t *) = {rhythm_trace, long_trace, switch_trace};
+	for (int which = 0; which < 3; which++) {
+		uint64_t events;
+		char *path = make[which](&events), out[256], err[256];
+		snprintf(out, sizeof(out), "%s.p", path);
+		struct digest raw, packed;
+		assert_int_equal(read_digest(path, &raw, err, sizeof(err)), 0);
+		for (int level = 3; level <= 19; level += 16) {
+			struct htr_pack_result res;
+			if (htr_pack(path, out, level, &res, err, sizeof(err)) != 0)
+				fail_msg("pack: %s", err);
+			assert_int_equal(read_digest(out, &packed, err, sizeof(err)), 0);
+			assert_int_equal(packed.n, raw.n);
+			assert_int_equal(packed.hash, raw.hash);
+			size_t len;
+			uint8_t *buf = slurp(out, &len);
+			unsigned modes[HTR_TC_MODES];
+			uint64_t cols[HTR_PACK_COLUMNS];
+			tag_modes(buf, len, modes, cols);
+			free(buf);
+			if (which == 0) {
+				assert_int_equal(modes[HTR_TC_RANS], 4);
+				assert_true(modes[HTR_TC_RANS_FIXED] >= 1);
+				assert_int_equal(modes[HTR_TC_PLAIN] + modes[HTR_TC_PLAIN_COUNTED], 0);
+				/* A copy's size is the one before it that no prediction
+				 * got: it costs no byte in the size column (a value's
+				 * size is one byte; 38 and 96 are their stacks' own). */
+				assert_true(rhythm_copies > 10000);
+				assert_true(cols[HTR_PACK_COL_SIZE] <= rhythm_values + 2);
+			} else if (which == 1) {
+				assert_int_equal(modes[HTR_TC_RANS] + modes[HTR_TC_RANS_FIXED], 0);
+				assert_true(modes[HTR_TC_PLAIN] >= 1);
+				assert_int_equal(modes[HTR_TC_PLAIN_COUNTED], 1); /* the weighed first block */
+			} else {
+				assert_true(modes[HTR_TC_PLAIN] >= 10);
+				assert_int_equal(modes[HTR_TC_PLAIN_COUNTED], 1);
+				assert_int_equal(modes[HTR_TC_RANS], 1); /* weighed at block 16 */
+				assert_true(modes[HTR_TC_RANS_FIXED] >= 2);
+			}
+		}
+		unlink(out);
+		unlink(path);
+		free(path);
+	}
+}
+
+/* x / f by the packer's multiplication, exact for every f and the states'
+ * whole range. */
+static void test_tag_coder_reciprocals(void **state)
+{
+	(void)state;
+	static struct htr_tc_reciprocal r[HTR_TC_TOTAL + 1];
+	htr_tc_reciprocals_init(r);
+	uint64_t s = 99;
+	for (uint32_t f = 1; f <= HTR_TC_TOTAL; f++) {
+		uint32_t xs[] = {0, 1, f - 1, f, f + 1, HTR_TC_LOW, 256u * HTR_TC_LOW - 1, 0x7fffffffu};
+		for (unsigned i = 0; i < sizeof(xs) / sizeof(xs[0]) + 200; i++) {
+			uint32_t x = i < sizeof(xs) / sizeof(xs[0]) ? xs[i] : (uint32_t)(next(&s) & 0x7fffffffu);
+			assert_int_equal((uint32_t)((x * r[f].m) >> r[f].shift), x / f);
+		}
+	}
+}
+
+/* The coder alone: bytes whose bucket follows from the byte before, some
+ * never seen (escapes), across many rebuilds and blocks of odd and even
+ * length, counted or coded with the tables as they are, decode to
+ * themselves, end in the states they started from, and code in a fraction
+ * of their size; a block that would not fit its limit is refused. */
+static void test_tag_coder_round_trip(void **state)
+{
+	(void)state;
+	enum { N = 300000 };
+	static uint8_t bytes[N];
+	static unsigned bucket[N];
+	static struct htr_tc_op ops[2 * N];
+	static uint8_t coded[4 * N];
+	static struct htr_tc_reciprocal r[HTR_TC_TOTAL + 1];
+	struct htr_tag_coder *pack = malloc(sizeof(*pack)), *read = malloc(sizeof(*read));
+	assert_non_null(pack);
+	assert_non_null(read);
+	htr_tc_init(pack, false);
+	htr_tc_init(read, true);
+	htr_tc_reciprocals_init(r);
+	uint64_t s = 7;
+	uint8_t prev = 0;
+	for (size_t i = 0; i < N; i++) {
+		uint64_t v = next(&s);
+		bucket[i] = i % 97 == 0 ? HTR_TC_LONG : (prev * 37u) % HTR_TC_BUCKETS;
+		/* mostly one of two bytes per bucket; now and then any byte */
+		bytes[i] = v % 64 == 0 ? (uint8_t)(v >> 8) : (uint8_t)(prev * 5u + 1u + (v >> 16) % 2);
+		prev = bytes[i];
+	}
+	size_t blocks[] = {1, 2, 3, 1000, 4097, 60000, 100000, N};
+	size_t from = 0, total = 0;
+	for (unsigned b = 0; b < sizeof(blocks) / sizeof(blocks[0]); b++) {
+		bool count = b != 6;
+		size_t n = 0;
+		for (size_t i = from; i < blocks[b]; i++) {
+			n += htr_tc_code(pack, bucket[i], bytes[i], ops + n);
+			if (count)
+				htr_tc_count(pack, bucket[i], bytes[i]);
+		}
+		uint8_t *end = coded + sizeof(coded);
+		assert_null(htr_tc_encode(r, ops, n, end - 7, end));
+		uint8_t *start = htr_tc_encode(r, ops, n, coded, end);
+		assert_non_null(start);
+		total += (size_t)(end - start);
+		struct htr_tc_stream st = {.p = start + 8, .end = end};
+		for (unsigned k = 0; k < 2; k++)
+			memcpy(&st.x[k], start + 4 * k, 4); /* little-endian, as HTR_TC_RANS says */
+		for (size_t i = from; i < blocks[b]; i++)
+			assert_int_equal(htr_tc_decode(read, bucket[i], &st, count), bytes[i]);
+		assert_true(st.p == st.end);
+		assert_int_equal(st.x[0], HTR_TC_LOW);
+		assert_int_equal(st.x[1], HTR_TC_LOW);
+		from = blocks[b];
+	}
+	assert_true(total < N / 3);
+	free(pack);
+	free(read);
+}
+
 static void test_old_version_refused(void **state)
 {
 	(void)state;
 	char *path, out[256], err[256];
 	size_t len;
-	uint8_t *buf = packed_long_trace(&path, out, sizeof(out), &len);
-	/* 1: one interleaved stream; 2: one tag form */
+	uint8_t *buf = packed_trace(long_trace, &path, out, sizeof(out), &len);
+	/* 1: one interleaved stream; 2: one tag form; 3: tags as zstd codes them */
 	for (uint16_t old = 1; old < HTR_PACK_VERSION_MAJOR; old++) {
 		struct htr_pack_header h;
 		memcpy(&h, buf, sizeof(h));
@@ -324,13 +576,12 @@ static void test_old_version_refused(void **state)
 
 /* Cut anywhere or with bytes flipped anywhere, a packed file reads to a
  * report of what happened (or, when zstd cannot tell, to other events):
- * never a crash, never an endless loop. */
-static void test_damage_never_crashes(void **state)
+ * never a crash, never an endless loop; with its tags plain or coded. */
+static void damage(char *(*make)(uint64_t *))
 {
-	(void)state;
 	char *path, out[256], err[256];
 	size_t len;
-	uint8_t *buf = packed_long_trace(&path, out, sizeof(out), &len);
+	uint8_t *buf = packed_trace(make, &path, out, sizeof(out), &len);
 	struct digest whole;
 	assert_int_equal(read_digest(out, &whole, err, sizeof(err)), 0);
 	uint8_t *copy = malloc(len);
@@ -358,10 +609,20 @@ static void test_damage_never_crashes(void **state)
 	free(path);
 }
 
+static void test_damage_never_crashes(void **state)
+{
+	(void)state;
+	damage(long_trace);
+	damage(rhythm_trace);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_long_stream_round_trip),
+	        cmocka_unit_test(test_tag_modes_round_trip),
+	        cmocka_unit_test(test_tag_coder_reciprocals),
+	        cmocka_unit_test(test_tag_coder_round_trip),
 	        cmocka_unit_test(test_old_version_refused),
 	        cmocka_unit_test(test_damage_never_crashes),
 	};
