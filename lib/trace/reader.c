@@ -1365,10 +1365,12 @@ static void scout_stream(struct htr_reader *r, struct thread_stream *s)
 }
 
 /* The highest seq up to which every seq is committed, as far as the
- * streams show now; 0 when not tracked. */
+ * streams show now; 0 when not tracked. A single thread's own bound is
+ * already exact: it is not scouted (the scout was 8% of a follower's CPU
+ * on a single-threaded malloc/free loop). */
 static uint64_t follow_seen(struct htr_reader *r)
 {
-	if (r->seen == NULL)
+	if (r->seen == NULL || r->nthreads < 2)
 		return 0;
 	for (size_t i = 0; i < r->nthreads; i++)
 		if (!r->threads[i].done)
