@@ -382,6 +382,49 @@ static void test_follow_dense_seqs_fork_child(void **state)
 {
 	(void)state;
 	follow_dense(1000, true);
+	/* Across the end of the ring of seqs seen (2^20 of them). */
+	follow_dense(((uint64_t)1 << 20) - 4, true);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A seq that never gets a record (an event lost) holds back what follows
+ * until the lag settles it; after that, seqs committed in a row are
+ * delivered at once again, well before the lag. */
+static void test_follow_lost_seq_settled_then_dense(void **state)
+{
+	(void)state;
+	struct writer w;
+	writer_start(&w);
+	struct follow_job j;
+	follow_start(&j, &w, 300);
+	claim(&w, 0, 1, 0);
+	alloc(&w, 0, 1, 0x10, 0);
+	claim(&w, 1, 2, 1);
+	alloc(&w, 1, 3, 0x20, 0); /* 2 is lost */
+	free_(&w, 1, 4, 0x20);
+	wait_seen(&j, 1);
+	usleep(100000);
+	assert_int_equal(seen_now(&j), 1);
+	wait_seen(&j, 3);
+	double t0 = now_s();
+	alloc(&w, 1, 5, 0x30, 0);
+	free_(&w, 1, 6, 0x30);
+	wait_seen(&j, 5);
+	assert_true(now_s() - t0 < 0.28);
+	end(&w, 1, 7);
+	writer_end(&w, true);
+	pthread_join(j.thread, NULL);
+	assert_int_equal(j.rc, 0);
+	struct seen finished;
+	read_finished(w.path, &finished);
+	assert_string_equal(j.seen.log, finished.log);
+	writer_reap(&w);
 }
 
 static bool same_file(const char *a, const char *b)
@@ -505,6 +548,7 @@ int main(void)
 		cmocka_unit_test(test_follow_left_chunk_filled_later_redone),
 		cmocka_unit_test(test_follow_dense_seqs_settle),
 		cmocka_unit_test(test_follow_dense_seqs_fork_child),
+		cmocka_unit_test(test_follow_lost_seq_settled_then_dense),
 		cmocka_unit_test(test_pack_follow_same_file),
 		cmocka_unit_test(test_follow_errors),
 	};
