@@ -291,11 +291,11 @@ def _start_follower(paths: Any, outdir: str, before: set[str], pid: int) -> _Fol
     actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                (os.POSIX_SPAWN_DUP2, write_end, 1),
                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
-    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds()]
     try:
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds()]
         packer = os.posix_spawn(tool, [tool, "--follow", str(pid), path], os.environ, file_actions=actions,
                                 setsid=True, setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))
-    except OSError:
+    except (OSError, NotImplementedError):  # the latter: a libc without POSIX_SPAWN_SETSID
         os.close(read_end)
         return None
     finally:
