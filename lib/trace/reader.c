@@ -1332,7 +1332,8 @@ static void scout_stream(struct htr_reader *r, struct thread_stream *s)
 		}
 		while (s->scout_pos + sizeof(struct htr_rec_header) <= len) {
 			const uint8_t *rec = chunk + s->scout_pos;
-			uint32_t word = __atomic_load_n((const uint32_t *)(const void *)rec, __ATOMIC_ACQUIRE);
+			uint32_t word =
+				__atomic_load_n((const uint32_t *)(const void *)rec, __ATOMIC_ACQUIRE);
 			if (word == 0) {
 				if (s->scout_at + 1 == s->nchunks)
 					return; /* not committed yet */
@@ -1341,8 +1342,8 @@ static void scout_stream(struct htr_reader *r, struct thread_stream *s)
 			uint32_t size = word >> 16;
 			uint8_t type = (uint8_t)word;
 			size_t fixed = fixed_sizes[type];
-			if (size < sizeof(struct htr_rec_header) * 2 || size % 8 != 0 || s->scout_pos + size > len ||
-			    (fixed != 0 && size < fixed)) {
+			if (size < sizeof(struct htr_rec_header) * 2 || size % 8 != 0 ||
+			    s->scout_pos + size > len || (fixed != 0 && size < fixed)) {
 				s->scout_stuck = true;
 				return;
 			}
