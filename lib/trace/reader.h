@@ -43,11 +43,13 @@ int htr_reader_open_follow(struct htr_reader **out, const char *path, int pid, c
 /* Delivers the events of a reader opened with htr_reader_open_follow, in
  * exactly the order and form htr_reader_run gives for the finished trace.
  * An event is delivered once no record with a lower seq can still appear:
- * exactly known for the threads that are writing, and assumed for a record
- * whose seq was taken more than lag_ms ago and is still not committed (a
- * thread descheduled in between). Every record is read in the end, so a
- * wrong assumption is always found: HTR_FOLLOW_REDO. Otherwise returns as
- * htr_reader_run, after the process has ended. */
+ * known exactly once every lower seq is in a committed record (one counter
+ * hands out every seq once), or for the threads that are writing, and
+ * assumed for a seq read more than lag_ms ago that still has no record (a
+ * thread descheduled between taking it and committing it, a lost event).
+ * Every record is read in the end, so a wrong assumption is always found:
+ * HTR_FOLLOW_REDO. Otherwise returns as htr_reader_run, after the process
+ * has ended. */
 int htr_reader_follow(struct htr_reader *reader, unsigned lag_ms, htr_event_sink sink, void *ctx);
 
 const struct htr_file_header *htr_reader_header(const struct htr_reader *reader);

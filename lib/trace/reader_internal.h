@@ -63,7 +63,14 @@ struct htr_reader {
 	uint64_t *assumed;    /* offsets of zero words taken for the end of a left chunk */
 	size_t nassumed, assumed_cap;
 	size_t heap_cap;
+	/* Seqs are dense: the committed records whose seqs are in
+	 * [seen_base, seen_base + HTR_SEEN_BITS) have their bit set in this
+	 * ring (bit seq % HTR_SEEN_BITS); every seq below seen_base is known
+	 * to be committed or settled. NULL: not tracked. */
+	uint64_t *seen;
+	uint64_t seen_base;
 };
+#define HTR_SEEN_BITS ((uint64_t)1 << 20)
 
 /* A one-line reason into err (nothing when errlen is 0). */
 void htr_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -88,7 +88,7 @@ static void test_invalid_values(void **state)
 	assert_string_equal(w.lines[0],
 			    "HEAPTRAIL_ON_ERROR=\"explode\": must be \"continue\" or \"abort\" (using continue)");
 	assert_string_equal(w.lines[1], "HEAPTRAIL_CHUNK_KB=\"17\": must be a multiple of 4 from 16 to "
-					"65536 (using 128)");
+					"65536 (using 256)");
 	assert_non_null(strstr(w.lines[2], "HEAPTRAIL_OUTPUT"));
 	assert_int_equal(o.on_error, HTR_ON_ERROR_CONTINUE);
 	assert_int_equal(o.chunk_kb, HTR_DEFAULT_CHUNK_KB);

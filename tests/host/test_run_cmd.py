@@ -249,5 +249,47 @@ class RunCommandTest(unittest.TestCase):
         with open(done.traces[0], "rb") as handle:
             self.assertEqual(handle.read(8), b"HTRPACK\0")
 
+    def test_follower_spawned_alone_at_the_default_level(self) -> None:
+        # The follower is started without subprocess: its own session,
+        # stdin and stderr on /dev/null, stdout to the launcher, nothing
+        # else inherited, and the packer's own default level, which must
+        # be the one `heaptrail pack` uses.
+        sys.path.insert(0, os.path.join(lib.SOURCE, "..", "..", "tools"))
+        from heaptrail import pack_cmd, run_cmd  # noqa: E402
+
+        out = lib.mkdtemp(prefix="htr-spawn-")
+        tool = os.path.join(out, "fake-pack")
+        with open(tool, "w") as handle:
+            handle.write("#!/bin/sh\n"
+                         "{ echo \"args $*\"; ls /proc/self/fd | sort -n | tr '\\n' ' '; echo;\n"
+                         "  readlink /proc/self/fd/0 /proc/self/fd/2; cut -d' ' -f6 /proc/$$/stat; echo \"pid $$\"\n"
+                         "} > \"$3.info\"\n"
+                         "echo \"$3: 1 records, 2 -> 3 bytes\"\n")
+        os.chmod(tool, 0o755)
+        keep_r, keep_w = os.pipe()
+        os.set_inheritable(keep_w, True)
+        try:
+            follower = run_cmd._start_follower(types.SimpleNamespace(pack=tool), out, {"heaptrail.42.0.htr"}, 42)
+            self.assertIsNotNone(follower)
+            self.assertEqual(run_cmd._follower_lines(follower), [])  # its output is no packed trace
+        finally:
+            os.close(keep_r)
+            os.close(keep_w)
+        path = os.path.join(out, "heaptrail.42.1.htr")
+        with open(path + ".info") as handle:
+            info = handle.read().splitlines()
+        self.assertEqual(info[0], f"args --follow 42 {path}")
+        self.assertEqual(info[1].split(), ["0", "1", "2", "3"])  # 3: the directory ls reads
+        self.assertEqual(info[2:4], [os.devnull, os.devnull])
+        self.assertEqual(info[4].strip(), info[5].split()[1])  # session leader
+        with open(path, "wb") as handle:
+            handle.write(b"HTRPACK\0")
+        follower = run_cmd._start_follower(types.SimpleNamespace(pack=tool), out, {"heaptrail.42.0.htr"}, 42)
+        self.assertEqual(run_cmd._follower_lines(follower), [f"{path}: 1 records, 2 -> 3 bytes"])
+        if os.access(PACK, os.X_OK):
+            usage = subprocess.run([PACK, "--help"], capture_output=True, text=True).stdout
+            self.assertIn(f"(default {pack_cmd.DEFAULT_LEVEL};", usage)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

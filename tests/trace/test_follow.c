@@ -322,6 +322,111 @@ static void test_follow_left_chunk_filled_later_redone(void **state)
 	writer_reap(&w);
 }
 
+/* Events delivered now, without waiting for more. */
+static int seen_now(struct follow_job *j)
+{
+	return __atomic_load_n(&j->seen.n, __ATOMIC_ACQUIRE);
+}
+
+/* Seqs are dense: once every seq up to X is committed, the follower
+ * delivers up to X even though a thread that has not written since seq 1
+ * (blocked in a join, say) bounds nothing, and the lag (a minute here)
+ * settles nothing. A seq taken but not committed yet holds back what
+ * comes after it, and only that. first_seq: the seq counter at the start
+ * (a fork child's goes on from its parent's). */
+static void follow_dense(uint64_t first_seq, bool fork_child)
+{
+	struct writer w;
+	writer_start(&w);
+	struct htr_file_header *h = (struct htr_file_header *)w.map;
+	if (fork_child) {
+		h->flags = HTR_FILE_FORK_CHILD;
+		h->fork_seq = first_seq;
+	}
+	struct follow_job j;
+	follow_start(&j, &w, 60000);
+	uint64_t s = first_seq;
+	claim(&w, 0, 1, s);
+	alloc(&w, 0, s + 1, 0x10, 0);
+	claim(&w, 1, 2, s + 1);
+	alloc(&w, 1, s + 2, 0x20, 0);
+	free_(&w, 1, s + 3, 0x20);
+	alloc(&w, 1, s + 4, 0x30, 0);
+	wait_seen(&j, 4);
+	/* Thread 1 has taken s + 5 and not committed it. */
+	uint8_t *held = reserve(&w, 0, sizeof(struct htr_rec_free));
+	free_(&w, 1, s + 6, 0x30);
+	alloc(&w, 1, s + 7, 0x40, 0);
+	usleep(100000);
+	assert_int_equal(seen_now(&j), 4);
+	struct htr_rec_free f = {.h = {HTR_REC_FREE, HTR_CALL_FREE, sizeof(f)}, .seq = s + 5, .ptr = 0x10};
+	commit(held, &f, sizeof(f));
+	wait_seen(&j, 7);
+	end(&w, 1, s + 8);
+	writer_end(&w, true);
+	pthread_join(j.thread, NULL);
+	assert_int_equal(j.rc, 0);
+	struct seen finished;
+	read_finished(w.path, &finished);
+	assert_string_equal(j.seen.log, finished.log);
+	writer_reap(&w);
+}
+
+static void test_follow_dense_seqs_settle(void **state)
+{
+	(void)state;
+	follow_dense(0, false);
+}
+
+static void test_follow_dense_seqs_fork_child(void **state)
+{
+	(void)state;
+	follow_dense(1000, true);
+	/* Across the end of the ring of seqs seen (2^20 of them). */
+	follow_dense(((uint64_t)1 << 20) - 4, true);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A seq that never gets a record (an event lost) holds back what follows
+ * until the lag settles it; after that, seqs committed in a row are
+ * delivered at once again, well before the lag. */
+static void test_follow_lost_seq_settled_then_dense(void **state)
+{
+	(void)state;
+	struct writer w;
+	writer_start(&w);
+	struct follow_job j;
+	follow_start(&j, &w, 300);
+	claim(&w, 0, 1, 0);
+	alloc(&w, 0, 1, 0x10, 0);
+	claim(&w, 1, 2, 1);
+	alloc(&w, 1, 3, 0x20, 0); /* 2 is lost */
+	free_(&w, 1, 4, 0x20);
+	wait_seen(&j, 1);
+	usleep(100000);
+	assert_int_equal(seen_now(&j), 1);
+	wait_seen(&j, 3);
+	double t0 = now_s();
+	alloc(&w, 1, 5, 0x30, 0);
+	free_(&w, 1, 6, 0x30);
+	wait_seen(&j, 5);
+	assert_true(now_s() - t0 < 0.28);
+	end(&w, 1, 7);
+	writer_end(&w, true);
+	pthread_join(j.thread, NULL);
+	assert_int_equal(j.rc, 0);
+	struct seen finished;
+	read_finished(w.path, &finished);
+	assert_string_equal(j.seen.log, finished.log);
+	writer_reap(&w);
+}
+
 static bool same_file(const char *a, const char *b)
 {
 	FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
@@ -441,6 +546,9 @@ int main(void)
 		cmocka_unit_test(test_follow_in_order_same_as_finished),
 		cmocka_unit_test(test_follow_out_of_order_redone),
 		cmocka_unit_test(test_follow_left_chunk_filled_later_redone),
+		cmocka_unit_test(test_follow_dense_seqs_settle),
+		cmocka_unit_test(test_follow_dense_seqs_fork_child),
+		cmocka_unit_test(test_follow_lost_seq_settled_then_dense),
 		cmocka_unit_test(test_pack_follow_same_file),
 		cmocka_unit_test(test_follow_errors),
 	};

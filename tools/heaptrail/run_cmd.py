@@ -163,11 +163,13 @@ def _finished(traces: list[str]) -> list[str]:
 def _pack(paths: Any, traces: list[str], streamed: list[str]) -> None:
     """Packs the finished traces still raw; `streamed` holds the packer's
     lines for those the follower packed while the program ran."""
-    from . import pack_cmd
-
     todo = [path for path in _finished(traces) if not _is_packed(path)]
     lines = list(streamed)
     if todo:
+        # Imported only when needed: argparse and subprocess with it are
+        # 11 ms that a run whose trace the follower packed need not wait for.
+        from . import pack_cmd
+
         try:
             lines += pack_cmd.pack_files(getattr(paths, "pack", ""), todo)
         except HeaptrailError as error:
@@ -244,19 +246,32 @@ def _report(paths: Any, traces: list[str]) -> Optional[int]:
         return None
 
 
+class _Packer:
+    """The follower process (`htr-pack --follow`): its pid and the read end
+    of its stdout."""
+
+    def __init__(self, pid: int, out: int) -> None:
+        self.pid = pid
+        self.out = out
+
+
 if TYPE_CHECKING:
     # The trace the follower packs, and the follower.
-    _Follower = Optional[tuple[str, subprocess.Popen[str]]]
+    _Follower = Optional[tuple[str, _Packer]]
 
 
 def _start_follower(paths: Any, outdir: str, before: set[str], pid: int) -> _Follower:
     """Starts packing the program's trace while it runs (`htr-pack --follow`),
     so that little is left to do when it ends. The recorder names the trace
     with the lowest number free for the pid; the packer waits for it to
-    appear. Traces of fork children and exec'd images are packed afterwards."""
-    import subprocess
+    appear. Traces of fork children and exec'd images are packed afterwards.
 
-    from . import pack_cmd
+    Started with posix_spawn right after the program, before anything else
+    is imported: subprocess (and pack_cmd, with argparse) took 11 ms of CPU,
+    which the launcher got a ninth of while eight threads of the program ran,
+    so the packer started 40 ms late with that much trace waiting for it.
+    It runs at its own default level, pack_cmd.DEFAULT_LEVEL's value."""
+    import _signal
 
     tool = getattr(paths, "pack", "")
     if not tool or not os.access(tool, os.X_OK):
@@ -266,14 +281,26 @@ def _start_follower(paths: Any, outdir: str, before: set[str], pid: int) -> _Fol
         n += 1
     path = os.path.join(outdir, f"heaptrail.{pid}.{n}.htr")
     try:
-        # Its own session: the terminal's ^C is for the program, not for it.
-        follower = subprocess.Popen(
-            [tool, "-l", str(pack_cmd.DEFAULT_LEVEL), "--follow", str(pid), path],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True)
+        read_end, write_end = os.pipe()
     except OSError:
         return None
-    return path, follower
+    # As subprocess would: stdin and stderr from/to /dev/null (its stderr
+    # only says what the listing says anyway), the descriptors above 2
+    # closed (the pipe's are close-on-exec), SIGPIPE and SIGXFSZ default.
+    # Its own session: the terminal's ^C is for the program, not for it.
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_DUP2, write_end, 1),
+               (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
+    try:
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds()]
+        packer = os.posix_spawn(tool, [tool, "--follow", str(pid), path], os.environ, file_actions=actions,
+                                setsid=True, setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))
+    except (OSError, NotImplementedError):  # the latter: a libc without POSIX_SPAWN_SETSID
+        os.close(read_end)
+        return None
+    finally:
+        os.close(write_end)
+    return path, _Packer(packer, read_end)
 
 
 def _follower_lines(follower: _Follower) -> list[str]:
@@ -281,17 +308,31 @@ def _follower_lines(follower: _Follower) -> list[str]:
     trace is then packed as any other)."""
     if follower is None:
         return []
-    path, proc = follower
-    out, _ = proc.communicate()
-    if proc.returncode != 0 or not _is_packed(path):
+    path, packer = follower
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(packer.out, 65536)
+            except InterruptedError:
+                continue
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(packer.out)
+    _, status = os.waitpid(packer.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or not _is_packed(path):
         return []
-    return out.splitlines()[:1]
+    return b"".join(chunks).decode(errors="replace").splitlines()[:1]
 
 
 def _wait(proc: subprocess.Popen[bytes], follower: _Follower) -> tuple[int, list[str]]:
     """The program's wait status, and the follower's line when it packed
     the program's trace."""
-    import signal
+    # _signal, not signal: that one imports enum and functools, 5 ms of CPU
+    # taken from the program while it runs.
+    import _signal as signal
 
     # The terminal's ^C and ^\ are the program's business: it decides whether
     # to die, and we still list the traces afterwards.
@@ -432,6 +473,12 @@ def _parse_plain(argv: list[str]) -> Optional[_Args]:
     return args
 
 
+def _inherited_fds() -> list[int]:
+    """The open descriptors above 2 that a child would inherit."""
+    fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    return [fd for fd in fds if fd > 2 and _is_open(fd) and os.get_inheritable(fd)]
+
+
 def _spawn(command: list[str], env: dict[str, str]) -> Optional[int]:
     """Starts the program as subprocess.Popen(command, env=env) would (the
     descriptors above 2 closed, SIGPIPE and SIGXFSZ as the default), without
@@ -439,10 +486,9 @@ def _spawn(command: list[str], env: dict[str, str]) -> Optional[int]:
     import _signal
 
     try:
-        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+        actions = [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inherited_fds()]
     except OSError:
         return None
-    actions = [(os.POSIX_SPAWN_CLOSE, fd) for fd in fds if fd > 2 and _is_open(fd)]
     try:
         return os.posix_spawnp(command[0], command, env, file_actions=actions,
                                setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))
