@@ -13,7 +13,7 @@ import itertools
 import os
 import sys
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 from . import capture_sources
 from .errors import HeaptrailError, UsageError

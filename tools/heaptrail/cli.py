@@ -7,16 +7,13 @@ taking ``(args, paths)`` and returning the exit status.
 
 from __future__ import annotations
 
-import os
-import sys
-
 TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
 if TYPE_CHECKING:
     import argparse
-    from typing import NoReturn, Optional, Sequence
+    from typing import Optional, Sequence
 
 from . import __version__
-from .errors import run_guarded
+from .errors import leave, run_guarded
 
 # Order is the order of `heaptrail --help`.
 SUBCOMMANDS = ("run", "report", "diff", "capture", "pack", "dump")
@@ -64,18 +61,6 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _leave(status: int) -> NoReturn:
-    """Exits without the interpreter's teardown (~2 ms for the modules a
-    report imports), which nothing needs once the output is flushed: every
-    file heaptrail writes is closed by then, every helper waited for."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass  # a closed pipe: as the interpreter's own exit would
-    os._exit(status)
-
-
 def main(argv: Sequence[str], paths: Paths) -> int:
     command = _named_command(argv)
     if command != "report":
@@ -95,4 +80,4 @@ def main(argv: Sequence[str], paths: Paths) -> int:
         status = run_guarded("report", lambda: args.func(args, paths))
     finally:
         engine.cancel_early()
-    _leave(status)
+    leave(status)

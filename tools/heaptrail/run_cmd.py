@@ -528,17 +528,6 @@ class _Places:
         self.pack = places.get("pack", "")
 
 
-def leave(status: int) -> None:
-    """Exits after run_fast, without the interpreter's teardown (5 ms that
-    nothing a run leaves needs)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(status)
-
-
 def run_fast(argv: list[str], places: dict[str, str]) -> Optional[int]:
     """`heaptrail run` with plain options, from the launcher: the program
     starts before the parser and the rest of heaptrail are imported, which
