@@ -23,8 +23,8 @@ static int usage(FILE *out, int status)
 	fprintf(out, "usage: htr-pack [-l LEVEL] TRACE [-o OUT] | htr-pack [-l LEVEL] TRACE...\n"
 		     "       htr-pack [-l LEVEL] --follow PID [--lag MS] TRACE [-o OUT]\n"
 		     "Rewrites raw heaptrail traces packed (merged, coded, zstd-compressed).\n"
-		     "Without -o each TRACE is replaced in place. LEVEL: zstd level 1-19 (default 3;\n"
-		     "the coding does most of the work: 9 saves 0-9%% of the bytes for twice the time).\n"
+		     "Without -o each TRACE is replaced in place. LEVEL: zstd level 1-19 (default 1;\n"
+		     "the coding does most of the work: 9 saves at most 1%% of the bytes for twice the time).\n"
 		     "--follow packs the trace of process PID while it runs (waiting for the file to\n"
 		     "appear) and finishes when the process has ended: the same file as packing it\n"
 		     "then. MS: how long a seq may stay without its record (a thread stopped between\n"
@@ -37,7 +37,7 @@ static int usage(FILE *out, int status)
 
 int main(int argc, char **argv)
 {
-	int level = 3;
+	int level = 1;
 	long follow = 0;
 	unsigned lag_ms = DEFAULT_LAG_MS;
 	const char *out = NULL;
