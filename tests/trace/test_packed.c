@@ -548,6 +548,32 @@ static void test_tag_coder_round_trip(void **state)
 	free(read);
 }
 
+/* Renormalization takes bytes until the state is at least HTR_TC_LOW or
+ * the stream ends, whatever the state and however many bytes are left:
+ * the same as taking them one at a time. */
+static void test_tag_renorm(void **state)
+{
+	(void)state;
+	static const uint8_t bytes[] = {0x00, 0xa5, 0xff, 0x01, 0x80};
+	uint64_t s = 11;
+	for (unsigned i = 0; i < 20000; i++) {
+		uint64_t v = next(&s);
+		/* a state below 2^14 only once the stream has run out, but
+		 * any is renormalized right */
+		uint32_t x = (uint32_t)(v >> (i % 4 == 0 ? 42 : 33));
+		for (unsigned left = 0; left <= 4; left++) {
+			struct htr_tc_stream st = {.p = bytes + (v >> 40) % 2, .end = NULL};
+			st.end = st.p + left;
+			uint32_t want = x;
+			const uint8_t *p = st.p;
+			while (want < HTR_TC_LOW && p < st.end)
+				want = want << 8 | *p++;
+			assert_int_equal(htr_tc_renorm(x, &st), want);
+			assert_ptr_equal(st.p, p);
+		}
+	}
+}
+
 static void test_old_version_refused(void **state)
 {
 	(void)state;
@@ -623,6 +649,7 @@ int main(void)
 	        cmocka_unit_test(test_tag_modes_round_trip),
 	        cmocka_unit_test(test_tag_coder_reciprocals),
 	        cmocka_unit_test(test_tag_coder_round_trip),
+	        cmocka_unit_test(test_tag_renorm),
 	        cmocka_unit_test(test_old_version_refused),
 	        cmocka_unit_test(test_damage_never_crashes),
 	};
