@@ -157,6 +157,32 @@ static uint64_t get_varint(struct cursor *c)
 	return 0;
 }
 
+/* A varint whose length varies from one to the next as the data does (a
+ * size, a far pointer): up to 8 bytes in one load, without the loop's
+ * branch on the length, which mispredicts there ((a) read 42 -> 37 ms).
+ * Where varints are mostly one byte (a stack, a seq, a pointer code) the
+ * loop's branch is predicted and its one byte is quicker to hand on: with
+ * this for pointer codes too, (d) read 2% slower. */
+static uint64_t get_varint_wide(struct cursor *c)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	const uint8_t *p = c->p;
+	if (__builtin_expect(c->end - p >= 8, 1)) {
+		uint64_t w;
+		memcpy(&w, p, sizeof(w));
+		uint64_t stop = ~w & 0x8080808080808080ull; /* bytes that end a varint */
+		if (stop != 0) {
+			c->p = p + (__builtin_ctzll(stop) >> 3) + 1;
+			w &= stop ^ (stop - 1); /* the varint's bytes, none after */
+			w = (w & 0x007f007f007f007full) | (w & 0x7f007f007f007f00ull) >> 1;
+			w = (w & 0x00003fff00003fffull) | (w & 0x3fff00003fff0000ull) >> 2;
+			return (w & 0x000000000fffffffull) | (w & 0x0fffffff00000000ull) >> 4;
+		}
+	}
+#endif
+	return get_varint(c);
+}
+
 static uint8_t get_byte(struct cursor *c)
 {
 	if (c->p >= c->end) {
@@ -307,11 +333,11 @@ static inline __attribute__((always_inline)) int decode_record(struct htr_reader
 		ev.type = HTR_EV_ALLOC;
 		unsigned size_slot = htr_pm_size_slot(ev.stack);
 		bool size_hit = inl < HTR_PACK_S_A_SIZE_HIT ? (inl & 1) != 0 : inl == HTR_PACK_S_A_SIZE_HIT;
-		ev.size = size_hit ? htr_pm_size_predict(m, size_slot) : get_varint(size);
+		ev.size = size_hit ? htr_pm_size_predict(m, size_slot) : get_varint_wide(size);
 		htr_pm_size_seen(m, size_slot, ev.size, size_hit);
 		pcode = inl < HTR_PACK_S_A_SIZE_HIT ? inl >> 1 : get_ptr_code(new, low);
 		if (pcode == HTR_PACK_A_FAR)
-			extra = get_varint(new);
+			extra = get_varint_wide(new);
 		arc = htr_pm_decode_alloc(m, pcode, extra, ev.size, &ev.ptr);
 		if (arc != 0)
 			return arc;
@@ -321,7 +347,7 @@ static inline __attribute__((always_inline)) int decode_record(struct htr_reader
 		ev.type = HTR_EV_FREE;
 		pcode = inl != HTR_PACK_S_IN_COLUMN ? inl : get_ptr_code(old, low);
 		if (pcode == HTR_PACK_F_FAR)
-			extra = get_varint(old);
+			extra = get_varint_wide(old);
 		if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
 			return 1;
 		htr_pm_drop_by_ord(m, &blk);
@@ -331,16 +357,16 @@ static inline __attribute__((always_inline)) int decode_record(struct htr_reader
 		ev.type = HTR_EV_REALLOC;
 		pcode = inl != HTR_PACK_S_IN_COLUMN ? inl : get_ptr_code(old, low);
 		if (pcode == HTR_PACK_F_FAR)
-			extra = get_varint(old);
+			extra = get_varint_wide(old);
 		if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
 			return 1;
 		ev.ptr = blk.ptr;
-		pcode = get_varint(size);
-		extra = pcode == HTR_PACK_SIZE_PLAIN ? get_varint(size) : 0;
+		pcode = get_varint_wide(size);
+		extra = pcode == HTR_PACK_SIZE_PLAIN ? get_varint_wide(size) : 0;
 		if (!htr_pm_decode_resize(&blk, pcode, extra, &ev.size))
 			return 1;
 		pcode = get_ptr_code(new, low);
-		extra = pcode == HTR_PACK_A_FAR ? get_varint(new) : 0;
+		extra = pcode == HTR_PACK_A_FAR ? get_varint_wide(new) : 0;
 		/* A failed realloc leaves the old block live. */
 		if (!(pcode == HTR_PACK_A_NULL && ev.size != 0))
 			htr_pm_drop_by_ord(m, &blk);

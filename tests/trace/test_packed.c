@@ -141,6 +141,8 @@ static char *long_trace(uint64_t *events)
 		uint32_t thread = (uint32_t)(i / 700) % 3;
 		unsigned slot = (unsigned)(r >> 8) % POOL;
 		uint64_t size = 1 + (r >> 20) % 300;
+		if ((r >> 16) % 16 == 0)
+			size <<= (r >> 24) % 48; /* sizes coded in 1 to 8 bytes */
 		switch (r % 8) {
 		case 0: /* a short-lived pair: pushes ordinals on past the ring */
 		case 1: {
