@@ -86,10 +86,14 @@ struct htr_pm_block {
 /* The predicted stack of an event with this code in the current thread
  * (m->last_thread); htr_pm_stack_seen records the actual one. Inline: they
  * run for every event, on both sides. */
+static inline uint32_t *htr_pm_stack_slot_of(struct htr_pack_model *m, uint32_t prev, unsigned code)
+{
+	return &m->next_stack[((prev + code) * 2654435761u) >> 16 & (HTR_PM_NEXT_SLOTS - 1)];
+}
+
 static inline uint32_t *htr_pm_stack_slot(struct htr_pack_model *m, unsigned code)
 {
-	uint32_t prev = m->thread_prev[m->last_thread & (HTR_PM_THREAD_SLOTS - 1)];
-	return &m->next_stack[((prev + code) * 2654435761u) >> 16 & (HTR_PM_NEXT_SLOTS - 1)];
+	return htr_pm_stack_slot_of(m, m->thread_prev[m->last_thread & (HTR_PM_THREAD_SLOTS - 1)], code);
 }
 
 static inline void htr_pm_stack_seen(struct htr_pack_model *m, uint32_t *slot, unsigned code, uint32_t stack)
@@ -252,10 +256,14 @@ void htr_tc_rebuild(struct htr_tag_coder *tc, unsigned bucket);
 
 /* The bucket of a record's first tag byte; call once per record, before
  * it changes m->last_thread. */
+static inline unsigned htr_tc_bucket_of(uint32_t prev, uint8_t last_tag)
+{
+	return (uint32_t)((prev * 256u + last_tag) * 2654435761u) >> 24;
+}
+
 static inline unsigned htr_tc_first_bucket(const struct htr_pack_model *m, const struct htr_tag_coder *tc)
 {
-	uint32_t prev = m->thread_prev[m->last_thread & (HTR_PM_THREAD_SLOTS - 1)];
-	return (uint32_t)((prev * 256u + tc->last_tag) * 2654435761u) >> 24;
+	return htr_tc_bucket_of(m->thread_prev[m->last_thread & (HTR_PM_THREAD_SLOTS - 1)], tc->last_tag);
 }
 
 /* What both sides learn from a coded byte. */
