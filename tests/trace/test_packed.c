@@ -141,6 +141,8 @@ static char *long_trace(uint64_t *events)
 		uint32_t thread = (uint32_t)(i / 700) % 3;
 		unsigned slot = (unsigned)(r >> 8) % POOL;
 		uint64_t size = 1 + (r >> 20) % 300;
+		if ((r >> 16) % 16 == 0)
+			size <<= (r >> 24) % 48; /* sizes coded in 1 to 8 bytes */
 		switch (r % 8) {
 		case 0: /* a short-lived pair: pushes ordinals on past the ring */
 		case 1: {
@@ -202,7 +204,18 @@ static char *long_trace(uint64_t *events)
  * event follows from the one before, which is what the tag coder codes. */
 static uint64_t rhythm_values, rhythm_copies; /* allocations of a random size, and copies of one */
 
-static void rhythm(struct trace *t, int ops)
+static void trace_marker(struct trace *t, uint32_t thread)
+{
+	struct {
+		struct htr_rec_marker m;
+		char name[8];
+	} rec = {.m = {.h = {HTR_REC_MARKER, 0, sizeof(rec)}, .seq = ++t->seq}, .name = "phase"};
+	trace_put(t, thread, &rec, sizeof(rec));
+}
+
+/* marked: now and then a marker (a record the packer keeps raw) and a
+ * pair in another thread break the rhythm, inside its coded blocks. */
+static void rhythm(struct trace *t, int ops, bool marked)
 {
 	enum { KEYS = 4096 };
 	static uint64_t node[KEYS], copy[KEYS];
@@ -231,6 +244,12 @@ static void rhythm(struct trace *t, int ops)
 			node[k] = 0;
 		}
 		trace_free(t, 1, key, 2);
+		if (marked && i % 53 == 0)
+			trace_marker(t, 1);
+		if (marked && i % 701 == 0) {
+			trace_alloc(t, 2, HTR_CALL_MALLOC, 0x900000000000ull + (r >> 40) % 64 * 32, 40, 12);
+			trace_free(t, 2, 0x900000000000ull + (r >> 40) % 64 * 32, 13);
+		}
 	}
 }
 
@@ -238,7 +257,16 @@ static char *rhythm_trace(uint64_t *events)
 {
 	struct trace t;
 	trace_init(&t);
-	rhythm(&t, 60000);
+	rhythm(&t, 60000, false);
+	*events = t.seq;
+	return trace_write(&t);
+}
+
+static char *marked_rhythm_trace(uint64_t *events)
+{
+	struct trace t;
+	trace_init(&t);
+	rhythm(&t, 60000, true);
 	*events = t.seq;
 	return trace_write(&t);
 }
@@ -265,7 +293,7 @@ static char *switch_trace(uint64_t *events)
 			pool[slot] = 0;
 		}
 	}
-	rhythm(&t, 100000);
+	rhythm(&t, 100000, false);
 	*events = t.seq;
 	return trace_write(&t);
 }
@@ -472,6 +500,36 @@ static void test_tag_modes_round_trip(void **state)
 	}
 }
 
+/* Records of other kinds and threads between the rhythm's, in coded
+ * blocks: a tag's context after them is the thread's last event, as the
+ * packer has it, whatever the reader kept of the record before. */
+static void test_tags_across_raw_records(void **state)
+{
+	(void)state;
+	uint64_t events;
+	char *path = marked_rhythm_trace(&events), out[256], err[256];
+	snprintf(out, sizeof(out), "%s.p", path);
+	struct digest raw, packed;
+	assert_int_equal(read_digest(path, &raw, err, sizeof(err)), 0);
+	struct htr_pack_result res;
+	if (htr_pack(path, out, 3, &res, err, sizeof(err)) != 0)
+		fail_msg("pack: %s", err);
+	assert_int_equal(read_digest(out, &packed, err, sizeof(err)), 0);
+	assert_int_equal(packed.n, raw.n);
+	assert_int_equal(packed.hash, raw.hash);
+	assert_int_equal(packed.bad, 0);
+	size_t len;
+	uint8_t *buf = slurp(out, &len);
+	unsigned modes[HTR_TC_MODES];
+	uint64_t cols[HTR_PACK_COLUMNS];
+	tag_modes(buf, len, modes, cols);
+	free(buf);
+	assert_true(modes[HTR_TC_RANS] + modes[HTR_TC_RANS_FIXED] >= 2);
+	unlink(out);
+	unlink(path);
+	free(path);
+}
+
 /* x / f by the packer's multiplication, exact for every f and the states'
  * whole range. */
 static void test_tag_coder_reciprocals(void **state)
@@ -548,6 +606,32 @@ static void test_tag_coder_round_trip(void **state)
 	free(read);
 }
 
+/* Renormalization takes bytes until the state is at least HTR_TC_LOW or
+ * the stream ends, whatever the state and however many bytes are left:
+ * the same as taking them one at a time. */
+static void test_tag_renorm(void **state)
+{
+	(void)state;
+	static const uint8_t bytes[] = {0x00, 0xa5, 0xff, 0x01, 0x80};
+	uint64_t s = 11;
+	for (unsigned i = 0; i < 20000; i++) {
+		uint64_t v = next(&s);
+		/* a state below 2^14 only once the stream has run out, but
+		 * any is renormalized right */
+		uint32_t x = (uint32_t)(v >> (i % 4 == 0 ? 42 : 33));
+		for (unsigned left = 0; left <= 4; left++) {
+			struct htr_tc_stream st = {.p = bytes + (v >> 40) % 2, .end = NULL};
+			st.end = st.p + left;
+			uint32_t want = x;
+			const uint8_t *p = st.p;
+			while (want < HTR_TC_LOW && p < st.end)
+				want = want << 8 | *p++;
+			assert_int_equal(htr_tc_renorm(x, &st), want);
+			assert_ptr_equal(st.p, p);
+		}
+	}
+}
+
 static void test_old_version_refused(void **state)
 {
 	(void)state;
@@ -619,12 +703,10 @@ static void test_damage_never_crashes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_long_stream_round_trip),
-	        cmocka_unit_test(test_tag_modes_round_trip),
-	        cmocka_unit_test(test_tag_coder_reciprocals),
-	        cmocka_unit_test(test_tag_coder_round_trip),
-	        cmocka_unit_test(test_old_version_refused),
-	        cmocka_unit_test(test_damage_never_crashes),
+	        cmocka_unit_test(test_long_stream_round_trip),  cmocka_unit_test(test_tag_modes_round_trip),
+	        cmocka_unit_test(test_tags_across_raw_records), cmocka_unit_test(test_tag_coder_reciprocals),
+	        cmocka_unit_test(test_tag_coder_round_trip),    cmocka_unit_test(test_tag_renorm),
+	        cmocka_unit_test(test_old_version_refused),     cmocka_unit_test(test_damage_never_crashes),
 	};
 	return cmocka_run_group_tests_name("packed traces", tests, NULL, NULL);
 }
