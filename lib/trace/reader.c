@@ -827,12 +827,12 @@ static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event
 /* Min-heap of streams by next_seq. */
 static bool heap_less(const struct htr_reader *r, size_t a, size_t b)
 {
-	return r->threads[r->heap[a]].next_seq < r->threads[r->heap[b]].next_seq;
+	return r->heap[a].next_seq < r->heap[b].next_seq;
 }
 
 static void heap_swap(struct htr_reader *r, size_t a, size_t b)
 {
-	size_t t = r->heap[a];
+	struct merge_slot t = r->heap[a];
 	r->heap[a] = r->heap[b];
 	r->heap[b] = t;
 }
@@ -882,23 +882,24 @@ int htr_reader_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 		if (rc != 0)
 			return rc;
 		if (!r->threads[i].done) {
-			r->heap[r->heap_len++] = i;
+			r->heap[r->heap_len++] = (struct merge_slot){r->threads[i].next_seq, i};
 			heap_up(r, r->heap_len - 1);
 		}
 	}
 	while (r->heap_len > 0) {
-		struct thread_stream *s = &r->threads[r->heap[0]];
+		struct thread_stream *s = &r->threads[r->heap[0].stream];
 		uint64_t limit = UINT64_MAX;
 		if (r->heap_len > 1)
-			limit = r->threads[r->heap[1]].next_seq;
-		if (r->heap_len > 2 && r->threads[r->heap[2]].next_seq < limit)
-			limit = r->threads[r->heap[2]].next_seq;
+			limit = r->heap[1].next_seq;
+		if (r->heap_len > 2 && r->heap[2].next_seq < limit)
+			limit = r->heap[2].next_seq;
 		rc = drain_stream(r, s, sink, ctx, limit);
 		if (rc != 0)
 			return rc;
-		if (s->done) {
+		if (s->done)
 			r->heap[0] = r->heap[--r->heap_len];
-		}
+		else
+			r->heap[0].next_seq = s->next_seq;
 		heap_down(r, 0);
 	}
 	return finish_run(r, sink, ctx);
@@ -1098,7 +1099,7 @@ static bool heap_room(struct htr_reader *r)
 	if (r->heap_cap >= r->nthreads + 1)
 		return true;
 	size_t cap = r->nthreads + 8;
-	size_t *grown = realloc(r->heap, cap * sizeof(*grown));
+	struct merge_slot *grown = realloc(r->heap, cap * sizeof(*grown));
 	if (grown == NULL)
 		return false;
 	r->heap = grown;
@@ -1219,7 +1220,7 @@ static uint64_t now_ns(void)
 static void heap_push(struct htr_reader *r, size_t i)
 {
 	r->threads[i].in_heap = true;
-	r->heap[r->heap_len++] = i;
+	r->heap[r->heap_len++] = (struct merge_slot){r->threads[i].next_seq, i};
 	heap_up(r, r->heap_len - 1);
 }
 
@@ -1433,14 +1434,14 @@ int htr_reader_follow(struct htr_reader *r, unsigned lag_ms, htr_event_sink sink
 		uint64_t w = exact > floor ? exact : floor;
 		uint64_t emitted_before = r->emitted_seq;
 		while (r->heap_len > 0 && !r->violated) {
-			struct thread_stream *s = &r->threads[r->heap[0]];
+			struct thread_stream *s = &r->threads[r->heap[0].stream];
 			if (s->next_seq > w)
 				break;
 			uint64_t limit = w;
-			if (r->heap_len > 1 && r->threads[r->heap[1]].next_seq < limit)
-				limit = r->threads[r->heap[1]].next_seq;
-			if (r->heap_len > 2 && r->threads[r->heap[2]].next_seq < limit)
-				limit = r->threads[r->heap[2]].next_seq;
+			if (r->heap_len > 1 && r->heap[1].next_seq < limit)
+				limit = r->heap[1].next_seq;
+			if (r->heap_len > 2 && r->heap[2].next_seq < limit)
+				limit = r->heap[2].next_seq;
 			rc = drain_stream(r, s, sink, ctx, limit);
 			if (rc != 0)
 				goto out;
@@ -1452,6 +1453,8 @@ int htr_reader_follow(struct htr_reader *r, unsigned lag_ms, htr_event_sink sink
 					exact = waiting_bound(s);
 					w = exact > floor ? exact : floor;
 				}
+			} else {
+				r->heap[0].next_seq = s->next_seq;
 			}
 			heap_down(r, 0);
 		}
