@@ -52,6 +52,39 @@ class JsonContract(unittest.TestCase):
             self.assertEqual(frame["addr"], "0x1234")
 
 
+class IndentedJson(unittest.TestCase):
+    """render_ci.dumps_indented writes what json.dumps(doc, indent=2) does:
+    the JSON report's bytes are the contract."""
+
+    def test_same_bytes_as_json_dumps(self) -> None:
+        from heaptrail.render_ci import dumps_indented
+
+        class Count(int):
+            pass
+
+        docs: list[object] = [
+            {}, [], (), {"a": {}, "b": [], "c": [{}], "d": [[]]},
+            {"s": "plain", "u": "caf\u00e9 \u2603 \U0001f600", "c": "tab\tnl\nquote\"bs\\ \x00\x1f\x7f",
+             "n": None, "t": True, "f": False, "i": -12, "big": 1 << 70, "x": 1.5, "e": 1e300, "z": -0.0,
+             "nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"), "\u00e9key": 1},
+            [1, "two", None, [3, (4, 5)], {"k": [True, False, {"deep": [[], {}]}]}],
+            ("tuple", "top"),
+            # Left to json.dumps: keys that are not strings, an int subclass.
+            {1: "int key", "a": 2}, {None: 1, True: 2, 2.5: 3}, {"c": Count(7)}, [Count(3)],
+            "a scalar", 5, None,
+        ]
+        for doc in docs:
+            with self.subTest(doc=doc):
+                self.assertEqual(dumps_indented(doc), json.dumps(doc, indent=2))
+        with self.assertRaises(TypeError):
+            dumps_indented({"bad": {1, 2}})  # json.dumps's own error
+
+    def test_json_and_sarif_reports_are_as_json_dumps_writes_them(self) -> None:
+        for fmt in ("json", "sarif"):
+            proc = run_heaptrail(["report", "--format", fmt, "--no-symbols", LOG])
+            self.assertEqual(proc.stdout, json.dumps(json.loads(proc.stdout), indent=2) + "\n", fmt)
+
+
 class JUnit(unittest.TestCase):
     def test_failures_per_test(self) -> None:
         proc = run_heaptrail(["report", "--format", "junit", "--no-symbols", LOG])
