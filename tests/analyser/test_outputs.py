@@ -85,6 +85,48 @@ class IndentedJson(unittest.TestCase):
             self.assertEqual(proc.stdout, json.dumps(json.loads(proc.stdout), indent=2) + "\n", fmt)
 
 
+class JsonRead(unittest.TestCase):
+    """jsonread.loads reads the engine's output and the symbol cache as
+    json.loads does: the same values, and json's own error otherwise."""
+
+    def same(self, a: object, b: object) -> bool:
+        # NaN is not equal to itself: compared by repr, with the types.
+        return type(a) is type(b) and repr(a) == repr(b)
+
+    def test_values_as_json_loads_reads_them(self) -> None:
+        from heaptrail.jsonread import loads
+
+        texts = [
+            '{}', '[]', ' \t\n\r{"a": 1}\n\n', '[1, -2, 3.5, 1e400, -0.0, 12345678901234567890123]',
+            '{"s": "caf\\u00e9 \\ud83d\\ude00 \\n\\"", "raw": "\u00e9\u2603", "n": null, "t": true, "f": false}',
+            '[NaN, Infinity, -Infinity]', '{"a": {"a": [{"a": []}]}, "a2": 1}', '{"dup": 1, "dup": 2}',
+            '"top"', '7', 'null', '"\\ud800"',
+        ]
+        for text in texts:
+            for data in (text, text.encode("utf-8", "surrogatepass")):
+                with self.subTest(data=data):
+                    self.assertTrue(self.same(loads(data), json.loads(data)), data)
+
+    def test_errors_are_json_loads_errors(self) -> None:
+        from heaptrail.jsonread import loads
+
+        bad = ['', ' ', '{', '{"a": 1} x', '[1,]', '{"a" 1}', "{'a': 1}", '"tab\there"', '\ufeff{}', '[1] [2]']
+        for text in bad:
+            # (In bytes, json.loads reads past a byte order mark.)
+            for data in (text, *([] if text.startswith("\ufeff") else [text.encode("utf-8")])):
+                with self.subTest(data=data):
+                    with self.assertRaises(ValueError) as expected:
+                        json.loads(data)
+                    with self.assertRaises(ValueError) as got:
+                        loads(data)
+                    self.assertEqual((type(got.exception), str(got.exception)),
+                                     (type(expected.exception), str(expected.exception)))
+        # Other encodings json.loads detects in bytes are left to it.
+        for data in ('{"a": [1]}'.encode("utf-16-le"), '{"a": 1}'.encode("utf-8-sig")):
+            with self.subTest(data=data):
+                self.assertEqual(loads(data), json.loads(data))
+
+
 class JUnit(unittest.TestCase):
     def test_failures_per_test(self) -> None:
         proc = run_heaptrail(["report", "--format", "junit", "--no-symbols", LOG])

@@ -52,10 +52,10 @@ def run_engine(engine: str, inputs: Sequence[str], fmt: str = "auto") -> dict[st
         raise InputError(message.splitlines()[-1] if message else "unreadable input")
     if status != 0:
         raise ToolError(f"htr-engine failed (status {status}): {message}")
-    import json  # after the spawn: the engine need not wait for it
+    from .jsonread import loads  # after the spawn: the engine need not wait for it
 
     try:
-        data: dict[str, Any] = json.loads(out)
+        data: dict[str, Any] = loads(out)
     except ValueError as error:
         raise ToolError(f"htr-engine wrote malformed JSON: {error}") from None
     for item in data.get("inputs", []):
