@@ -52,6 +52,81 @@ class JsonContract(unittest.TestCase):
             self.assertEqual(frame["addr"], "0x1234")
 
 
+class IndentedJson(unittest.TestCase):
+    """render_ci.dumps_indented writes what json.dumps(doc, indent=2) does:
+    the JSON report's bytes are the contract."""
+
+    def test_same_bytes_as_json_dumps(self) -> None:
+        from heaptrail.render_ci import dumps_indented
+
+        class Count(int):
+            pass
+
+        docs: list[object] = [
+            {}, [], (), {"a": {}, "b": [], "c": [{}], "d": [[]]},
+            {"s": "plain", "u": "caf\u00e9 \u2603 \U0001f600", "c": "tab\tnl\nquote\"bs\\ \x00\x1f\x7f",
+             "n": None, "t": True, "f": False, "i": -12, "big": 1 << 70, "x": 1.5, "e": 1e300, "z": -0.0,
+             "nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"), "\u00e9key": 1},
+            [1, "two", None, [3, (4, 5)], {"k": [True, False, {"deep": [[], {}]}]}],
+            ("tuple", "top"),
+            # Left to json.dumps: keys that are not strings, an int subclass.
+            {1: "int key", "a": 2}, {None: 1, True: 2, 2.5: 3}, {"c": Count(7)}, [Count(3)],
+            "a scalar", 5, None,
+        ]
+        for doc in docs:
+            with self.subTest(doc=doc):
+                self.assertEqual(dumps_indented(doc), json.dumps(doc, indent=2))
+        with self.assertRaises(TypeError):
+            dumps_indented({"bad": {1, 2}})  # json.dumps's own error
+
+    def test_json_and_sarif_reports_are_as_json_dumps_writes_them(self) -> None:
+        for fmt in ("json", "sarif"):
+            proc = run_heaptrail(["report", "--format", fmt, "--no-symbols", LOG])
+            self.assertEqual(proc.stdout, json.dumps(json.loads(proc.stdout), indent=2) + "\n", fmt)
+
+
+class JsonRead(unittest.TestCase):
+    """jsonread.loads reads the engine's output and the symbol cache as
+    json.loads does: the same values, and json's own error otherwise."""
+
+    def same(self, a: object, b: object) -> bool:
+        # NaN is not equal to itself: compared by repr, with the types.
+        return type(a) is type(b) and repr(a) == repr(b)
+
+    def test_values_as_json_loads_reads_them(self) -> None:
+        from heaptrail.jsonread import loads
+
+        texts = [
+            '{}', '[]', ' \t\n\r{"a": 1}\n\n', '[1, -2, 3.5, 1e400, -0.0, 12345678901234567890123]',
+            '{"s": "caf\\u00e9 \\ud83d\\ude00 \\n\\"", "raw": "\u00e9\u2603", "n": null, "t": true, "f": false}',
+            '[NaN, Infinity, -Infinity]', '{"a": {"a": [{"a": []}]}, "a2": 1}', '{"dup": 1, "dup": 2}',
+            '"top"', '7', 'null', '"\\ud800"',
+        ]
+        for text in texts:
+            for data in (text, text.encode("utf-8", "surrogatepass")):
+                with self.subTest(data=data):
+                    self.assertTrue(self.same(loads(data), json.loads(data)), data)
+
+    def test_errors_are_json_loads_errors(self) -> None:
+        from heaptrail.jsonread import loads
+
+        bad = ['', ' ', '{', '{"a": 1} x', '[1,]', '{"a" 1}', "{'a': 1}", '"tab\there"', '\ufeff{}', '[1] [2]']
+        for text in bad:
+            # (In bytes, json.loads reads past a byte order mark.)
+            for data in (text, *([] if text.startswith("\ufeff") else [text.encode("utf-8")])):
+                with self.subTest(data=data):
+                    with self.assertRaises(ValueError) as expected:
+                        json.loads(data)
+                    with self.assertRaises(ValueError) as got:
+                        loads(data)
+                    self.assertEqual((type(got.exception), str(got.exception)),
+                                     (type(expected.exception), str(expected.exception)))
+        # Other encodings json.loads detects in bytes are left to it.
+        for data in ('{"a": [1]}'.encode("utf-16-le"), '{"a": 1}'.encode("utf-8-sig")):
+            with self.subTest(data=data):
+                self.assertEqual(loads(data), json.loads(data))
+
+
 class JUnit(unittest.TestCase):
     def test_failures_per_test(self) -> None:
         proc = run_heaptrail(["report", "--format", "junit", "--no-symbols", LOG])

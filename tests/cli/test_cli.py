@@ -229,6 +229,30 @@ class EarlyEngine(unittest.TestCase):
         self.assertIn("heaptrail.report_cmd", r.stdout.split())
         self.assertNotIn("argparse", r.stdout.split())
 
+    @unittest.skipUnless(ENGINE and os.path.exists(ENGINE), "no htr-engine")
+    def test_plain_report_does_not_import_re(self) -> None:
+        """re (with enum, functools, collections: ~6 ms of CPU, taken from
+        the engine running meanwhile) stays out of a JSON, SARIF or text
+        report with the default suppressions: json and fnmatch import it."""
+        for fmt in ("json", "sarif", "text"):
+            code = (
+                "import sys\n"
+                f"sys.path.insert(0, {TOOLS!r})\n"
+                "from heaptrail import cli, report_early\n"
+                f"args = report_early.complete(report_early.parse(['--format', {fmt!r}, {self.a!r}]))\n"
+                f"status = args.func(args, cli.Paths(shim='', engine={ENGINE!r}, dump=''))\n"
+                "print(status, ' '.join(sys.modules), file=sys.stderr)\n"
+            )
+            with self.subTest(fmt=fmt):
+                r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60,
+                                   check=False)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                status, *modules = r.stderr.split()
+                self.assertEqual(status, "1")  # the block is a leak: the whole report ran
+                self.assertIn("16 bytes" if fmt == "text" else "16", r.stdout)
+                for name in ("re", "json", "fnmatch", "enum"):
+                    self.assertNotIn(name, modules)
+
     def engine_log(self) -> tuple[str, str]:
         """An engine that notes each run's inputs, then runs the real one."""
         log = os.path.join(self.tmp.name, f"runs.{self.id()}")
@@ -265,6 +289,42 @@ class EarlyEngine(unittest.TestCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("unrecognized arguments", r.stderr)
         self.assertEqual(r.stdout, "")
+
+    @unittest.skipUnless(ENGINE and os.path.exists(ENGINE), "no htr-engine")
+    def test_launcher_starts_the_engine_before_os_and_cli_keeps_it(self) -> None:
+        """What the launcher does for `heaptrail report`: report_early.start_now
+        first, with os and __future__ not yet imported, then cli.main, which
+        must take that engine rather than start a second one."""
+        wrapper, log = self.engine_log()
+        code = (
+            "import sys\n"
+            f"sys.path.insert(0, {TOOLS!r})\n"
+            "from heaptrail import report_early\n"
+            f"report_early.start_now(sys.argv[1:], {wrapper!r})\n"
+            "early = [m for m in ('os', '__future__', 'heaptrail.engine', 'heaptrail.cli') if m in sys.modules]\n"
+            "print(' '.join(early) or 'none', file=sys.stderr)\n"
+            "from heaptrail import cli\n"
+            f"sys.exit(cli.main(['report', *sys.argv[1:]], cli.Paths(shim='', engine={wrapper!r}, dump='')))\n"
+        )
+        r = subprocess.run([sys.executable, "-S", "-c", code, "--format", "json", "--no-symbols", self.a],
+                           capture_output=True, text=True, timeout=60, check=False)
+        self.assertEqual(r.returncode, 1, r.stderr)  # the block is a leak
+        self.assertEqual(r.stderr.strip(), "none")
+        self.assertIn('"leaked_bytes": 16', r.stdout)
+        self.assertEqual(self.runs(log), [f"--format auto -- {self.a}"])
+
+    @unittest.skipUnless(ENGINE and os.path.exists(ENGINE), "no htr-engine")
+    def test_early_engine_for_the_same_command_is_kept(self) -> None:
+        from heaptrail import engine, spawn
+
+        wrapper, log = self.engine_log()
+        engine.start_early(wrapper, [self.a], "auto")
+        first = spawn._early
+        engine.start_early(wrapper, [self.a], "auto")
+        self.assertIs(spawn._early, first)
+        data = engine.run_engine(wrapper, [self.a], "auto")
+        self.assertEqual(data["totals"]["total_bytes"], 16)
+        self.assertEqual(self.runs(log), [f"--format auto -- {self.a}"])
 
     @unittest.skipUnless(ENGINE and os.path.exists(ENGINE), "no htr-engine")
     def test_early_engine_for_other_inputs_is_replaced(self) -> None:

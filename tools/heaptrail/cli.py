@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     import argparse
     from typing import Optional, Sequence
 
+import os
+
 from . import __version__
 from .errors import leave, run_guarded
 
@@ -71,7 +73,7 @@ def main(argv: Sequence[str], paths: Paths) -> int:
 
     args = report_early.parse(argv[1:])
     if args is not None:
-        report_early.start(args, paths.engine)
+        report_early.start(args, paths.engine, os.environ)
     try:
         if args is None:
             args = build_parser(command).parse_args(argv)

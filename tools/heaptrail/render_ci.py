@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import json
+# Not json: it imports re (jsonread says what that costs); dumps_indented
+# uses _json's string encoder, and json only for what it leaves to json.
+import _json
 
 TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
 if TYPE_CHECKING:
@@ -23,8 +25,104 @@ RULES = {
 }
 
 
+class _Unusual(Exception):
+    """A value dumps_indented leaves to json.dumps."""
+
+
+_INFINITY = float("inf")
+
+
+def _float_text(value: float) -> str:
+    # json.encoder's floatstr with allow_nan (the default)
+    if value != value:
+        return "NaN"
+    if value == _INFINITY:
+        return "Infinity"
+    if value == -_INFINITY:
+        return "-Infinity"
+    return float.__repr__(value)
+
+
+def dumps_indented(doc: Any) -> str:
+    """json.dumps(doc, indent=2), byte for byte, in 60% of the time: with an
+    indent, json.dumps takes its pure-Python generator path, 1.5 ms of the
+    ~4 ms a report spends after the engine on workload (d) (3000 values),
+    here 0.9 ms: no generators, strings inline. Plain dicts (of str keys),
+    lists, tuples, str, int, float, bool and None are written here; a
+    document holding anything else goes to json.dumps whole."""
+    encode = _json.encode_basestring_ascii  # json.encoder's, as json.dumps uses it (ensure_ascii)
+    parts: list[str] = []
+    add = parts.append
+
+    def scalar(value: Any, kind: type, newline: str) -> None:
+        """A value that is not a str (the common case, written inline)."""
+        if value is None:
+            add("null")
+        elif value is True:
+            add("true")
+        elif value is False:
+            add("false")
+        elif kind is int:
+            add(int.__repr__(value))
+        elif kind is dict:
+            write_dict(value, newline)
+        elif kind is list or kind is tuple:
+            write_list(value, newline)
+        elif kind is float:
+            add(_float_text(value))
+        else:
+            raise _Unusual
+
+    def write_dict(value: dict[Any, Any], newline: str) -> None:
+        """newline: a line break and the dict's own indent."""
+        if not value:
+            add("{}")
+            return
+        inner = newline + "  "
+        separator = "{" + inner
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _Unusual  # json.dumps turns int, float, bool and None keys to strings
+            add(separator)
+            add(encode(key))
+            add(": ")
+            separator = "," + inner
+            kind = type(item)
+            if kind is str:
+                add(encode(item))
+            else:
+                scalar(item, kind, inner)
+        add(newline + "}")
+
+    def write_list(value: list[Any] | tuple[Any, ...], newline: str) -> None:
+        if not value:
+            add("[]")
+            return
+        inner = newline + "  "
+        separator = "[" + inner
+        for item in value:
+            add(separator)
+            separator = "," + inner
+            kind = type(item)
+            if kind is str:
+                add(encode(item))
+            else:
+                scalar(item, kind, inner)
+        add(newline + "]")
+
+    if type(doc) in (dict, list, tuple):
+        try:
+            scalar(doc, type(doc), "\n")
+            return "".join(parts)
+        except _Unusual:
+            pass
+    import json
+
+    return json.dumps(doc, indent=2)
+
+
 def render_json(report: Report) -> str:
-    return json.dumps(report.to_json(), indent=2, sort_keys=False) + "\n"
+    return dumps_indented(report.to_json()) + "\n"
 
 
 def _stack_text(stack: Sequence[Frame], site: Optional[str]) -> str:
@@ -147,4 +245,4 @@ def render_sarif(report: Report) -> str:
             }
         ],
     }
-    return json.dumps(doc, indent=2) + "\n"
+    return dumps_indented(doc) + "\n"

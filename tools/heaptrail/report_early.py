@@ -8,18 +8,22 @@ the inputs in one run) is read here, the engine started on it, and the
 report run with what argparse would have made of it (tests/cli compares the
 two). Anything else (help, errors, unusual spellings) goes to argparse as
 before, with no engine started early.
+
+The launcher calls start_now() before importing the rest of heaptrail, so
+this module imports only spawn and the built-in posix module (os and
+`from __future__` would cost the engine's start about 1 ms; annotations
+are strings).
 """
 
-from __future__ import annotations
-
-import os
+import posix
 
 TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
 if TYPE_CHECKING:
-    from typing import Optional, Sequence
+    from typing import Mapping, Optional, Sequence
 
-from . import engine
+from . import spawn
 
+FORMATS = ("auto", "host", "valground", "board-text", "mtrace", "board")  # engine.FORMATS
 REPORT_FORMATS = ("text", "json", "junit", "sarif")
 COLORS = ("auto", "always", "never")
 
@@ -43,22 +47,22 @@ OPTIONS = {
     "--elf": ("elf", "value"),
     "--no-symbols": ("no_symbols", "flag"),
 }
-CHOICES = {"input_format": engine.FORMATS, "format": REPORT_FORMATS, "color": COLORS}
+CHOICES = {"input_format": FORMATS, "format": REPORT_FORMATS, "color": COLORS}
 
 
 class Args:
     """The argparse.Namespace of `heaptrail report`, as parse() reads it."""
 
-    def __init__(self, values: dict[str, object]) -> None:
+    def __init__(self, values: "dict[str, object]") -> None:
         self.__dict__.update(values)
 
 
-def parse(args: Sequence[str]) -> Optional[Args]:
+def parse(args: "Sequence[str]") -> "Optional[Args]":
     """What argparse makes of `heaptrail report ARGS`, but for fail_on (None
     when not given: complete() fills in the default) and func; None when ARGS
     hold anything this reading is not sure of."""
-    inputs: list[str] = []
-    values: dict[str, object] = {
+    inputs: "list[str]" = []
+    values: "dict[str, object]" = {
         "command": "report", "inputs": inputs, "input_format": "auto", "format": "text", "output": None,
         "quiet": False, "fail_on": None, "suppressions": [], "no_default_suppressions": False, "baseline": None,
         "write_baseline": None, "color": "auto", "sysroot": "", "debug_dir": [], "elf": None, "no_symbols": False,
@@ -104,17 +108,36 @@ def parse(args: Sequence[str]) -> Optional[Args]:
     return Args(values)
 
 
-def start(args: Args, engine_path: str) -> None:
+def _is_file(path: str) -> bool:
+    """os.path.isfile, without os."""
+    try:
+        return posix.stat(path).st_mode & 0o170000 == 0o100000
+    except (OSError, ValueError):
+        return False
+
+
+def start(args: Args, engine_path: str, env: "Optional[Mapping[str, str]]" = None) -> None:
     """Starts the engine for parse()'s args when its inputs are readable
     files; run_engine's own checks name a bad input, so those are left to
-    it, with no engine started."""
-    if not engine_path or not os.path.exists(engine_path):
+    it, with no engine started. env: the engine's environment (None: the
+    one the process started with; os.environ once os may have changed it)."""
+    if not engine_path or not _is_file(engine_path):
         return
-    inputs: list[str] = args.inputs  # type: ignore[attr-defined]
+    inputs: "list[str]" = args.inputs  # type: ignore[attr-defined]
     for path in inputs:
-        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        if not _is_file(path) or not posix.access(path, posix.R_OK):
             return
-    engine.start_early(engine_path, inputs, args.input_format)  # type: ignore[attr-defined]
+    spawn.start_early(engine_path, inputs, args.input_format,  # type: ignore[attr-defined]
+                      posix.environ if env is None else env)  # type: ignore[arg-type]
+
+
+def start_now(argv: "Sequence[str]", engine_path: str) -> None:
+    """The launcher's first step for `heaptrail report ARGV`: the engine
+    started when ARGV is plain (parse), before the rest of heaptrail is
+    imported. cli.main reads ARGV again and keeps this engine."""
+    args = parse(argv)
+    if args is not None:
+        start(args, engine_path)
 
 
 def complete(args: Args) -> Args:

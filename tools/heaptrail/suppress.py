@@ -9,8 +9,6 @@ matches "src/a.c:10"). `#` starts a comment."""
 
 from __future__ import annotations
 
-import fnmatch
-
 TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
 if TYPE_CHECKING:
     from typing import Iterable, Optional, Sequence
@@ -62,6 +60,8 @@ def _match(pattern: str, value: Optional[str]) -> bool:
     if not value:
         return False
     if "*" in pattern or "?" in pattern:
+        import fnmatch  # only for wildcards: it imports re (see jsonread), the default rules have none
+
         return fnmatch.fnmatchcase(value, pattern) or fnmatch.fnmatchcase(value, "*" + pattern + "*")
     return pattern in value
 

@@ -10,7 +10,6 @@ Missing files or debug info give "module+0xOFFSET", never an error.
 
 from __future__ import annotations
 
-import json
 import os
 import zlib
 
@@ -18,6 +17,7 @@ TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluat
 if TYPE_CHECKING:
     from typing import Any, Iterable, Optional, Sequence
 
+from .jsonread import loads as json_loads
 from .records import record
 
 BATCH = 2000  # addresses per addr2line command line
@@ -203,7 +203,7 @@ class Symbolizer:
         if entry and os.path.isfile(entry[0]):
             try:
                 with open(entry[0], encoding="utf-8") as handle:
-                    cached = json.load(handle)
+                    cached = json_loads(handle.read())  # json.load
             except (OSError, ValueError):
                 cached = {}
             if not isinstance(cached, dict) or cached.get(CACHE_KEY) != entry[1]:
@@ -239,6 +239,8 @@ class Symbolizer:
                     self._memo[(path, off)] = entries
                     cached[hex(off)] = [list(e) for e in entries]
             if cache_file:
+                import json  # only to write a lookup: jsonread reads them
+
                 try:
                     os.makedirs(os.path.dirname(cache_file), exist_ok=True)
                     tmp = cache_file + f".{os.getpid()}"

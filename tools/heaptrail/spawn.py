@@ -1,0 +1,130 @@
+"""The engine process: started, read to its end, or ended unread.
+
+Imports only the interpreter's built-in posix module, not os (which brings
+_collections_abc and posixpath: about 1 ms), so that the launcher can start
+the engine of a plain `heaptrail report` before anything else of heaptrail
+is imported (report_early.start_now). No `from __future__` either: that
+statement imports the __future__ module; annotations here are strings."""
+
+import posix
+
+TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Mapping, Optional, Sequence
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = posix.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+class Run:
+    """An engine process whose output is still to be read.
+
+    What subprocess.run does, split at the spawn and without importing
+    subprocess (threading, selectors: a few ms of every report's start).
+    Reading stdout to its end before stderr cannot block: the engine writes
+    at most a line or two to stderr, far below a pipe's buffer."""
+
+    __slots__ = ("cmd", "pid", "out_r", "err_r")
+
+    def __init__(self, cmd: "list[str]", env: "Mapping[str, str] | Mapping[bytes, bytes]") -> None:
+        self.cmd = cmd
+        self.pid = self.out_r = self.err_r = -1
+        out_w = err_w = -1
+        try:
+            self.out_r, out_w = posix.pipe()
+            self.err_r, err_w = posix.pipe()
+            # posix.pipe() descriptors close on exec; the dup2'd copies do not.
+            self.pid = posix.posix_spawn(cmd[0], cmd, env,
+                                         file_actions=[(posix.POSIX_SPAWN_DUP2, out_w, 1),
+                                                       (posix.POSIX_SPAWN_DUP2, err_w, 2)])
+            try:
+                # A started engine is not held up by a full pipe while the
+                # reader is still importing its modules. Set after the spawn
+                # (fcntl's import is not worth delaying the engine for): the
+                # engine reads its inputs for far longer before it writes.
+                import fcntl
+
+                fcntl.fcntl(out_w, fcntl.F_SETPIPE_SZ, 1 << 20)
+            except OSError:
+                pass  # the system's limit is lower: the default pipe works too
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            for fd in (out_w, err_w):
+                if fd >= 0:
+                    posix.close(fd)
+
+    def finish(self) -> "tuple[int, bytes, bytes]":
+        """(exit status, stdout, stderr), once the engine has ended."""
+        try:
+            out = _read_all(self.out_r)
+            err = _read_all(self.err_r)
+            _, wait_status = posix.waitpid(self.pid, 0)
+            self.pid = -1
+            return posix.waitstatus_to_exitcode(wait_status), out, err
+        finally:
+            self.close()  # interrupted (^C) or failed while reading: do not leave the engine behind
+
+    def close(self) -> None:
+        if self.pid > 0:
+            import signal  # only here: it imports enum, 3 ms before the engine could start
+
+            try:
+                posix.kill(self.pid, signal.SIGKILL)
+                posix.waitpid(self.pid, 0)
+            except OSError:
+                pass  # already gone
+            self.pid = -1
+        for fd in (self.out_r, self.err_r):
+            if fd >= 0:
+                posix.close(fd)
+        self.out_r = self.err_r = -1
+
+
+def command(engine: str, inputs: "Sequence[str]", fmt: str) -> "list[str]":
+    return [engine, "--format", fmt, "--", *inputs]
+
+
+# An engine started before the command line was parsed (start_early).
+_early: "Optional[Run]" = None
+
+
+def start_early(engine: str, inputs: "Sequence[str]", fmt: str,
+                env: "Mapping[str, str] | Mapping[bytes, bytes]") -> None:
+    """Starts the engine that engine.run_engine(engine, inputs, fmt) would
+    start, for it to take over; one already started for the same command is
+    kept (the launcher starts it, then cli reads the same command line
+    again). The inputs must be readable files (run_engine's checks and
+    messages are not repeated here). Quietly does nothing when the engine
+    cannot start."""
+    global _early
+    cmd = command(engine, inputs, fmt)
+    if _early is not None and _early.cmd == cmd:
+        return
+    cancel_early()
+    try:
+        _early = Run(cmd, env)
+    except OSError:
+        _early = None  # run_engine tries again and says why
+
+
+def take_early() -> "Optional[Run]":
+    """The early engine, now the caller's to finish or close."""
+    global _early
+    run, _early = _early, None
+    return run
+
+
+def cancel_early() -> None:
+    """Ends an early engine that run_engine did not take (the command line
+    asked for something else, or failed before the analysis)."""
+    run = take_early()
+    if run is not None:
+        run.close()
