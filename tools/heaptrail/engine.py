@@ -6,11 +6,10 @@ import os
 
 TYPE_CHECKING = False  # typing costs start-up and annotations are never evaluated
 if TYPE_CHECKING:
-    from typing import Any, Optional, Sequence
+    from typing import Any, Sequence
 
 from . import spawn
 from .errors import InputError, ToolError
-from .report_early import FORMATS  # noqa: F401  (engine.FORMATS: report_cmd's --input-format)
 
 
 def start_early(engine: str, inputs: Sequence[str], fmt: str) -> None:

@@ -14,10 +14,10 @@ if TYPE_CHECKING:
     from typing import Any, Optional
 
 from . import suppress
-from .engine import FORMATS, run_engine
+from .engine import run_engine
 from .errors import UsageError
 from .model import DEFAULT_FAIL_ON, KINDS, Report, build_report, parse_fail_on
-from .report_early import COLORS, REPORT_FORMATS
+from .report_early import COLORS, FORMATS, REPORT_FORMATS
 from .symbols import Symbolizer
 
 # The baseline and the renderers are imported where used: each run needs

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 from . import spawn
 
-FORMATS = ("auto", "host", "valground", "board-text", "mtrace", "board")  # engine.FORMATS
+FORMATS = ("auto", "host", "valground", "board-text", "mtrace", "board")  # htr-engine --format
 REPORT_FORMATS = ("text", "json", "junit", "sarif")
 COLORS = ("auto", "always", "never")
 
