@@ -126,6 +126,14 @@ static inline void htr_pm_size_seen(struct htr_pack_model *m, unsigned slot, uin
 		m->last_coded_size = size;
 }
 
+/* Zeroed memory for the reader's tables, which every record reads at
+ * random, in 2 MiB pages where the kernel hands them out on request
+ * (transparent huge pages, "madvise"): with 4 KiB pages such reads miss
+ * the TLB too. Whole 2 MiB pages, 2 MiB aligned (malloc counts the
+ * alignment slack, address space that is never touched); free() it. NULL
+ * out of memory. */
+void *htr_pm_huge_zalloc(size_t bytes);
+
 /* 0 on success, -1 out of memory. reader: the reader's side (a ring). */
 int htr_pm_init(struct htr_pack_model *m, bool reader);
 void htr_pm_fini(struct htr_pack_model *m);
