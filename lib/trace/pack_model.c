@@ -106,8 +106,7 @@ int htr_pm_init(struct htr_pack_model *m, bool reader)
 	m->last_kind[HTR_PACK_FREE] = HTR_CALL_FREE;
 	m->last_kind[HTR_PACK_REALLOC] = HTR_CALL_REALLOC;
 	m->next_ord = 1; /* 0 is the empty key */
-	/* The ring's 1 MiB in a 2 MiB page of its own: the rest of the
-	 * page is never touched. */
+	/* The ring's 2 MiB: a huge page of its own. */
 	if (reader && (m->ring = htr_pm_huge_zalloc(HTR_PM_RING * sizeof(*m->ring))) == NULL)
 		return -1;
 	return table_init(&m->live, 1024, reader ? 0 : 4);
