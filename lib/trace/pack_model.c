@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "heaptrail/trace_format.h"
 
@@ -87,6 +88,17 @@ static void table_remove(struct htr_live_table *t, uint64_t key)
 
 /* ---- shared steps ---- */
 
+void *htr_pm_huge_zalloc(size_t bytes)
+{
+	const size_t huge = (size_t)2 << 20;
+	bytes = (bytes + huge - 1) & ~(huge - 1);
+	void *p = aligned_alloc(huge, bytes);
+	if (p == NULL)
+		return NULL;
+	madvise(p, bytes, MADV_HUGEPAGE); /* a hint: 4 KiB pages work too */
+	return memset(p, 0, bytes);
+}
+
 int htr_pm_init(struct htr_pack_model *m, bool reader)
 {
 	memset(m, 0, sizeof(*m));
@@ -94,7 +106,8 @@ int htr_pm_init(struct htr_pack_model *m, bool reader)
 	m->last_kind[HTR_PACK_FREE] = HTR_CALL_FREE;
 	m->last_kind[HTR_PACK_REALLOC] = HTR_CALL_REALLOC;
 	m->next_ord = 1; /* 0 is the empty key */
-	if (reader && (m->ring = calloc(HTR_PM_RING, sizeof(*m->ring))) == NULL)
+	/* The ring's 2 MiB: a huge page of its own. */
+	if (reader && (m->ring = htr_pm_huge_zalloc(HTR_PM_RING * sizeof(*m->ring))) == NULL)
 		return -1;
 	return table_init(&m->live, 1024, reader ? 0 : 4);
 }

@@ -549,19 +549,27 @@ oom:
 			       in->in_offset + in->ib.pos);
 }
 
+/* The model and the tag coder (1.8 MB) share one 2 MiB page: every
+ * record reads both at random (stack and size predictions, the per-class
+ * lists, the coder's tables). With the ring in a page of its own, (d)
+ * with the engine 97.8 -> 96.5 ms (min of 25). */
+struct reader_state {
+	struct htr_pack_model model;
+	struct htr_tag_coder tc;
+};
+
 int htr_packed_run(struct htr_reader *r, htr_event_sink sink, void *ctx)
 {
-	struct htr_pack_model *model = malloc(sizeof(*model));
-	struct htr_tag_coder *tc = malloc(sizeof(*tc));
-	if (model == NULL || tc == NULL || htr_pm_init(model, true) != 0) {
-		free(model);
-		free(tc);
+	struct reader_state *st = htr_pm_huge_zalloc(sizeof(*st));
+	struct htr_pack_model *model = st ? &st->model : NULL;
+	struct htr_tag_coder *tc = st ? &st->tc : NULL;
+	if (st == NULL || htr_pm_init(model, true) != 0) {
+		free(st);
 		return htr_emit_notice(r, sink, ctx, HTR_EV_BAD_INPUT, 0, 0, "out of memory reading the packed trace");
 	}
 	htr_tc_init(tc, true);
 	int rc = run_packed(r, model, tc, sink, ctx);
 	htr_pm_fini(model);
-	free(model);
-	free(tc);
+	free(st);
 	return rc;
 }

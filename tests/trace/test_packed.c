@@ -130,7 +130,7 @@ static uint64_t next(uint64_t *x)
 /* A stream that reaches every path of the model. */
 static char *long_trace(uint64_t *events)
 {
-	enum { POOL = 12000 }; /* lives long enough to pass the reader's ring (65536 ordinals) */
+	enum { POOL = 12000 }; /* lives long enough to pass the reader's ring (HTR_PM_RING ordinals) */
 	struct trace t;
 	trace_init(&t);
 	static uint64_t pool[POOL];

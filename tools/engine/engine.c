@@ -10,6 +10,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define TIMELINE_POINTS 512u
 #define MAX_ADDRS 4u
@@ -88,13 +89,55 @@ struct live_table {
 	struct block *slots;
 	size_t mask; /* capacity - 1 */
 	size_t count;
+	bool mapped; /* slots from map_huge, not malloc */
 };
+
+/* A table of 2 MiB or more is mapped in 2 MiB pages where the kernel hands
+ * them out on request (transparent huge pages, "madvise"): a free reads
+ * the table at random, and with 4 KiB pages such a read missed the TLB
+ * too ((d), 65536 slots: 99.9 -> 97.8 ms, min of 25). Mapped, not
+ * aligned_alloc'd, so that no alignment slack is mapped, and counted by
+ * hand (live_mapped_bytes); zeroed, as fresh mappings are. NULL when the
+ * mapping fails. */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+static void *map_huge(size_t bytes)
+{
+	char *p = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	size_t head = (HUGE_PAGE - (uintptr_t)p % HUGE_PAGE) % HUGE_PAGE;
+	if (head != 0)
+		munmap(p, head);
+	munmap(p + head + bytes, HUGE_PAGE - head);
+	madvise(p + head, bytes, MADV_HUGEPAGE); /* a hint: 4 KiB pages work too */
+	return p + head;
+}
 
 static void live_init(struct live_table *t, size_t cap)
 {
-	t->slots = xcalloc(cap, sizeof(*t->slots));
+	size_t bytes = cap * sizeof(*t->slots);
+	t->slots = bytes % HUGE_PAGE == 0 ? map_huge(bytes) : NULL;
+	t->mapped = t->slots != NULL;
+	if (!t->mapped)
+		t->slots = xcalloc(cap, sizeof(*t->slots));
 	t->mask = cap - 1;
 	t->count = 0;
+}
+
+/* What the table's slots take outside malloc's heap. */
+static size_t live_mapped_bytes(const struct live_table *t)
+{
+	return t->mapped ? (t->mask + 1) * sizeof(*t->slots) : 0;
+}
+
+static void live_release(struct live_table *t)
+{
+	if (t->mapped)
+		munmap(t->slots, live_mapped_bytes(t));
+	else
+		free(t->slots);
+	t->slots = NULL;
 }
 
 /* Keeps neighbours together: blocks allocated close in time sit close in
@@ -156,17 +199,18 @@ HOT struct block *live_put(struct live_table *t, uint64_t ptr, bool *fresh)
 
 static void live_grow(struct live_table *t)
 {
-	struct block *old = t->slots;
+	struct live_table old = *t;
+	struct block *slots = old.slots;
 	size_t cap = t->mask + 1;
 	live_init(t, cap * 2);
 	for (size_t i = 0; i < cap; i++) {
-		if (old[i].ptr) {
+		if (slots[i].ptr) {
 			bool fresh;
-			struct block *b = live_put(t, old[i].ptr, &fresh);
-			*b = old[i];
+			struct block *b = live_put(t, slots[i].ptr, &fresh);
+			*b = slots[i];
 		}
 	}
-	free(old);
+	live_release(&old);
 }
 
 /* Backward-shift deletion keeps probe chains intact without tombstones, so
@@ -402,7 +446,7 @@ void eng_free(struct engine *e)
 	for (size_t i = 0; i < e->nsegs; i++)
 		free(e->segs[i].name);
 	free(e->segs);
-	free(e->live.slots);
+	live_release(&e->live);
 	free(e->aggs);
 	free(e->agg_index);
 	free(e->frames);
@@ -788,9 +832,10 @@ static void account_live(struct engine *e, bool all_unknown, bool shrink)
 		/* Walking a big empty table at every later heap init would
 		 * cost its size each time: start small again. */
 		struct mallinfo2 mi = mallinfo2();
-		if (mi.uordblks + mi.hblkhd > e->mem_hwm)
-			e->mem_hwm = mi.uordblks + mi.hblkhd;
-		free(t->slots);
+		size_t now = mi.uordblks + mi.hblkhd + live_mapped_bytes(t);
+		if (now > e->mem_hwm)
+			e->mem_hwm = now;
+		live_release(t);
 		live_init(t, 1u << 12);
 	}
 	e->p->cur_bytes = 0;
@@ -1274,7 +1319,7 @@ size_t eng_memory_high_water(const struct engine *e)
 	/* Tables only grow, except the live table at a heap init, which
 	 * notes the heap in use before it shrinks. */
 	struct mallinfo2 mi = mallinfo2();
-	size_t now = mi.uordblks + mi.hblkhd;
+	size_t now = mi.uordblks + mi.hblkhd + live_mapped_bytes(&e->live);
 	return now > e->mem_hwm ? now : e->mem_hwm;
 }
 
