@@ -1,0 +1,49 @@
+"""`meson install` lays out a heaptrail that starts without compiling: the
+launcher, and every module of the Python package with its bytecode beside
+it (a user who cannot write there would otherwise pay for compiling them on
+every command)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import tempfile
+import unittest
+
+BUILD = os.environ.get("HTR_BUILD_ROOT", "")
+PREFIX = os.environ.get("HTR_PREFIX", "/usr/local")
+DATADIR = os.environ.get("HTR_DATADIR", "share")
+BINDIR = os.environ.get("HTR_BINDIR", "bin")
+
+
+@unittest.skipUnless(BUILD and os.path.isdir(BUILD), "no build directory given")
+class InstallTree(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.tmp = tempfile.TemporaryDirectory()
+        r = subprocess.run(["meson", "install", "-C", BUILD, "--no-rebuild", "--quiet", "--destdir", cls.tmp.name],
+                           capture_output=True, text=True, timeout=120, check=False)
+        if r.returncode != 0:
+            raise AssertionError(f"meson install failed: {r.stdout[-2000:]}{r.stderr[-2000:]}")
+        cls.root = os.path.join(cls.tmp.name, PREFIX.lstrip("/"))
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.tmp.cleanup()
+
+    def test_launcher_installed_executable(self) -> None:
+        launcher = os.path.join(self.root, BINDIR, "heaptrail")
+        self.assertTrue(os.access(launcher, os.X_OK), launcher)
+
+    def test_every_module_has_bytecode(self) -> None:
+        package = os.path.join(self.root, DATADIR, "heaptrail", "python", "heaptrail")
+        modules = sorted(name for name in os.listdir(package) if name.endswith(".py"))
+        self.assertIn("cli.py", modules)
+        missing = [name for name in modules
+                   if not os.path.exists(importlib.util.cache_from_source(os.path.join(package, name)))]
+        self.assertEqual(missing, [])
+
+
+if __name__ == "__main__":
+    unittest.main()
