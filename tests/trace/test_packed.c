@@ -447,6 +447,29 @@ static uint8_t *packed_trace(char *(*make)(uint64_t *), char **path, char *out, 
 	return slurp(out, len);
 }
 
+/* Packs path to out at level: it must read back event for event, with
+ * what the raw trace said about itself, and clean; modes and cols: how
+ * its blocks coded their tags, and the size of each column. */
+static void pack_reads_back(const char *path, const char *out, int level, unsigned modes[HTR_TC_MODES],
+			    uint64_t cols[HTR_PACK_COLUMNS])
+{
+	char err[256];
+	struct digest raw, packed;
+	assert_int_equal(read_digest(path, &raw, err, sizeof(err)), 0);
+	struct htr_pack_result res;
+	if (htr_pack(path, out, level, &res, err, sizeof(err)) != 0)
+		fail_msg("pack: %s", err);
+	assert_int_equal(read_digest(out, &packed, err, sizeof(err)), 0);
+	assert_int_equal(packed.n, raw.n);
+	assert_int_equal(packed.hash, raw.hash);
+	assert_int_equal(raw.bad, 0);
+	assert_int_equal(packed.bad, 0);
+	size_t len;
+	uint8_t *buf = slurp(out, &len);
+	tag_modes(buf, len, modes, cols);
+	free(buf);
+}
+
 /* Each reads back exactly, at zstd levels 3 and 19: the rhythm trace with
  * its tags rANS-coded in every block (counted in the first four), the long
  * trace (events in no order) with them plain, the switching one with
@@ -457,23 +480,12 @@ static void test_tag_modes_round_trip(void **state)
 	char *(*make[3])(uint64_t *) = {rhythm_trace, long_trace, switch_trace};
 	for (int which = 0; which < 3; which++) {
 		uint64_t events;
-		char *path = make[which](&events), out[256], err[256];
+		char *path = make[which](&events), out[256];
 		snprintf(out, sizeof(out), "%s.p", path);
-		struct digest raw, packed;
-		assert_int_equal(read_digest(path, &raw, err, sizeof(err)), 0);
 		for (int level = 3; level <= 19; level += 16) {
-			struct htr_pack_result res;
-			if (htr_pack(path, out, level, &res, err, sizeof(err)) != 0)
-				fail_msg("pack: %s", err);
-			assert_int_equal(read_digest(out, &packed, err, sizeof(err)), 0);
-			assert_int_equal(packed.n, raw.n);
-			assert_int_equal(packed.hash, raw.hash);
-			size_t len;
-			uint8_t *buf = slurp(out, &len);
 			unsigned modes[HTR_TC_MODES];
 			uint64_t cols[HTR_PACK_COLUMNS];
-			tag_modes(buf, len, modes, cols);
-			free(buf);
+			pack_reads_back(path, out, level, modes, cols);
 			if (which == 0) {
 				assert_int_equal(modes[HTR_TC_RANS], 4);
 				assert_true(modes[HTR_TC_RANS_FIXED] >= 1);
@@ -507,23 +519,11 @@ static void test_tags_across_raw_records(void **state)
 {
 	(void)state;
 	uint64_t events;
-	char *path = marked_rhythm_trace(&events), out[256], err[256];
+	char *path = marked_rhythm_trace(&events), out[256];
 	snprintf(out, sizeof(out), "%s.p", path);
-	struct digest raw, packed;
-	assert_int_equal(read_digest(path, &raw, err, sizeof(err)), 0);
-	struct htr_pack_result res;
-	if (htr_pack(path, out, 3, &res, err, sizeof(err)) != 0)
-		fail_msg("pack: %s", err);
-	assert_int_equal(read_digest(out, &packed, err, sizeof(err)), 0);
-	assert_int_equal(packed.n, raw.n);
-	assert_int_equal(packed.hash, raw.hash);
-	assert_int_equal(packed.bad, 0);
-	size_t len;
-	uint8_t *buf = slurp(out, &len);
 	unsigned modes[HTR_TC_MODES];
 	uint64_t cols[HTR_PACK_COLUMNS];
-	tag_modes(buf, len, modes, cols);
-	free(buf);
+	pack_reads_back(path, out, 3, modes, cols);
 	assert_true(modes[HTR_TC_RANS] + modes[HTR_TC_RANS_FIXED] >= 2);
 	unlink(out);
 	unlink(path);
