@@ -27,6 +27,7 @@
 
 #include "pack.h"
 #include "reader.h"
+#include "trace_testlib.h"
 
 #define CHUNK 4096u
 #define MAX_CHUNKS 8u
@@ -64,13 +65,7 @@ static void writer_start(struct writer *w)
 	w->map = mmap(NULL, HTR_FILE_HEADER_SIZE + MAX_CHUNKS * CHUNK, PROT_READ | PROT_WRITE, MAP_SHARED, w->fd, 0);
 	assert_true(w->map != MAP_FAILED);
 	struct htr_file_header *h = (struct htr_file_header *)w->map;
-	memcpy(h->magic, HTR_TRACE_MAGIC, 8);
-	h->version_major = HTR_TRACE_VERSION_MAJOR;
-	h->version_minor = HTR_TRACE_VERSION_MINOR;
-	h->header_size = HTR_FILE_HEADER_SIZE;
-	h->pointer_size = 8;
-	h->chunk_size = CHUNK;
-	h->pid = (uint32_t)w->pid;
+	trace_header_fill(h, CHUNK, (uint32_t)w->pid);
 	__atomic_store_n(&h->state, HTR_STATE_RUNNING, __ATOMIC_RELEASE);
 }
 
@@ -212,13 +207,8 @@ static void wait_seen(struct follow_job *j, int n)
 
 static void read_finished(const char *path, struct seen *seen)
 {
-	char err[256];
-	struct htr_reader *r;
 	memset(seen, 0, sizeof(*seen));
-	if (htr_reader_open(&r, path, err, sizeof(err)) != 0)
-		fail_msg("open %s: %s", path, err);
-	assert_int_equal(htr_reader_run(r, record, seen), 0);
-	htr_reader_close(r);
+	trace_read_all(path, record, seen);
 }
 
 /* Two threads commit in stages; thread 1 defines a stack long after its

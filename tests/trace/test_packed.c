@@ -21,6 +21,7 @@
 #include "pack.h"
 #include "pack_model.h"
 #include "reader.h"
+#include "trace_testlib.h"
 
 #define CHUNK      (64u * 1024u)
 #define MAX_CHUNKS 1024u
@@ -40,13 +41,7 @@ static void trace_init(struct trace *t)
 	t->buf = calloc(1, HTR_FILE_HEADER_SIZE + (size_t)MAX_CHUNKS * CHUNK);
 	assert_non_null(t->buf);
 	struct htr_file_header h = {0};
-	memcpy(h.magic, HTR_TRACE_MAGIC, 8);
-	h.version_major = HTR_TRACE_VERSION_MAJOR;
-	h.version_minor = HTR_TRACE_VERSION_MINOR;
-	h.header_size = HTR_FILE_HEADER_SIZE;
-	h.pointer_size = 8;
-	h.chunk_size = CHUNK;
-	h.pid = 77;
+	trace_header_fill(&h, CHUNK, 77);
 	h.state = HTR_STATE_CLEAN_EXIT;
 	memcpy(t->buf, &h, sizeof(h));
 	t->pos = CHUNK; /* the first record opens a chunk */

@@ -14,6 +14,7 @@
 
 #include "pack.h"
 #include "reader.h"
+#include "trace_testlib.h"
 
 #define CHUNK 4096u
 
@@ -31,13 +32,7 @@ static void builder_init(struct builder *b, uint64_t chunks, uint32_t state)
 	b->buf = calloc(1, b->size);
 	assert_non_null(b->buf);
 	struct htr_file_header h = {0};
-	memcpy(h.magic, HTR_TRACE_MAGIC, 8);
-	h.version_major = HTR_TRACE_VERSION_MAJOR;
-	h.version_minor = HTR_TRACE_VERSION_MINOR;
-	h.header_size = HTR_FILE_HEADER_SIZE;
-	h.pointer_size = 8;
-	h.chunk_size = CHUNK;
-	h.pid = 4242;
+	trace_header_fill(&h, CHUNK, 4242);
 	h.state = state;
 	h.chunks_claimed = chunks;
 	memcpy(b->buf, &h, sizeof(h));
@@ -221,13 +216,8 @@ static int record(void *ctx, const struct htr_event *ev)
 
 static void read_all(const char *path, struct seen *seen)
 {
-	char err[256];
-	struct htr_reader *r;
 	memset(seen, 0, sizeof(*seen));
-	if (htr_reader_open(&r, path, err, sizeof(err)) != 0)
-		fail_msg("open %s: %s", path, err);
-	assert_int_equal(htr_reader_run(r, record, seen), 0);
-	htr_reader_close(r);
+	trace_read_all(path, record, seen);
 }
 
 /* Reads the raw trace, then packs it and checks that the packed form reads
