@@ -19,6 +19,15 @@ def heaptrail(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60, check=False)
 
 
+def python_snippet(body: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """body run by a fresh interpreter as the launcher starts one (-S), with
+    heaptrail importable from the tree and args as sys.argv[1:]: what a
+    module imports shows only in a process of its own."""
+    code = f"import sys\nsys.path.insert(0, {TOOLS!r})\n" + body
+    return subprocess.run([sys.executable, "-S", "-c", code, *args], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
 @unittest.skipUnless(HEAPTRAIL and os.path.exists(HEAPTRAIL), "no build/heaptrail launcher")
 class BadUsage(unittest.TestCase):
     def assert_one_line(self, args: tuple[str, ...], *expected: str) -> None:
@@ -58,15 +67,11 @@ class StartUp(unittest.TestCase):
     imports its own module only, and nothing heavy it does not use."""
 
     def modules_after(self, argv: list[str]) -> set[str]:
-        code = (
-            "import sys\n"
-            f"sys.path.insert(0, {TOOLS!r})\n"
+        r = python_snippet(
             "from heaptrail import cli\n"
             f"cli.build_parser(cli._named_command({argv!r})).parse_args({argv!r})\n"
             "print('\\n'.join(sys.modules))\n"
         )
-        r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60,
-                           check=False)
         self.assertEqual(r.returncode, 0, r.stderr)
         return set(r.stdout.split())
 
@@ -216,15 +221,11 @@ class EarlyEngine(unittest.TestCase):
         self.assertEqual(options, report_early.OPTIONS)
 
     def test_plain_report_does_not_import_argparse(self) -> None:
-        code = (
-            "import sys\n"
-            f"sys.path.insert(0, {TOOLS!r})\n"
+        r = python_snippet(
             "from heaptrail import report_early\n"
             f"report_early.complete(report_early.parse(['--format', 'json', {self.a!r}]))\n"
             "print('\\n'.join(sys.modules))\n"
         )
-        r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60,
-                           check=False)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("heaptrail.report_cmd", r.stdout.split())
         self.assertNotIn("argparse", r.stdout.split())
@@ -235,17 +236,13 @@ class EarlyEngine(unittest.TestCase):
         the engine running meanwhile) stays out of a JSON, SARIF or text
         report with the default suppressions: json and fnmatch import it."""
         for fmt in ("json", "sarif", "text"):
-            code = (
-                "import sys\n"
-                f"sys.path.insert(0, {TOOLS!r})\n"
-                "from heaptrail import cli, report_early\n"
-                f"args = report_early.complete(report_early.parse(['--format', {fmt!r}, {self.a!r}]))\n"
-                f"status = args.func(args, cli.Paths(shim='', engine={ENGINE!r}, dump=''))\n"
-                "print(status, ' '.join(sys.modules), file=sys.stderr)\n"
-            )
             with self.subTest(fmt=fmt):
-                r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60,
-                                   check=False)
+                r = python_snippet(
+                    "from heaptrail import cli, report_early\n"
+                    f"args = report_early.complete(report_early.parse(['--format', {fmt!r}, {self.a!r}]))\n"
+                    f"status = args.func(args, cli.Paths(shim='', engine={ENGINE!r}, dump=''))\n"
+                    "print(status, ' '.join(sys.modules), file=sys.stderr)\n"
+                )
                 self.assertEqual(r.returncode, 0, r.stderr)
                 status, *modules = r.stderr.split()
                 self.assertEqual(status, "1")  # the block is a leak: the whole report ran
@@ -272,20 +269,16 @@ class EarlyEngine(unittest.TestCase):
     def test_one_engine_per_report(self) -> None:
         wrapper, log = self.engine_log()
         code = (
-            "import sys\n"
-            f"sys.path.insert(0, {TOOLS!r})\n"
             "from heaptrail import cli\n"
             f"sys.exit(cli.main(sys.argv[1:], cli.Paths(shim='', engine={wrapper!r}, dump='')))\n"
         )
-        r = subprocess.run([sys.executable, "-S", "-c", code, "report", "--format", "json", "--no-symbols", self.a],
-                           capture_output=True, text=True, timeout=60, check=False)
+        r = python_snippet(code, "report", "--format", "json", "--no-symbols", self.a)
         self.assertEqual(r.returncode, 1, r.stderr)  # the block is a leak
         self.assertIn('"leaked_bytes": 16', r.stdout)
         self.assertEqual(self.runs(log), [f"--format auto -- {self.a}"])
         # Read differently by argparse (inputs after an option): bad usage,
         # and the engine started early is not waited for.
-        r = subprocess.run([sys.executable, "-S", "-c", code, "report", self.a, "--no-symbols", self.b],
-                           capture_output=True, text=True, timeout=60, check=False)
+        r = python_snippet(code, "report", self.a, "--no-symbols", self.b)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("unrecognized arguments", r.stderr)
         self.assertEqual(r.stdout, "")
@@ -296,18 +289,14 @@ class EarlyEngine(unittest.TestCase):
         first, with os and __future__ not yet imported, then cli.main, which
         must take that engine rather than start a second one."""
         wrapper, log = self.engine_log()
-        code = (
-            "import sys\n"
-            f"sys.path.insert(0, {TOOLS!r})\n"
+        r = python_snippet(
             "from heaptrail import report_early\n"
             f"report_early.start_now(sys.argv[1:], {wrapper!r})\n"
             "early = [m for m in ('os', '__future__', 'heaptrail.engine', 'heaptrail.cli') if m in sys.modules]\n"
             "print(' '.join(early) or 'none', file=sys.stderr)\n"
             "from heaptrail import cli\n"
-            f"sys.exit(cli.main(['report', *sys.argv[1:]], cli.Paths(shim='', engine={wrapper!r}, dump='')))\n"
-        )
-        r = subprocess.run([sys.executable, "-S", "-c", code, "--format", "json", "--no-symbols", self.a],
-                           capture_output=True, text=True, timeout=60, check=False)
+            f"sys.exit(cli.main(['report', *sys.argv[1:]], cli.Paths(shim='', engine={wrapper!r}, dump='')))\n",
+            "--format", "json", "--no-symbols", self.a)
         self.assertEqual(r.returncode, 1, r.stderr)  # the block is a leak
         self.assertEqual(r.stderr.strip(), "none")
         self.assertIn('"leaked_bytes": 16', r.stdout)
