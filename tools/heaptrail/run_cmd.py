@@ -308,23 +308,17 @@ def _follower_lines(follower: _Follower) -> list[str]:
     trace is then packed as any other)."""
     if follower is None:
         return []
+    from .spawn import read_all
+
     path, packer = follower
-    chunks = []
     try:
-        while True:
-            try:
-                data = os.read(packer.out, 65536)
-            except InterruptedError:
-                continue
-            if not data:
-                break
-            chunks.append(data)
+        out = read_all(packer.out)
     finally:
         os.close(packer.out)
     _, status = os.waitpid(packer.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0 or not _is_packed(path):
         return []
-    return b"".join(chunks).decode(errors="replace").splitlines()[:1]
+    return out.decode(errors="replace").splitlines()[:1]
 
 
 def _wait(proc: subprocess.Popen[bytes], follower: _Follower) -> tuple[int, list[str]]:

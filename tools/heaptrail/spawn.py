@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from typing import Mapping, Optional, Sequence
 
 
-def _read_all(fd: int) -> bytes:
+def read_all(fd: int) -> bytes:
+    """What fd gives until its end (a pipe whose writers are all gone)."""
     chunks = []
     while True:
         chunk = posix.read(fd, 1 << 20)
@@ -64,8 +65,8 @@ class Run:
     def finish(self) -> "tuple[int, bytes, bytes]":
         """(exit status, stdout, stderr), once the engine has ended."""
         try:
-            out = _read_all(self.out_r)
-            err = _read_all(self.err_r)
+            out = read_all(self.out_r)
+            err = read_all(self.err_r)
             _, wait_status = posix.waitpid(self.pid, 0)
             self.pid = -1
             return posix.waitstatus_to_exitcode(wait_status), out, err
