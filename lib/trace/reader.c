@@ -348,11 +348,16 @@ static bool is_short(uint8_t type)
 
 /* All records with a seq keep it at offset 8; the short forms keep an
  * offset from their chunk's first_seq there. */
-static uint64_t record_seq(const struct thread_stream *s, const uint8_t *rec)
+static uint64_t seq_in_chunk(const uint8_t *rec, uint64_t chunk_seq)
 {
 	uint64_t seq;
 	memcpy(&seq, rec + 8, sizeof(seq));
-	return is_short(rec[0]) ? htr_short_seq(seq, s->chunk_seq) : seq;
+	return is_short(rec[0]) ? htr_short_seq(seq, chunk_seq) : seq;
+}
+
+static uint64_t record_seq(const struct thread_stream *s, const uint8_t *rec)
+{
+	return seq_in_chunk(rec, s->chunk_seq);
 }
 
 /* The string payload after a fixed part must end with a NUL inside the
@@ -1349,10 +1354,7 @@ static void scout_stream(struct htr_reader *r, struct thread_stream *s)
 				return;
 			}
 			if (has_seq(type)) {
-				uint64_t seq;
-				memcpy(&seq, rec + 8, sizeof(seq));
-				if (is_short(type))
-					seq = htr_short_seq(seq, s->scout_chunk_seq);
+				uint64_t seq = seq_in_chunk(rec, s->scout_chunk_seq);
 				if (seq >= r->seen_base) {
 					if (seq - r->seen_base >= HTR_SEEN_BITS)
 						return; /* later, once the ring has moved on */
