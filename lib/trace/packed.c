@@ -284,6 +284,18 @@ static inline uint32_t thread_prev(const struct htr_pack_model *m)
 
 /* One record from the block's columns into *evp. Returns 0, 1 for
  * corrupt data, -1 out of memory. */
+/* The block a FREE or a REALLOC lets go of: its pointer code is inline in
+ * the tag or in the OLD column (+ LOW), a far one followed by its varint.
+ * false: the code names no block the model knows. */
+static inline __attribute__((always_inline)) bool decode_freed(struct htr_pack_model *m, uint64_t inl,
+							       struct cursor *old, struct cursor *low, uint32_t stack,
+							       struct htr_pm_block *blk)
+{
+	uint64_t pcode = inl != HTR_PACK_S_IN_COLUMN ? inl : get_ptr_code(old, low);
+	uint64_t extra = pcode == HTR_PACK_F_FAR ? get_varint_wide(old) : 0;
+	return htr_pm_decode_free(m, pcode, extra, stack, blk);
+}
+
 static inline __attribute__((always_inline)) int decode_record(struct htr_reader *r, struct htr_pack_model *m,
                                                                struct cursor *col, const uint8_t *tags,
                                                                struct htr_event *evp, uint64_t ordinal,
@@ -363,20 +375,14 @@ static inline __attribute__((always_inline)) int decode_record(struct htr_reader
 	}
 	case HTR_PACK_FREE:
 		ev.type = HTR_EV_FREE;
-		pcode = inl != HTR_PACK_S_IN_COLUMN ? inl : get_ptr_code(old, low);
-		if (pcode == HTR_PACK_F_FAR)
-			extra = get_varint_wide(old);
-		if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
+		if (!decode_freed(m, inl, old, low, ev.stack, &blk))
 			return 1;
 		htr_pm_drop_by_ord(m, &blk);
 		ev.ptr = blk.ptr;
 		break;
 	case HTR_PACK_REALLOC:
 		ev.type = HTR_EV_REALLOC;
-		pcode = inl != HTR_PACK_S_IN_COLUMN ? inl : get_ptr_code(old, low);
-		if (pcode == HTR_PACK_F_FAR)
-			extra = get_varint_wide(old);
-		if (!htr_pm_decode_free(m, pcode, extra, ev.stack, &blk))
+		if (!decode_freed(m, inl, old, low, ev.stack, &blk))
 			return 1;
 		ev.ptr = blk.ptr;
 		pcode = get_varint_wide(size);
