@@ -52,7 +52,7 @@ def run_heaptrail(args: Sequence[str], env: Optional[dict[str, str]] = None) -> 
     if env:
         full_env.update(env)
     return subprocess.run(
-        [sys.executable, HEAPTRAIL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, check=False
+        [HEAPTRAIL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, check=False
     )
 
 

@@ -208,14 +208,13 @@ class TextOptions(unittest.TestCase):
     def test_colour_on_terminal_but_not_with_no_color(self) -> None:
         import pty
         import subprocess
-        import sys
 
         for env_extra, want in (({}, True), ({"NO_COLOR": "1"}, False)):
             master, slave = pty.openpty()
             env = dict(os.environ, **env_extra)
             if not env_extra:
                 env.pop("NO_COLOR", None)
-            proc = subprocess.Popen([sys.executable, helpers.HEAPTRAIL, "report", "-q", LOG], stdout=slave,
+            proc = subprocess.Popen([helpers.HEAPTRAIL, "report", "-q", LOG], stdout=slave,
                                     stderr=subprocess.DEVNULL, env=env)
             os.close(slave)
             chunks = []

@@ -27,7 +27,7 @@ PAYLOAD = bytes(range(256)) * 40 + b"==MP alloc;16;0x20000100;a.c:1;seq=0;pc=0x1
 
 
 def capture(*args: str, stdin: Optional[bytes] = None, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, LAUNCHER, "capture", *args], input=stdin, capture_output=True,
+    return subprocess.run([LAUNCHER, "capture", *args], input=stdin, capture_output=True,
                           timeout=timeout)
 
 
@@ -129,7 +129,7 @@ class SerialSource(TempDirCase):
     def test_pty_in_raw_mode(self) -> None:
         master, slave = os.openpty()
         name = os.ttyname(slave)
-        proc = subprocess.Popen([sys.executable, LAUNCHER, "capture", "--serial", name, "--baud", "921600",
+        proc = subprocess.Popen([LAUNCHER, "capture", "--serial", name, "--baud", "921600",
                                  "-o", self.out, "--idle", "1.0", "--quiet"], stderr=subprocess.PIPE)
         time.sleep(0.5)  # let it open and configure the port
         # Bytes a cooked tty would change: CR, NL, ^C, ^D, DEL, 0xff.

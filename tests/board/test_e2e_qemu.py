@@ -45,7 +45,7 @@ def qemu_cmd(elf: str, *extra: str) -> List[str]:
 
 
 def heaptrail(*args: str, timeout: float = QEMU_TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, LAUNCHER, *args], capture_output=True, timeout=timeout)
+    return subprocess.run([LAUNCHER, *args], capture_output=True, timeout=timeout)
 
 
 def expected_lines() -> Dict[str, int]:
@@ -239,7 +239,7 @@ def report_available() -> bool:
     """Whether this build's `heaptrail` has the report subcommand (the
     analyser is developed alongside)."""
     if not _REPORT:
-        r = subprocess.run([sys.executable, LAUNCHER, "report", "--help"], capture_output=True, timeout=30)
+        r = subprocess.run([LAUNCHER, "report", "--help"], capture_output=True, timeout=30)
         _REPORT.append(r.returncode == 0)
     return _REPORT[0]
 

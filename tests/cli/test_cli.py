@@ -11,11 +11,12 @@ import unittest
 
 HEAPTRAIL = os.environ.get("HEAPTRAIL", "")
 ENGINE = os.environ.get("HTR_ENGINE", "")
+FRONT_PROBE = os.environ.get("HTR_FRONT_PROBE", "")
 TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools")
 
 
 def heaptrail(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, HEAPTRAIL, *args], capture_output=True, text=True,
+    return subprocess.run([HEAPTRAIL, *args], capture_output=True, text=True,
                           timeout=60, check=False)
 
 
@@ -331,6 +332,104 @@ class EarlyEngine(unittest.TestCase):
         runs = self.runs(log)
         self.assertEqual(runs[-1], f"--format valground -- {self.a}")
         self.assertIn(f"--format auto -- {self.b}", runs)
+
+
+@unittest.skipUnless(FRONT_PROBE and os.path.exists(FRONT_PROBE) and ENGINE and os.path.exists(ENGINE),
+                     "no heaptrail-probe or htr-engine")
+class FrontEngine(unittest.TestCase):
+    """The `heaptrail` command (front.c) starts a plain report's engine
+    before Python, and the launcher keeps that engine: exactly the command
+    it would have run, and no second one. heaptrail-probe is that front
+    with tests/cli/front_probe.py in the launcher's place."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        sys.path.insert(0, TOOLS)
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.a = os.path.join(cls.tmp.name, "a b.log")  # a space: the command crosses as lengths, not words
+        cls.b = os.path.join(cls.tmp.name, "b.log")
+        for path, size in ((cls.a, 16), (cls.b, 32)):
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(f"==MP alloc;{size};0x1000;a.c:1\n")
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.tmp.cleanup()
+
+    def probe(self, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], dict]:
+        r = subprocess.run([FRONT_PROBE, "report", *args], capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, HTR_ENGINE=ENGINE, **(env or {})), check=False)
+        import json
+
+        said = json.loads(r.stderr.strip().splitlines()[-1])
+        self.assertFalse(said["left_in_environ"], said)  # no child of the launcher sees it
+        return r, said
+
+    def test_plain_reports_keep_the_engine_the_front_started(self) -> None:
+        a, b = self.a, self.b
+        for args, fmt, inputs in (
+            (["--format", "json", "--no-symbols", a], "auto", [a]),
+            (["--no-symbols", "--format=json", "--input-format", "valground", a, b], "valground", [a, b]),
+            (["--input-format=mtrace", "--input-format", "auto", "-q", "--no-symbols", "--format", "json", a],
+             "auto", [a]),
+            (["--format", "json", "--no-symbols", "--", a, b], "auto", [a, b]),
+        ):
+            with self.subTest(args=args):
+                r, said = self.probe(*args)
+                self.assertEqual(r.returncode, 1, r.stderr)  # the blocks are leaks
+                self.assertIn('"leaked_bytes": 16', r.stdout)
+                self.assertEqual(said["python_started"], [])
+                self.assertEqual(said["kept_cmd"], [ENGINE, "--format", fmt, "--", *inputs])
+                self.assertTrue(said["announced"].startswith(f"{said['kept_pid']},"), said)
+
+    def test_other_command_lines_start_no_engine_first(self) -> None:
+        a, b = self.a, self.b
+        for args in (
+            [a, "--no-symbols", "--format", "json", b],  # inputs in two runs: argparse's call
+            ["-qo", "out.json", "--no-symbols", "--format", "json", a],  # bundled short options
+            ["--format", "json", "--no-symbols", os.path.join(self.tmp.name, "missing.log")],
+        ):
+            with self.subTest(args=args):
+                r, said = self.probe(*args)
+                self.assertIsNone(said["announced"], said)
+                self.assertIsNone(said["kept_pid"], said)
+
+    def test_an_inherited_announcement_is_not_believed(self) -> None:
+        """Only the front's own word counts: a variable from the caller's
+        environment is dropped before anything reads it."""
+        bogus = f"1,0,1;{len(ENGINE)}:{ENGINE}"
+        r, said = self.probe(self.a, "--no-symbols", "--format", "json", self.b,
+                             env={"HEAPTRAIL_EARLY_ENGINE": bogus})
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIsNone(said["announced"], said)
+        self.assertIsNone(said["kept_pid"], said)
+
+    def test_launcher_ignores_an_announcement_of_no_child_of_its_own(self) -> None:
+        """A launcher run without the front, with the variable set by hand:
+        pid 1 is nobody's child here, and malformed values say nothing."""
+        for value in ("1,0,1;3:abc", "x", "12,3;", f"{os.getpid()},0,1;5:abc"):
+            with self.subTest(value=value):
+                r = python_snippet(
+                    "import posix\n"
+                    "from heaptrail import spawn\n"
+                    f"posix.environ[spawn.EARLY_ENV] = {value.encode()!r}\n"
+                    "spawn.adopt_early()\n"
+                    "print(spawn._early is None, spawn.EARLY_ENV in posix.environ)\n")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stdout.split(), ["True", "False"])
+
+    def test_announcement_reads_back_every_byte_of_a_path(self) -> None:
+        from heaptrail import spawn
+
+        odd = "/tmp/a;b,c:1\nd\udcff"
+        said = f"42,5,6;4:/eng{len(odd.encode('utf-8', 'surrogateescape'))}:".encode() + odd.encode(
+            "utf-8", "surrogateescape")
+        self.assertEqual(spawn._decode_early(said), (["/eng", odd], 42, 5, 6))
+        for bad in (b"42,5,6", b"42,5;1:a", b"42,5,6;9:abc", b"42,5,6;x:abc", b"0,5,6;"):
+            with self.subTest(bad=bad):
+                with self.assertRaises(ValueError):
+                    spawn._decode_early(bad)
+
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`meson install` lays out a heaptrail that starts without compiling: the
-launcher, and every module of the Python package with its bytecode beside
-it (a user who cannot write there would otherwise pay for compiling them on
-every command)."""
+`heaptrail` command (front.c) naming the installed launcher, the launcher,
+and every module of the Python package with its bytecode beside it (a user
+who cannot write there would otherwise pay for compiling them on every
+command)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ BUILD = os.environ.get("HTR_BUILD_ROOT", "")
 PREFIX = os.environ.get("HTR_PREFIX", "/usr/local")
 DATADIR = os.environ.get("HTR_DATADIR", "share")
 BINDIR = os.environ.get("HTR_BINDIR", "bin")
+LIBEXECDIR = os.environ.get("HTR_LIBEXECDIR", "libexec")
 
 
 @unittest.skipUnless(BUILD and os.path.isdir(BUILD), "no build directory given")
@@ -32,9 +34,25 @@ class InstallTree(unittest.TestCase):
     def tearDownClass(cls) -> None:
         cls.tmp.cleanup()
 
-    def test_launcher_installed_executable(self) -> None:
-        launcher = os.path.join(self.root, BINDIR, "heaptrail")
-        self.assertTrue(os.access(launcher, os.X_OK), launcher)
+    def test_command_and_launcher_installed_executable(self) -> None:
+        command = os.path.join(self.root, BINDIR, "heaptrail")
+        launcher = os.path.join(self.root, LIBEXECDIR, "heaptrail", "heaptrail.py")
+        engine = os.path.join(self.root, LIBEXECDIR, "heaptrail", "htr-engine")
+        for path in (command, launcher, engine):
+            self.assertTrue(os.access(path, os.X_OK), path)
+        # The command names where they are once installed (not DESTDIR's),
+        # and the interpreter by name, found on PATH.
+        with open(command, "rb") as handle:
+            binary = handle.read()
+        for path in (launcher, engine):
+            installed = os.path.join(PREFIX, os.path.relpath(path, self.root)).encode()
+            self.assertTrue(b"\0" + installed + b"\0" in binary, installed)
+        self.assertTrue(b"\0python3\0" in binary, "python3")
+
+    def test_only_the_python_package_goes_to_datadir(self) -> None:
+        package = os.path.join(self.root, DATADIR, "heaptrail", "python", "heaptrail")
+        sources = sorted(name for name in os.listdir(package) if not name.endswith(".py"))
+        self.assertEqual([name for name in sources if name != "__pycache__"], [])
 
     def test_every_module_has_bytecode(self) -> None:
         package = os.path.join(self.root, DATADIR, "heaptrail", "python", "heaptrail")

@@ -23,7 +23,7 @@ def heaptrail(args: list[str], cwd: str | None = None,
               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("HEAPTRAIL_") and k != "LD_PRELOAD"}
     full.update(env or {})
-    return subprocess.run([sys.executable, lib.LAUNCHER, *args], capture_output=True, text=True,
+    return subprocess.run([lib.LAUNCHER, *args], capture_output=True, text=True,
                           cwd=cwd, env=full, timeout=120)
 
 

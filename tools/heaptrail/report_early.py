@@ -134,7 +134,9 @@ def start(args: Args, engine_path: str, env: "Optional[Mapping[str, str]]" = Non
 def start_now(argv: "Sequence[str]", engine_path: str) -> None:
     """The launcher's first step for `heaptrail report ARGV`: the engine
     started when ARGV is plain (parse), before the rest of heaptrail is
-    imported. cli.main reads ARGV again and keeps this engine."""
+    imported. cli.main reads ARGV again and keeps this engine. An engine
+    that the `heaptrail` command started for the same line is kept too."""
+    spawn.adopt_early()
     args = parse(argv)
     if args is not None:
         start(args, engine_path)

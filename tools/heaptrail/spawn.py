@@ -62,6 +62,13 @@ class Run:
                 if fd >= 0:
                     posix.close(fd)
 
+    @classmethod
+    def adopt(cls, cmd: "list[str]", pid: int, out_r: int, err_r: int) -> "Run":
+        """An engine that another process started and this one inherited."""
+        run = cls.__new__(cls)
+        run.cmd, run.pid, run.out_r, run.err_r = cmd, pid, out_r, err_r
+        return run
+
     def finish(self) -> "tuple[int, bytes, bytes]":
         """(exit status, stdout, stderr), once the engine has ended."""
         try:
@@ -114,6 +121,55 @@ def start_early(engine: str, inputs: "Sequence[str]", fmt: str,
         _early = Run(cmd, env)
     except OSError:
         _early = None  # run_engine tries again and says why
+
+
+# Set by the `heaptrail` command (tools/heaptrail/front.c) when it started
+# the engine before Python: "PID,OUT,ERR;" then the command's arguments, each
+# as "LENGTH:BYTES".
+EARLY_ENV = b"HEAPTRAIL_EARLY_ENGINE"
+
+
+def _decode_early(said: bytes) -> "tuple[list[str], int, int, int]":
+    """EARLY_ENV's value; ValueError when it is not well formed."""
+    head, semicolon, rest = said.partition(b";")
+    pid, out_r, err_r = (int(x) for x in head.split(b","))
+    if not semicolon or pid <= 0 or out_r < 0 or err_r < 0:
+        raise ValueError(said)
+    import sys  # built in, already loaded: the file system's encoding for the paths
+
+    encoding = sys.getfilesystemencoding()
+    cmd = []
+    while rest:
+        length, colon, rest = rest.partition(b":")
+        n = int(length)
+        if not colon or n > len(rest):
+            raise ValueError(said)
+        cmd.append(rest[:n].decode(encoding, "surrogateescape"))
+        rest = rest[n:]
+    return cmd, pid, out_r, err_r
+
+
+def adopt_early() -> None:
+    """Takes over the engine the `heaptrail` command started (EARLY_ENV), as
+    start_early would have started it; run_engine uses it only if it is the
+    command it would run. The variable leaves the environment, so that no
+    child sees it; a value that does not name a child of this process with
+    its two pipes is ignored (set by hand, or inherited from elsewhere)."""
+    global _early
+    said = posix.environ.pop(EARLY_ENV, None)
+    if said is None:
+        return
+    posix.unsetenv(EARLY_ENV)
+    try:
+        cmd, pid, out_r, err_r = _decode_early(said)
+        # Raises ChildProcessError unless pid is this process's child.
+        posix.waitid(posix.P_PID, pid, posix.WEXITED | posix.WNOHANG | posix.WNOWAIT)
+        for fd in (out_r, err_r):
+            posix.set_inheritable(fd, False)  # no other child gets the engine's pipes
+    except (ValueError, OSError):
+        return
+    cancel_early()
+    _early = Run.adopt(cmd, pid, out_r, err_r)
 
 
 def take_early() -> "Optional[Run]":
