@@ -12,6 +12,8 @@ import unittest
 HEAPTRAIL = os.environ.get("HEAPTRAIL", "")
 ENGINE = os.environ.get("HTR_ENGINE", "")
 FRONT_PROBE = os.environ.get("HTR_FRONT_PROBE", "")
+SHIM = os.environ.get("HTR_SHIM", "")
+PACK = os.environ.get("HTR_PACK", "")
 TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools")
 
 
@@ -356,9 +358,11 @@ class FrontEngine(unittest.TestCase):
     def tearDownClass(cls) -> None:
         cls.tmp.cleanup()
 
-    def probe(self, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], dict]:
-        r = subprocess.run([FRONT_PROBE, "report", *args], capture_output=True, text=True, timeout=60,
-                           env=dict(os.environ, HTR_ENGINE=ENGINE, **(env or {})), check=False)
+    def probe(self, *args: str, env: dict[str, str] | None = None, command: str = "report",
+              cwd: str | None = None) -> tuple[subprocess.CompletedProcess[str], dict]:
+        r = subprocess.run([FRONT_PROBE, command, *args], capture_output=True, text=True, timeout=60, cwd=cwd,
+                           env=dict(os.environ, HTR_ENGINE=ENGINE, HTR_SHIM=SHIM, HTR_PACK=PACK, **(env or {})),
+                           check=False)
         import json
 
         said = json.loads(r.stderr.strip().splitlines()[-1])
@@ -429,6 +433,105 @@ class FrontEngine(unittest.TestCase):
             with self.subTest(bad=bad):
                 with self.assertRaises(ValueError):
                     spawn._decode_early(bad)
+
+
+    def run_probe(self, *args: str, **kwargs: object) -> tuple[subprocess.CompletedProcess[str], dict]:
+        return self.probe(*args, command="run", **kwargs)  # type: ignore[arg-type]
+
+    # The program tells what it was started with, in a file of its own.
+    SHOW_ENV = ("import os, sys; open(sys.argv[1], 'w').write(repr({k: v for k, v in os.environ.items() "
+                "if k.startswith(('HEAPTRAIL_', 'LD_PRELOAD'))}))")
+
+    def shown(self, path: str) -> dict[str, str]:
+        import ast
+
+        with open(path, encoding="utf-8") as handle:
+            return ast.literal_eval(handle.read())
+
+    @unittest.skipUnless(SHIM and os.path.exists(SHIM) and PACK and os.path.exists(PACK), "no recorder")
+    def test_plain_runs_keep_the_program_the_front_started(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            out, seen = os.path.join(tmp, "out dir"), os.path.join(tmp, "env")
+            r, said = self.run_probe("--depth", "007", "--on-error=abort", "--chunk-kb", "64", "--no-report",
+                                     "-o", out, "--", sys.executable, "-S", "-c", self.SHOW_ENV, seen,
+                                     env={"LD_PRELOAD": "  "})
+            self.assertEqual(said["status"], 0, r.stderr)
+            self.assertEqual(said["python_started"], [])
+            pid, _, outdir = said["announced"].partition(";")
+            self.assertEqual(outdir, out)
+            self.assertEqual(self.shown(seen), {"LD_PRELOAD": SHIM, "HEAPTRAIL_OUTPUT": out, "HEAPTRAIL_DEPTH": "7",
+                                                "HEAPTRAIL_ON_ERROR": "abort", "HEAPTRAIL_CHUNK_KB": "64"})
+            self.assertEqual(os.listdir(out), [f"heaptrail.{pid}.0.htr"])
+            self.assertIn("packed 1 trace", r.stderr)
+            # The default directory, named after the launcher's pid as it would name it.
+            r, said = self.run_probe("--no-report", "--no-pack", "--", sys.executable, "-S", "-c", self.SHOW_ENV,
+                                     seen, env={"LD_PRELOAD": "libm.so.6", "HEAPTRAIL_DEPTH": "9"}, cwd=tmp)
+            self.assertEqual(said["status"], 0, r.stderr)
+            self.assertEqual(said["python_started"], [])
+            default = os.path.join(os.path.realpath(tmp), f"heaptrail-{said['pid']}")
+            self.assertEqual(said["announced"].partition(";")[2], default)
+            self.assertEqual(self.shown(seen), {"LD_PRELOAD": f"libm.so.6 {SHIM}", "HEAPTRAIL_OUTPUT": default,
+                                                "HEAPTRAIL_DEPTH": "9"})
+
+    @unittest.skipUnless(SHIM and os.path.exists(SHIM), "no recorder")
+    def test_other_run_lines_are_left_to_the_launcher(self) -> None:
+        """Lines the launcher reads (or refuses) its own way: the front
+        starts nothing, and the program runs once, from Python, or not at
+        all."""
+        with tempfile.TemporaryDirectory() as tmp:
+            used = os.path.join(tmp, "used")
+            os.mkdir(used)
+            open(os.path.join(used, "heaptrail.1.0.htr"), "wb").close()
+            for args, runs in (
+                (["-o", "./x"], True),  # abspath would change it: the launcher's to name
+                (["-o", "x/"], True),
+                (["-o", used], True),  # traces already there: the launcher knows which
+                (["--depth", "0"], False),
+                (["--depth=0x7"], False),
+                (["--chunk-kb", "6"], False),
+                (["--error-exitcode", "256"], False),
+                (["--on-error", "stop"], False),
+                (["--no-pack=1"], False),
+                (["-o=x"], False),
+                (["--dep", "7"], False),
+            ):
+                with self.subTest(args=args):
+                    r, said = self.run_probe(*args, "--no-report", "--no-pack", "--", "true", cwd=tmp)
+                    self.assertIsNone(said["announced"], said)
+                    self.assertEqual(said["python_started"], [["true"]] if runs else [], said)
+            r, said = self.run_probe("--no-report", "-o", "y", "--", os.path.join(tmp, "missing"), cwd=tmp)
+            self.assertIsNone(said["announced"], said)
+            self.assertIsNone(said["status"], said)  # the launcher's parser says why
+
+    @unittest.skipUnless(SHIM and os.path.exists(SHIM), "no recorder")
+    def test_an_inherited_program_announcement_is_not_believed(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            r, said = self.run_probe("-o", "./z", "--no-report", "--no-pack", "--", "true", cwd=tmp,
+                                     env={"HEAPTRAIL_EARLY_PROGRAM": f"1;{tmp}"})
+            self.assertIsNone(said["announced"], said)
+            self.assertEqual(said["python_started"], [["true"]])
+            self.assertEqual(said["status"], 0, r.stderr)
+
+    def test_launcher_waits_for_a_program_it_reads_otherwise(self) -> None:
+        """Should the two readings ever differ, the program (already
+        running) is waited for and the run fails with one line; and values
+        that name no child of the launcher are not believed."""
+        with tempfile.TemporaryDirectory() as tmp:
+            r = python_snippet(
+                "import os\n"
+                "from heaptrail import run_cmd\n"
+                "pid = os.posix_spawn('/bin/sh', ['sh', '-c', 'exit 3'], dict(os.environ))\n"
+                f"os.environ['HEAPTRAIL_EARLY_PROGRAM'] = f'{{pid}};{tmp}/elsewhere'\n"
+                f"status = run_cmd.run_fast(['-o', {tmp!r}, '--no-report', '--', 'true'], {{}})\n"
+                "print(status, 'HEAPTRAIL_EARLY_PROGRAM' in os.environ)\n"
+                "for bogus in ('1;/tmp', 'x;/tmp', '5', f'{os.getpid()};/tmp'):\n"
+                "    os.environ['HEAPTRAIL_EARLY_PROGRAM'] = bogus\n"
+                "    print(run_cmd._early_program(), 'HEAPTRAIL_EARLY_PROGRAM' in os.environ)\n")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.splitlines(), ["70 False"] + ["None False"] * 4)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertIn("internal error", r.stderr)
+            self.assertIn("exit status 3", r.stderr)
 
 
 

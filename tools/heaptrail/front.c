@@ -1,19 +1,23 @@
 /* The `heaptrail` command: starts the Python CLI (the launcher script,
  * with -S: heaptrail needs no site-packages), and for a plain `heaptrail
- * report` starts the analysis engine first.
+ * report` or `heaptrail run` starts the engine or the program first.
  *
- * Python takes about 7 ms to start before it can run a line, and a report
- * is mostly the engine's time: started from here, the engine reads the
- * traces on one core while Python starts on the other (Mercurial's chg
- * exists for the same start-up cost). Nothing here decides anything: the
- * launcher is told which engine command runs (HEAPTRAIL_EARLY_ENGINE), and
- * uses it only when that is exactly the command it would have run itself
- * (tools/heaptrail/spawn.py); else it ends it and starts its own. So the
- * command line is read as report_early.py reads it (front_options.h is
- * generated from its tables), and anything unusual starts no engine. */
+ * Python takes about 7 ms to start before it can run a line: a report is
+ * mostly the engine's time, and a run the program's, so started from here
+ * they run while Python starts on the other core (Mercurial's chg exists
+ * for the same start-up cost). Nothing here decides anything: the
+ * launcher is told what was started (HEAPTRAIL_EARLY_ENGINE,
+ * HEAPTRAIL_EARLY_PROGRAM) and checks it against what it would have done
+ * itself (tools/heaptrail/spawn.py, run_cmd.py). A command line is read
+ * by the launcher's own tables (front_options.h is generated from
+ * report_early.py and run_cmd.py), and anything unusual starts nothing:
+ * a report's engine that the launcher did not want is ended, but a
+ * program cannot be run twice, so for `run` this side is the stricter. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -30,6 +34,7 @@
 extern char **environ;
 
 #define EARLY_ENV "HEAPTRAIL_EARLY_ENGINE"
+#define EARLY_PROGRAM_ENV "HEAPTRAIL_EARLY_PROGRAM"
 
 static const struct front_option *find_option(const char *name, size_t len)
 {
@@ -174,13 +179,280 @@ done:
 	return pid;
 }
 
+/* ---- run ---- */
+
+/* run_cmd._parse_plain and _check_options. */
+struct run_plan {
+	const char *output; /* NULL: heaptrail-<pid> */
+	long depth, chunk_kb; /* -1: not given */
+	const char *on_error; /* NULL: not given */
+	char **program;
+};
+
+static const struct front_run_option *find_run_option(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof(front_run_options) / sizeof(front_run_options[0]); i++)
+		if (strlen(front_run_options[i].name) == len && memcmp(front_run_options[i].name, name, len) == 0)
+			return &front_run_options[i];
+	return NULL;
+}
+
+/* int(value) of a value of ASCII digits (str.isdigit() and isascii()), -1
+ * for anything else; values above 10^9 stay above it, beyond every limit. */
+static long plain_number(const char *value)
+{
+	long n = 0;
+	for (const char *c = value; *c; c++) {
+		if (*c < '0' || *c > '9')
+			return -1;
+		if (n < 1000000000L)
+			n = n * 10 + (*c - '0');
+	}
+	return n;
+}
+
+static bool parse_run(int argc, char **argv, struct run_plan *plan)
+{
+	*plan = (struct run_plan){.depth = -1, .chunk_kb = -1};
+	long exitcode = -1;
+	int i = 0;
+	while (i < argc && strcmp(argv[i], "--") != 0) {
+		const char *word = argv[i];
+		const char *eq = strchr(word, '=');
+		size_t len = eq ? (size_t)(eq - word) : strlen(word);
+		const struct front_run_option *opt = find_run_option(word, len);
+		if (!eq && opt != NULL && opt->flag) {
+			i++;
+			continue;
+		}
+		if (opt == NULL || opt->flag || (eq && strcmp(opt->name, "-o") == 0))
+			return false;
+		const char *value = eq ? eq + 1 : NULL;
+		if (value == NULL) {
+			if (i + 1 >= argc)
+				return false;
+			value = argv[++i];
+		}
+		i++;
+		if (value[0] == '-' || value[0] == '\0')
+			return false;
+		long n = -1;
+		if (strcmp(opt->field, "depth") == 0 || strcmp(opt->field, "chunk_kb") == 0 ||
+		    strcmp(opt->field, "error_exitcode") == 0) {
+			if ((n = plain_number(value)) < 0)
+				return false;
+		}
+		if (strcmp(opt->field, "depth") == 0)
+			plan->depth = n;
+		else if (strcmp(opt->field, "chunk_kb") == 0)
+			plan->chunk_kb = n;
+		else if (strcmp(opt->field, "error_exitcode") == 0)
+			exitcode = n;
+		else if (strcmp(opt->field, "on_error") == 0 && strcmp(value, "continue") != 0 &&
+			 strcmp(value, "abort") != 0)
+			return false;
+		else if (strcmp(opt->field, "on_error") == 0)
+			plan->on_error = value;
+		else if (strcmp(opt->field, "output") == 0)
+			plan->output = value;
+		else
+			return false; /* a field this side does not know: the launcher's */
+	}
+	if (i + 1 >= argc || strcmp(argv[i + 1], "--") == 0)
+		return false;
+	plan->program = argv + i + 1;
+	return (plan->depth < 0 || (plan->depth >= 1 && plan->depth <= 256)) &&
+	       (plan->chunk_kb < 0 || (plan->chunk_kb % 4 == 0 && plan->chunk_kb >= 16 && plan->chunk_kb <= 65536)) &&
+	       exitcode <= 255;
+}
+
+/* os.path.abspath(output or "heaptrail-<pid>"), for an output that
+ * abspath leaves as it is (no "." or ".." or empty components): that
+ * string is what the launcher compares. NULL otherwise. */
+static char *run_outdir(const char *output)
+{
+	char name[32];
+	if (output == NULL) {
+		snprintf(name, sizeof(name), "heaptrail-%d", (int)getpid());
+		output = name;
+	}
+	const char *c = output[0] == '/' ? output + 1 : output;
+	for (;;) {
+		size_t len = strcspn(c, "/");
+		if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+			return NULL;
+		if (c[len] == '\0')
+			break;
+		c += len + 1;
+	}
+	if (output[0] == '/')
+		return strdup(output);
+	char cwd[PATH_MAX];
+	if (getcwd(cwd, sizeof(cwd)) == NULL || cwd[0] != '/')
+		return NULL;
+	char *dir;
+	if (asprintf(&dir, "%s%s%s", cwd, cwd[1] == '\0' ? "" : "/", output) < 0)
+		return NULL;
+	return dir;
+}
+
+/* os.makedirs(dir, exist_ok=True), and the launcher's wish that it be a
+ * directory it may write to, holding no traces yet (it would have to know
+ * which were there before the program). */
+static bool fresh_outdir(char *dir)
+{
+	for (char *c = dir + 1;; c++) {
+		if (*c != '/' && *c != '\0')
+			continue;
+		char was = *c;
+		*c = '\0';
+		int rc = mkdir(dir, 0777), why = errno;
+		*c = was;
+		if (rc != 0 && why != EEXIST)
+			return false;
+		if (was == '\0')
+			break;
+	}
+	struct stat st;
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK | X_OK) != 0)
+		return false;
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return false;
+	bool empty = true;
+	for (struct dirent *e; empty && (e = readdir(d)) != NULL;) {
+		size_t n = strlen(e->d_name);
+		empty = !(strncmp(e->d_name, "heaptrail.", 10) == 0 && n >= 4 && strcmp(e->d_name + n - 4, ".htr") == 0);
+	}
+	closedir(d);
+	return empty;
+}
+
+/* run_cmd._environment: the recorder appended to LD_PRELOAD, where the
+ * traces go and the options the recorder reads. An LD_PRELOAD that Python's
+ * str.strip() might read otherwise than this side (anything but printable
+ * ASCII) starts nothing. */
+static char **run_environment(const struct run_plan *plan, const char *outdir)
+{
+	static const char *const ours[] = {"LD_PRELOAD=", "HEAPTRAIL_OUTPUT=", "HEAPTRAIL_DEPTH=",
+					   "HEAPTRAIL_ON_ERROR=", "HEAPTRAIL_CHUNK_KB="};
+	const char *preload = getenv("LD_PRELOAD");
+	if (preload == NULL)
+		preload = "";
+	for (const char *c = preload; *c; c++)
+		if (*c < ' ' || *c > '~')
+			return NULL;
+	while (*preload == ' ')
+		preload++;
+	size_t plen = strlen(preload);
+	while (plen > 0 && preload[plen - 1] == ' ')
+		plen--;
+	size_t n = 0;
+	while (environ[n])
+		n++;
+	char **env = calloc(n + 6, sizeof(*env));
+	if (env == NULL)
+		return NULL;
+	size_t at = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool replaced = false;
+		for (size_t k = 0; k < sizeof(ours) / sizeof(ours[0]); k++) {
+			bool given = k < 2 || (k == 2 && plan->depth >= 0) || (k == 3 && plan->on_error) ||
+			             (k == 4 && plan->chunk_kb >= 0);
+			if (given && strncmp(environ[i], ours[k], strlen(ours[k])) == 0)
+				replaced = true;
+		}
+		if (!replaced)
+			env[at++] = environ[i];
+	}
+	bool ok = true;
+	if (plen > 0)
+		ok = asprintf(&env[at++], "LD_PRELOAD=%.*s %s", (int)plen, preload, HTR_FRONT_SHIM) >= 0;
+	else
+		ok = asprintf(&env[at++], "LD_PRELOAD=%s", HTR_FRONT_SHIM) >= 0;
+	ok = ok && asprintf(&env[at++], "HEAPTRAIL_OUTPUT=%s", outdir) >= 0;
+	if (ok && plan->depth >= 0)
+		ok = asprintf(&env[at++], "HEAPTRAIL_DEPTH=%ld", plan->depth) >= 0;
+	if (ok && plan->on_error)
+		ok = asprintf(&env[at++], "HEAPTRAIL_ON_ERROR=%s", plan->on_error) >= 0;
+	if (ok && plan->chunk_kb >= 0)
+		ok = asprintf(&env[at++], "HEAPTRAIL_CHUNK_KB=%ld", plan->chunk_kb) >= 0;
+	return ok ? env : NULL; /* the process ends or execs soon: nothing to free */
+}
+
+/* run_cmd._spawn: the descriptors above 2 that a child would inherit
+ * closed, SIGPIPE and SIGXFSZ as the default (subprocess's way). */
+static pid_t spawn_program(char **program, char **env)
+{
+	posix_spawn_file_actions_t actions;
+	posix_spawnattr_t attr;
+	if (posix_spawn_file_actions_init(&actions) != 0)
+		return 0;
+	if (posix_spawnattr_init(&attr) != 0) {
+		posix_spawn_file_actions_destroy(&actions);
+		return 0;
+	}
+	pid_t pid = 0;
+	bool ok = true;
+	DIR *d = opendir("/proc/self/fd");
+	if (d == NULL)
+		ok = false;
+	for (struct dirent *e; ok && (e = readdir(d)) != NULL;) {
+		int fd = atoi(e->d_name);
+		if (fd > 2 && fd != dirfd(d)) {
+			int flags = fcntl(fd, F_GETFD);
+			if (flags >= 0 && !(flags & FD_CLOEXEC))
+				ok = posix_spawn_file_actions_addclose(&actions, fd) == 0;
+		}
+	}
+	if (d != NULL)
+		closedir(d);
+	sigset_t defaults;
+	sigemptyset(&defaults);
+	sigaddset(&defaults, SIGPIPE);
+	sigaddset(&defaults, SIGXFSZ);
+	if (ok && posix_spawnattr_setsigdefault(&attr, &defaults) == 0 &&
+	    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF) == 0 &&
+	    posix_spawnp(&pid, program[0], &actions, &attr, program, env) != 0)
+		pid = 0;
+	posix_spawnattr_destroy(&attr);
+	posix_spawn_file_actions_destroy(&actions);
+	return pid;
+}
+
+/* Starts a plain run's program as run_cmd.run_fast would, and says so in
+ * EARLY_PROGRAM_ENV: "PID;OUTPUT DIRECTORY". Returns its pid, or 0 when
+ * nothing was started (the launcher then does it all, and says why if it
+ * fails). */
+static pid_t start_program(int argc, char **argv)
+{
+	struct run_plan plan;
+	if (!parse_run(argc, argv, &plan) || HTR_FRONT_SHIM[0] != '/' || access(HTR_FRONT_SHIM, F_OK) != 0)
+		return 0;
+	char *outdir = run_outdir(plan.output);
+	char **env = outdir && fresh_outdir(outdir) ? run_environment(&plan, outdir) : NULL;
+	pid_t pid = env ? spawn_program(plan.program, env) : 0;
+	char *said = NULL;
+	if (pid > 0 && (asprintf(&said, "%d;%s", (int)pid, outdir) < 0 || setenv(EARLY_PROGRAM_ENV, said, 1) != 0)) {
+		/* Started but cannot be handed on: it is the launcher's to run
+		 * then, so this one must not run on beside it. */
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		pid = 0;
+	}
+	return pid;
+}
+
 int main(int argc, char **argv)
 {
-	/* Only this process says which engine it started. */
+	/* Only this process says what it started. */
 	unsetenv(EARLY_ENV);
-	pid_t engine = 0;
+	unsetenv(EARLY_PROGRAM_ENV);
+	pid_t engine = 0, program = 0;
 	if (argc > 1 && strcmp(argv[1], "report") == 0)
 		engine = start_engine(argc - 2, argv + 2);
+	else if (argc > 1 && strcmp(argv[1], "run") == 0)
+		program = start_program(argc - 2, argv + 2);
 	char **py = calloc((size_t)argc + 3, sizeof(*py));
 	if (py != NULL) {
 		py[0] = (char *)HTR_FRONT_PYTHON;
@@ -195,5 +467,7 @@ int main(int argc, char **argv)
 		kill(engine, SIGKILL);
 		waitpid(engine, NULL, 0);
 	}
+	if (program > 0) /* runs on untraced by nobody: see it to its end */
+		waitpid(program, NULL, 0);
 	return 127;
 }

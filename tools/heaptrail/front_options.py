@@ -1,5 +1,6 @@
-"""Writes front_options.h: report_early's option table for front.c, so that
-the C front reads a report's command line by the same table as the launcher.
+"""Writes front_options.h: the option tables of report_early and of run_cmd's
+short way, for front.c, so that the C front reads a command line by the
+same tables as the launcher.
 
     front_options.py TOOLS_DIR OUTPUT
 """
@@ -9,7 +10,7 @@ import sys
 
 def main(tools_dir: str, output: str) -> None:
     sys.path.insert(0, tools_dir)
-    from heaptrail import report_early
+    from heaptrail import report_early, run_cmd
 
     kinds = {"flag": "FRONT_FLAG", "value": "FRONT_VALUE", "append": "FRONT_APPEND"}
     lines = [
@@ -30,6 +31,14 @@ def main(tools_dir: str, output: str) -> None:
     for name, (dest, kind) in report_early.OPTIONS.items():
         choices = f"front_{dest}_choices" if dest in report_early.CHOICES else "NULL"
         lines.append(f'\t{{"{name}", {kinds[kind]}, {choices}}},')
+    lines.append("};")
+    # run: spelling -> the field it sets (front.c knows what each field means)
+    lines += ["struct front_run_option {", "\tconst char *name, *field;", "\tbool flag;", "};",
+              "static const struct front_run_option front_run_options[] = {"]
+    for name, field in run_cmd._VALUED.items():
+        lines.append(f'\t{{"{name}", "{field}", false}},')
+    for name, field in run_cmd._FLAGS.items():
+        lines.append(f'\t{{"{name}", "{field}", true}},')
     lines.append("};")
     with open(output, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

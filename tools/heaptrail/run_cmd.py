@@ -522,13 +522,67 @@ class _Places:
         self.pack = places.get("pack", "")
 
 
+# Set by the `heaptrail` command (tools/heaptrail/front.c) when it started
+# the program before Python: "PID;OUTPUT DIRECTORY".
+EARLY_PROGRAM_ENV = "HEAPTRAIL_EARLY_PROGRAM"
+
+
+def _early_program() -> Optional[tuple[int, str]]:
+    """The program the `heaptrail` command started, and the directory its
+    traces go to; None when it started none. The variable leaves the
+    environment, so that no child sees it; a value that names no child of
+    this process is ignored (set by hand, or inherited from elsewhere)."""
+    from .spawn import take_env
+
+    value = take_env(EARLY_PROGRAM_ENV.encode())
+    if value is None:
+        return None
+    pid_text, semicolon, outdir = os.fsdecode(value).partition(";")
+    try:
+        pid = int(pid_text)
+        if not semicolon or pid <= 0:
+            return None
+        # Raises ChildProcessError unless pid is this process's child.
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except (ValueError, OSError):
+        return None
+    return pid, outdir
+
+
+def _adopt(early: tuple[int, str], args: Optional[_Args], places: dict[str, str]) -> int:
+    """The rest of run_fast for the program the `heaptrail` command started.
+    It read the command line as _parse_plain does and started the program
+    only into a fresh directory; a program cannot be run twice, so if the
+    two readings ever differ it is waited for, and the run fails."""
+    pid, outdir = early
+    process = _Process(pid)
+    expected = None
+    if args is not None:
+        try:
+            _check_options(args)
+            expected = os.path.abspath(args.output or f"heaptrail-{os.getpid()}")
+        except HeaptrailError:
+            pass
+    if expected != outdir:
+        status = process.wait()
+        print(f"heaptrail run: internal error: the command line was read two ways; the program ran "
+              f"(exit status {status}) with its traces in {outdir}, which were not looked at",
+              file=sys.stderr)
+        return 70  # EX_SOFTWARE
+    return run_guarded("run", lambda: _after_start(args, _Places(places), process, outdir, set()))
+
+
 def run_fast(argv: list[str], places: dict[str, str]) -> Optional[int]:
     """`heaptrail run` with plain options, from the launcher: the program
     starts before the parser and the rest of heaptrail are imported, which
-    happens while it runs. places: cli.Paths's arguments. None when argv is
-    for the parser (help, errors, unusual spellings): nothing has been
-    started then."""
+    happens while it runs (or the `heaptrail` command started it before
+    Python). places: cli.Paths's arguments. None when argv is for the
+    parser (help, errors, unusual spellings): nothing has been started
+    then."""
+    early = _early_program()
     args = _parse_plain(argv)
+    if early is not None:
+        return _adopt(early, args, places)
     if args is None:
         return None
     paths = _Places(places)

@@ -129,6 +129,22 @@ def start_early(engine: str, inputs: "Sequence[str]", fmt: str,
 EARLY_ENV = b"HEAPTRAIL_EARLY_ENGINE"
 
 
+def take_env(name: bytes) -> "Optional[bytes]":
+    """The variable's value, and the variable out of the environment: out
+    of the process's own (for children started without env=), of
+    posix.environ and of os.environ if os is imported (os.environ is made
+    from posix.environ when os is imported)."""
+    said = posix.environ.pop(name, None)
+    import sys  # built in, already loaded
+
+    os = sys.modules.get("os")
+    if os is not None:
+        os.environ.pop(name.decode(), None)  # type: ignore[attr-defined]
+    if said is not None:
+        posix.unsetenv(name)
+    return said
+
+
 def _decode_early(said: bytes) -> "tuple[list[str], int, int, int]":
     """EARLY_ENV's value; ValueError when it is not well formed."""
     head, semicolon, rest = said.partition(b";")
@@ -156,10 +172,9 @@ def adopt_early() -> None:
     child sees it; a value that does not name a child of this process with
     its two pipes is ignored (set by hand, or inherited from elsewhere)."""
     global _early
-    said = posix.environ.pop(EARLY_ENV, None)
+    said = take_env(EARLY_ENV)
     if said is None:
         return
-    posix.unsetenv(EARLY_ENV)
     try:
         cmd, pid, out_r, err_r = _decode_early(said)
         # Raises ChildProcessError unless pid is this process's child.
