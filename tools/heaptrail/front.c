@@ -29,12 +29,14 @@
 #include <unistd.h>
 
 #include "front_options.h"
-#include HTR_FRONT_PATHS /* the interpreter, the launcher and the engine */
+#include HTR_FRONT_PATHS /* the interpreter, the launcher, the engine and the recorder */
 
 extern char **environ;
 
 #define EARLY_ENV "HEAPTRAIL_EARLY_ENGINE"
 #define EARLY_PROGRAM_ENV "HEAPTRAIL_EARLY_PROGRAM"
+
+/* ---- report ---- */
 
 static const struct front_option *find_option(const char *name, size_t len)
 {
