@@ -33,7 +33,7 @@
 
 extern char **environ;
 
-#define EARLY_ENV "HEAPTRAIL_EARLY_ENGINE"
+#define EARLY_ENV         "HEAPTRAIL_EARLY_ENGINE"
 #define EARLY_PROGRAM_ENV "HEAPTRAIL_EARLY_PROGRAM"
 
 /* ---- report ---- */
@@ -185,7 +185,7 @@ done:
 
 /* run_cmd._parse_plain and _check_options. */
 struct run_plan {
-	const char *output; /* NULL: heaptrail-<pid> */
+	const char *output;   /* NULL: heaptrail-<pid> */
 	long depth, chunk_kb; /* -1: not given */
 	const char *on_error; /* NULL: not given */
 	char **program;
@@ -194,7 +194,8 @@ struct run_plan {
 static const struct front_run_option *find_run_option(const char *name, size_t len)
 {
 	for (size_t i = 0; i < sizeof(front_run_options) / sizeof(front_run_options[0]); i++)
-		if (strlen(front_run_options[i].name) == len && memcmp(front_run_options[i].name, name, len) == 0)
+		if (strlen(front_run_options[i].name) == len &&
+		    memcmp(front_run_options[i].name, name, len) == 0)
 			return &front_run_options[i];
 	return NULL;
 }
@@ -251,7 +252,7 @@ static bool parse_run(int argc, char **argv, struct run_plan *plan)
 		else if (strcmp(opt->field, "error_exitcode") == 0)
 			exitcode = n;
 		else if (strcmp(opt->field, "on_error") == 0 && strcmp(value, "continue") != 0 &&
-			 strcmp(value, "abort") != 0)
+		         strcmp(value, "abort") != 0)
 			return false;
 		else if (strcmp(opt->field, "on_error") == 0)
 			plan->on_error = value;
@@ -264,7 +265,8 @@ static bool parse_run(int argc, char **argv, struct run_plan *plan)
 		return false;
 	plan->program = argv + i + 1;
 	return (plan->depth < 0 || (plan->depth >= 1 && plan->depth <= 256)) &&
-	       (plan->chunk_kb < 0 || (plan->chunk_kb % 4 == 0 && plan->chunk_kb >= 16 && plan->chunk_kb <= 65536)) &&
+	       (plan->chunk_kb < 0 ||
+	        (plan->chunk_kb % 4 == 0 && plan->chunk_kb >= 16 && plan->chunk_kb <= 65536)) &&
 	       exitcode <= 255;
 }
 
@@ -324,7 +326,8 @@ static bool fresh_outdir(char *dir)
 	bool empty = true;
 	for (struct dirent *e; empty && (e = readdir(d)) != NULL;) {
 		size_t n = strlen(e->d_name);
-		empty = !(strncmp(e->d_name, "heaptrail.", 10) == 0 && n >= 4 && strcmp(e->d_name + n - 4, ".htr") == 0);
+		empty = !(strncmp(e->d_name, "heaptrail.", 10) == 0 && n >= 4 &&
+		          strcmp(e->d_name + n - 4, ".htr") == 0);
 	}
 	closedir(d);
 	return empty;
@@ -337,7 +340,7 @@ static bool fresh_outdir(char *dir)
 static char **run_environment(const struct run_plan *plan, const char *outdir)
 {
 	static const char *const ours[] = {"LD_PRELOAD=", "HEAPTRAIL_OUTPUT=", "HEAPTRAIL_DEPTH=",
-					   "HEAPTRAIL_ON_ERROR=", "HEAPTRAIL_CHUNK_KB="};
+	                                   "HEAPTRAIL_ON_ERROR=", "HEAPTRAIL_CHUNK_KB="};
 	const char *preload = getenv("LD_PRELOAD");
 	if (preload == NULL)
 		preload = "";
@@ -435,7 +438,8 @@ static pid_t start_program(int argc, char **argv)
 	char **env = outdir && fresh_outdir(outdir) ? run_environment(&plan, outdir) : NULL;
 	pid_t pid = env ? spawn_program(plan.program, env) : 0;
 	char *said = NULL;
-	if (pid > 0 && (asprintf(&said, "%d;%s", (int)pid, outdir) < 0 || setenv(EARLY_PROGRAM_ENV, said, 1) != 0)) {
+	if (pid > 0 &&
+	    (asprintf(&said, "%d;%s", (int)pid, outdir) < 0 || setenv(EARLY_PROGRAM_ENV, said, 1) != 0)) {
 		/* Started but cannot be handed on: it is the launcher's to run
 		 * then, so this one must not run on beside it. */
 		kill(pid, SIGKILL);
