@@ -126,17 +126,17 @@ class StartUp(unittest.TestCase):
             Box("a", name="b")  # type: ignore[misc]
 
 
-class EarlyEngine(unittest.TestCase):
-    """`heaptrail report` starts the engine before argparse has read the
-    command line (report_early): the early reading must agree with
-    argparse's whenever it dares one, and an engine it started for nothing
-    must never be taken for the right one."""
+class TwoLogs(unittest.TestCase):
+    """Two one-line valground logs in a scratch directory: a (a leak of 16
+    bytes) and b (32), with heaptrail importable from the tree."""
+
+    A_NAME = "a.log"
 
     @classmethod
     def setUpClass(cls) -> None:
         sys.path.insert(0, TOOLS)
         cls.tmp = tempfile.TemporaryDirectory()
-        cls.a = os.path.join(cls.tmp.name, "a.log")
+        cls.a = os.path.join(cls.tmp.name, cls.A_NAME)
         cls.b = os.path.join(cls.tmp.name, "b.log")
         for path, size in ((cls.a, 16), (cls.b, 32)):
             with open(path, "w", encoding="utf-8") as handle:
@@ -145,6 +145,13 @@ class EarlyEngine(unittest.TestCase):
     @classmethod
     def tearDownClass(cls) -> None:
         cls.tmp.cleanup()
+
+
+class EarlyEngine(TwoLogs):
+    """`heaptrail report` starts the engine before argparse has read the
+    command line (report_early): the early reading must agree with
+    argparse's whenever it dares one, and an engine it started for nothing
+    must never be taken for the right one."""
 
     def report_parser(self):  # type: ignore[no-untyped-def]
         from heaptrail import cli
@@ -338,25 +345,13 @@ class EarlyEngine(unittest.TestCase):
 
 @unittest.skipUnless(FRONT_PROBE and os.path.exists(FRONT_PROBE) and ENGINE and os.path.exists(ENGINE),
                      "no heaptrail-probe or htr-engine")
-class FrontEngine(unittest.TestCase):
-    """The `heaptrail` command (front.c) starts a plain report's engine
-    before Python, and the launcher keeps that engine: exactly the command
-    it would have run, and no second one. heaptrail-probe is that front
-    with tests/cli/front_probe.py in the launcher's place."""
+class Front(TwoLogs):
+    """The `heaptrail` command (front.c) starts a plain report's engine or
+    a plain run's program before Python, and the launcher keeps it: exactly
+    what it would have started, and no second one. heaptrail-probe is that
+    front with tests/cli/front_probe.py in the launcher's place."""
 
-    @classmethod
-    def setUpClass(cls) -> None:
-        sys.path.insert(0, TOOLS)
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.a = os.path.join(cls.tmp.name, "a b.log")  # a space: the command crosses as lengths, not words
-        cls.b = os.path.join(cls.tmp.name, "b.log")
-        for path, size in ((cls.a, 16), (cls.b, 32)):
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(f"==MP alloc;{size};0x1000;a.c:1\n")
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.tmp.cleanup()
+    A_NAME = "a b.log"  # a space: the command crosses as lengths, not words
 
     def probe(self, *args: str, env: dict[str, str] | None = None, command: str = "report",
               cwd: str | None = None) -> tuple[subprocess.CompletedProcess[str], dict]:
