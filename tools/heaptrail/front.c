@@ -136,6 +136,11 @@ static pid_t start_engine(int argc, char **argv)
 	for (int i = first; i < first + count; i++)
 		if (!is_file(argv[i]) || access(argv[i], R_OK) != 0)
 			return 0;
+	/* With 0, 1 or 2 closed, a pipe would take its number, and Python its
+	 * place as a standard stream. */
+	for (int fd = 0; fd <= 2; fd++)
+		if (fcntl(fd, F_GETFD) < 0)
+			return 0;
 	char **cmd = calloc((size_t)count + 5, sizeof(*cmd));
 	if (cmd == NULL)
 		return 0;
