@@ -53,6 +53,23 @@ class BadUsage(unittest.TestCase):
         self.assert_one_line(("run",), "heaptrail run:", "no program given")
         self.assert_one_line(("run", "--depth", "0", "--", "true"), "--depth 0")
 
+    def test_report_with_standard_output_closed(self) -> None:
+        """Started with descriptor 1 closed (`>&-`), a report to stdout says
+        so in one line; one to -o FILE is written as usual."""
+        with tempfile.TemporaryDirectory() as tmp:
+            log, out = os.path.join(tmp, "a.log"), os.path.join(tmp, "out.json")
+            with open(log, "w", encoding="utf-8") as handle:
+                handle.write("==MP alloc;16;0x1000;a.c:1\n")
+            for args, status in ((("--format", "json", log), 2), (("--format", "json", "-o", out, log), 1)):
+                with self.subTest(args=args):
+                    r = subprocess.run([HEAPTRAIL, "report", *args], stdout=None, stderr=subprocess.PIPE,
+                                       text=True, timeout=60, check=False, preexec_fn=lambda: os.close(1))
+                    self.assertEqual(r.returncode, status, r.stderr)  # 1: the leak, reported to the file
+                    self.assertNotIn("Traceback", r.stderr)
+            self.assertEqual(r.stderr, "")
+            with open(out, encoding="utf-8") as handle:
+                self.assertIn('"leaked_bytes": 16', handle.read())
+
     def test_inputs_that_are_not_files(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             self.assert_one_line(("report", os.path.join(tmp, "missing.htr")), "missing.htr: no such file")

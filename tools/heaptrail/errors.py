@@ -55,6 +55,8 @@ def leave(status: int) -> NoReturn:
     writes is closed by then, every helper waited for. For `run` and
     `report`, the commands whose time users (and the benchmark) watch."""
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:
+            continue  # the descriptor was closed when Python started
         try:
             stream.flush()
         except (OSError, ValueError):

@@ -91,6 +91,8 @@ def emit(text: str, output: Optional[str]) -> None:
     if output:
         with open(output, "w", encoding="utf-8") as handle:
             handle.write(text)
+    elif sys.stdout is None:  # started with descriptor 1 closed
+        raise UsageError("standard output is closed: give -o FILE")
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
