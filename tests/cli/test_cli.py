@@ -70,6 +70,16 @@ class BadUsage(unittest.TestCase):
             with open(out, encoding="utf-8") as handle:
                 self.assertIn('"leaked_bytes": 16', handle.read())
 
+    @unittest.skipUnless(SHIM and os.path.exists(SHIM), "no recorder")
+    def test_run_with_standard_output_closed(self) -> None:
+        """The report of a run goes to stderr: a closed stdout changes nothing."""
+        with tempfile.TemporaryDirectory() as tmp:
+            r = subprocess.run([HEAPTRAIL, "run", "-o", tmp, "--", "true"], stdout=None, stderr=subprocess.PIPE,
+                               text=True, timeout=60, check=False, preexec_fn=lambda: os.close(1))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertNotIn("Traceback", r.stderr)
+            self.assertIn("RESULT: OK", r.stderr)
+
     def test_inputs_that_are_not_files(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             self.assert_one_line(("report", os.path.join(tmp, "missing.htr")), "missing.htr: no such file")

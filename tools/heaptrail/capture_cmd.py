@@ -79,6 +79,8 @@ def run(args: argparse.Namespace, paths: Any) -> int:
     # The first chunk (or the end) comes before the file is made, so that a
     # source that fails to open (refused, no device, bad ELF) leaves no file.
     first = next(source, b"")
+    if args.output == "-" and sys.stdout is None:
+        raise HeaptrailError("-o -: standard output is closed")
     out = sys.stdout.buffer if args.output == "-" else None
     total = 0
     try:
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace, paths: Any) -> int:
             out.flush()
             total += len(chunk)
     finally:
-        if out is not None and out is not sys.stdout.buffer:
+        if out is not None and args.output != "-":
             out.close()
     if not args.quiet:
         print(f"heaptrail capture: {total} bytes to {args.output}", file=sys.stderr)

@@ -210,6 +210,10 @@ def _stdout_to_stderr() -> Any:
 
     @contextlib.contextmanager
     def redirected() -> Iterator[None]:
+        if sys.stdout is None:  # descriptor 1 was closed when Python started
+            with contextlib.redirect_stdout(sys.stderr):
+                yield
+            return
         sys.stdout.flush()
         saved = os.dup(1)
         os.dup2(2, 1)
