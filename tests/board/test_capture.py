@@ -124,6 +124,11 @@ class FileAndStdin(TempDirCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, PAYLOAD)
 
+    def test_to_a_closed_stdout(self) -> None:
+        r = subprocess.run([LAUNCHER, "capture", "--stdin", "-o", "-", "--quiet"], input=PAYLOAD,
+                           stdout=None, stderr=subprocess.PIPE, timeout=30, preexec_fn=lambda: os.close(1))
+        self.assert_one_line_error(r, "-o -: standard output is closed")
+
 
 class SerialSource(TempDirCase):
     def test_pty_in_raw_mode(self) -> None:
