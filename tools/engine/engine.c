@@ -169,7 +169,14 @@ HOT struct block *live_find(struct live_table *t, uint64_t ptr)
 
 static void live_grow(struct live_table *t);
 
+/* Whether live_put must grow the table first. */
+static inline bool live_full(const struct live_table *t)
+{
+	return (t->count + 1) * 3 > t->mask + 1;
+}
+
 /* Returns the slot for ptr, filled with ptr; *fresh says whether it was new.
+ * The caller has made room (live_full).
  *
  * At most a third full. Whether a block sits in its home slot, and whether
  * the slot after it is empty, are branches no predictor can learn when the
@@ -178,8 +185,6 @@ static void live_grow(struct live_table *t);
  * used to allow, the engine took 25% longer on such a trace. */
 HOT struct block *live_put(struct live_table *t, uint64_t ptr, bool *fresh)
 {
-	if ((t->count + 1) * 3 > t->mask + 1)
-		live_grow(t);
 	size_t i = live_home(t, ptr);
 	for (;;) {
 		struct block *b = &t->slots[i];
@@ -367,7 +372,7 @@ struct engine {
 	struct freed_slot *freed;
 	/* Most allocations come from a few hot (stack, site) pairs: a small
 	 * direct-mapped cache saves the hash probe into the big table. */
-	struct {
+	struct agg_cached {
 		uint32_t stack, site, agg, valid;
 	} agg_cache[1024];
 
@@ -643,7 +648,8 @@ HOT void count_alloc(struct engine *e, uint32_t agg, uint64_t size, bool failed)
 	}
 }
 
-HOT void block_start(struct engine *e, uint64_t ptr, uint64_t size, uint32_t agg)
+/* block_start with room in the live table made. */
+HOT void block_place(struct engine *e, uint64_t ptr, uint64_t size, uint32_t agg)
 {
 	struct process *p = e->p;
 	bool fresh;
@@ -686,6 +692,13 @@ HOT void block_start(struct engine *e, uint64_t ptr, uint64_t size, uint32_t agg
 		if (f->ptr == ptr)
 			f->ptr = 0;
 	}
+}
+
+static void block_start(struct engine *e, uint64_t ptr, uint64_t size, uint32_t agg)
+{
+	if (live_full(&e->live))
+		live_grow(&e->live);
+	block_place(e, ptr, size, agg);
 }
 
 HOT void block_end(struct engine *e, struct block *b, bool temporary_check)
@@ -915,16 +928,22 @@ void eng_end_input(struct engine *e)
 
 /* ---- the sink ----------------------------------------------------------- */
 
-HOT uint32_t alloc_agg(struct engine *e, const struct htr_event *ev)
+/* The agg_cache entry of an allocation's (stack, site), when it holds them;
+ * else NULL, and *slot is the entry to fill. */
+HOT struct agg_cached *agg_cache_find(struct engine *e, const struct htr_event *ev, struct agg_cached **slot)
 {
-	size_t slot = (ev->stack * 31u + ev->site) & 1023u;
-	if (e->agg_cache[slot].valid && e->agg_cache[slot].stack == ev->stack && e->agg_cache[slot].site == ev->site)
-		return e->agg_cache[slot].agg;
+	struct agg_cached *c = &e->agg_cache[(ev->stack * 31u + ev->site) & 1023u];
+	*slot = c;
+	return c->valid && c->stack == ev->stack && c->site == ev->site ? c : NULL;
+}
+
+static uint32_t alloc_agg(struct engine *e, const struct htr_event *ev)
+{
+	struct agg_cached *c;
+	if (agg_cache_find(e, ev, &c) != NULL)
+		return c->agg;
 	uint32_t agg = agg_get(e, ev->stack, ev->site);
-	e->agg_cache[slot].stack = ev->stack;
-	e->agg_cache[slot].site = ev->site;
-	e->agg_cache[slot].agg = agg;
-	e->agg_cache[slot].valid = 1;
+	*c = (struct agg_cached){ev->stack, ev->site, agg, 1};
 	return agg;
 }
 
@@ -947,7 +966,7 @@ static void vg_failed_alloc(struct engine *e, uint64_t size, uint32_t agg)
 	e->last_alloc_ptr = 0;
 }
 
-HOT void on_alloc(struct engine *e, const struct htr_event *ev)
+static void on_alloc(struct engine *e, const struct htr_event *ev)
 {
 	uint32_t agg = alloc_agg(e, ev);
 	count_alloc(e, agg, ev->size, ev->ptr == 0);
@@ -958,7 +977,20 @@ HOT void on_alloc(struct engine *e, const struct htr_event *ev)
 	timeline_note(e);
 }
 
-HOT void on_free(struct engine *e, const struct htr_event *ev)
+/* A free of a live block (key: the block's, FAILED_KEY for valground's
+ * failed allocation). */
+HOT void free_found(struct engine *e, struct block *b, uint64_t key, const struct htr_event *ev)
+{
+	e->frees++;
+	e->segs[e->cur_seg].frees++;
+	uint32_t agg = b->agg;
+	block_end(e, b, true);
+	e->last_alloc_ptr = 0;
+	remember_free(e, key, agg, ev->stack, ev->site);
+	timeline_note(e);
+}
+
+static void on_free(struct engine *e, const struct htr_event *ev)
 {
 	uint64_t key = ev->ptr == 0 && e->vg_compat ? FAILED_KEY : ev->ptr;
 	struct block *b = key ? live_find(&e->live, key) : NULL;
@@ -981,13 +1013,7 @@ HOT void on_free(struct engine *e, const struct htr_event *ev)
 		}
 		return;
 	}
-	e->frees++;
-	e->segs[e->cur_seg].frees++;
-	uint32_t agg = b->agg;
-	block_end(e, b, true);
-	e->last_alloc_ptr = 0;
-	remember_free(e, key, agg, ev->stack, ev->site);
-	timeline_note(e);
+	free_found(e, b, key, ev);
 }
 
 static void on_realloc(struct engine *e, const struct htr_event *ev)
@@ -1176,14 +1202,9 @@ static void on_checkpoint(struct engine *e, const struct htr_event *ev)
 	}
 }
 
-int eng_event(void *ctx, const struct htr_event *ev)
+/* Any event; out of line, see eng_event. */
+static __attribute__((noinline)) int on_event(struct engine *e, const struct htr_event *ev)
 {
-	struct engine *e = ctx;
-	e->order++;
-	if (ev->seq)
-		e->last_seq = ev->seq;
-	if (ev->time_ns)
-		e->last_time = ev->time_ns;
 	switch (ev->type) {
 	case HTR_EV_ALLOC:
 		on_alloc(e, ev);
@@ -1307,6 +1328,49 @@ int eng_event(void *ctx, const struct htr_event *ev)
 		break; /* THREAD, FORK, TIME carry nothing the results need */
 	}
 	return 0;
+}
+
+/* An allocation whose aggregate the cache knows, of a block, with room in
+ * the live table: what nearly every allocation is. false: it is not, and
+ * nothing was done. */
+HOT bool alloc_fast(struct engine *e, const struct htr_event *ev)
+{
+	struct agg_cached *slot, *c = agg_cache_find(e, ev, &slot);
+	if (c == NULL || ev->ptr == 0 || live_full(&e->live))
+		return false;
+	uint32_t agg = c->agg;
+	count_alloc(e, agg, ev->size, false);
+	block_place(e, ev->ptr, ev->size, agg);
+	timeline_note(e);
+	return true;
+}
+
+/* A free of a live block; false: not one, and nothing was done. */
+HOT bool free_fast(struct engine *e, const struct htr_event *ev)
+{
+	struct block *b = ev->ptr ? live_find(&e->live, ev->ptr) : NULL;
+	if (b == NULL)
+		return false;
+	free_found(e, b, ev->ptr, ev);
+	return true;
+}
+
+/* The common allocations and frees, nearly every event, are done here,
+ * each type tested by a branch (the switch's one jump through a table for
+ * all types mispredicts as often), and without a call: everything else
+ * goes to on_event by a tail call, so the hot path needs no stack frame
+ * ((d): eng_event 578 -> 537 M instructions, 97.9 -> 97.0 ms). */
+int eng_event(void *ctx, const struct htr_event *ev)
+{
+	struct engine *e = ctx;
+	e->order++;
+	if (ev->seq)
+		e->last_seq = ev->seq;
+	if (ev->time_ns)
+		e->last_time = ev->time_ns;
+	if (ev->type == HTR_EV_ALLOC ? alloc_fast(e, ev) : ev->type == HTR_EV_FREE && free_fast(e, ev))
+		return 0;
+	return on_event(e, ev);
 }
 
 uint64_t eng_events(const struct engine *e)
