@@ -403,7 +403,8 @@ struct engine {
 	/* timeline: TIMELINE_POINTS buckets of `tl_width` events each */
 	struct tl_point tl[TIMELINE_POINTS];
 	size_t ntl;
-	uint64_t tl_width, tl_fill;
+	uint64_t tl_width;
+	uint64_t tl_left; /* notes the last bucket takes yet; 0: the next one starts a bucket */
 };
 
 struct engine *eng_new(void)
@@ -537,10 +538,14 @@ static inline void agg_touch(struct engine *e, struct agg *a)
 
 /* ---- timeline --------------------------------------------------------- */
 
-HOT void timeline_note(struct engine *e)
+/* rise: the event may have raised the live bytes. A free only lowers them,
+ * so it cannot raise its bucket's maximum, only start a bucket; and a
+ * count of the notes left in a bucket is one test where the count of those
+ * taken was two ((d): eng_event 537 -> 515 M instructions). */
+HOT void timeline_note(struct engine *e, bool rise)
 {
 	uint64_t bytes = e->p->cur_bytes;
-	if (e->tl_fill == 0) {
+	if (e->tl_left == 0) {
 		if (e->ntl == TIMELINE_POINTS) {
 			/* Full: merge neighbours, keeping each pair's maximum. */
 			for (size_t i = 0; i < TIMELINE_POINTS / 2; i++) {
@@ -551,13 +556,13 @@ HOT void timeline_note(struct engine *e)
 			e->tl_width *= 2;
 		}
 		e->tl[e->ntl++] = (struct tl_point){e->order, e->last_seq, e->last_time, bytes};
-	} else {
+		e->tl_left = e->tl_width;
+	} else if (rise) {
 		struct tl_point *t = &e->tl[e->ntl - 1];
 		if (bytes > t->bytes)
 			*t = (struct tl_point){e->order, e->last_seq, e->last_time, bytes};
 	}
-	if (++e->tl_fill >= e->tl_width)
-		e->tl_fill = 0;
+	e->tl_left--;
 }
 
 /* ---- segments --------------------------------------------------------- */
@@ -974,7 +979,7 @@ static void on_alloc(struct engine *e, const struct htr_event *ev)
 		block_start(e, ev->ptr, ev->size, agg);
 	else if (e->vg_compat)
 		vg_failed_alloc(e, ev->size, agg);
-	timeline_note(e);
+	timeline_note(e, true);
 }
 
 /* A free of a live block (key: the block's, FAILED_KEY for valground's
@@ -987,7 +992,7 @@ HOT void free_found(struct engine *e, struct block *b, uint64_t key, const struc
 	block_end(e, b, true);
 	e->last_alloc_ptr = 0;
 	remember_free(e, key, agg, ev->stack, ev->site);
-	timeline_note(e);
+	timeline_note(e, false);
 }
 
 static void on_free(struct engine *e, const struct htr_event *ev)
@@ -1050,7 +1055,7 @@ static void on_realloc(struct engine *e, const struct htr_event *ev)
 			nb->persistent = 1;
 		}
 	}
-	timeline_note(e);
+	timeline_note(e, true);
 }
 
 static void on_misuse(struct engine *e, const struct htr_event *ev)
@@ -1341,7 +1346,7 @@ HOT bool alloc_fast(struct engine *e, const struct htr_event *ev)
 	uint32_t agg = c->agg;
 	count_alloc(e, agg, ev->size, false);
 	block_place(e, ev->ptr, ev->size, agg);
-	timeline_note(e);
+	timeline_note(e, true);
 	return true;
 }
 
