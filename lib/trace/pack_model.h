@@ -329,12 +329,14 @@ struct htr_tc_stream {
  * range's size times x >> HTR_TC_BITS), so it takes two bytes at most.
  * How many is data, and a loop on it is a branch no predictor learns
  * ((d) read 8% faster without): with two bytes left they go in by a shift
- * of 0, 8 or 16 bits. Smaller states (the stream ran out before) and the
- * stream's last byte take the loop. */
+ * of 0, 8 or 16 bits, the bytes taken counted from the state's leading
+ * zeros (1 to 8: none; to 16: one; 17: two), in fewer instructions than
+ * two comparisons ((d): 16 M instructions fewer). Smaller states (the
+ * stream ran out before) and the stream's last byte take the loop. */
 static inline uint32_t htr_tc_renorm(uint32_t x, struct htr_tc_stream *s)
 {
 	if (__builtin_expect(s->end - s->p >= 2 && x >= HTR_TC_LOW >> 9, 1)) {
-		unsigned n = (unsigned)(x < HTR_TC_LOW) + (unsigned)(x < HTR_TC_LOW >> 8);
+		unsigned n = (unsigned)(__builtin_clz(x) - 1) >> 3;
 		uint64_t two = (uint64_t)s->p[0] << 8 | s->p[1];
 		s->p += n;
 		return (uint32_t)(((uint64_t)x << 16 | two) >> (16 - 8 * n));
