@@ -15,6 +15,7 @@
 #define TIMELINE_POINTS 512u
 #define MAX_ADDRS 4u
 #define MAX_ERROR_GROUPS 10000u
+#define AGG_CACHE 1024u /* entries in the engine's agg_cache, a power of two */
 #define FREED_CACHE_BITS 12u /* 96 KiB: stays in cache; double frees follow their first free closely */
 
 static void *xrealloc(void *p, size_t n)
@@ -377,8 +378,9 @@ struct engine {
 	/* Most allocations come from a few hot (stack, site) pairs: a small
 	 * direct-mapped cache saves the hash probe into the big table. */
 	struct agg_cached {
-		uint32_t stack, site, agg, valid;
-	} agg_cache[1024];
+		uint64_t key; /* agg_key */
+		uint32_t agg;
+	} agg_cache[AGG_CACHE];
 
 	/* the current process */
 	struct process *p;
@@ -527,6 +529,25 @@ static uint32_t agg_get(struct engine *e, uint32_t stack, uint32_t site)
 	if (e->naggs * 10 > (e->agg_mask + 1) * 7)
 		agg_rehash(e);
 	return (uint32_t)e->naggs - 1;
+}
+
+static inline size_t agg_cache_slot(uint32_t stack, uint32_t site)
+{
+	return (stack * 31u + site) & (AGG_CACHE - 1);
+}
+
+static inline uint64_t agg_key(uint32_t stack, uint32_t site)
+{
+	return (uint64_t)site << 32 | stack;
+}
+
+/* An empty entry holds a key that belongs to another slot, which no lookup
+ * of its own slot matches: one comparison per lookup, where a flag took
+ * another ((d): 8 M instructions fewer). */
+static void agg_cache_clear(struct engine *e)
+{
+	for (uint32_t i = 0; i < AGG_CACHE; i++)
+		e->agg_cache[i].key = agg_key(0, i + 1);
 }
 
 /* Lazy peak snapshot: an aggregate's bytes at the process's latest peak are
@@ -896,7 +917,7 @@ void eng_begin_input(struct engine *e, const char *path, const char *format, int
 	free(e->test_name);
 	e->test_name = NULL;
 	e->vg_compat = false;
-	memset(e->agg_cache, 0, sizeof(e->agg_cache));
+	agg_cache_clear(e);
 	seg_new(e, "", 0);
 }
 
@@ -942,9 +963,9 @@ void eng_end_input(struct engine *e)
  * else NULL, and *slot is the entry to fill. */
 HOT struct agg_cached *agg_cache_find(struct engine *e, const struct htr_event *ev, struct agg_cached **slot)
 {
-	struct agg_cached *c = &e->agg_cache[(ev->stack * 31u + ev->site) & 1023u];
+	struct agg_cached *c = &e->agg_cache[agg_cache_slot(ev->stack, ev->site)];
 	*slot = c;
-	return c->valid && c->stack == ev->stack && c->site == ev->site ? c : NULL;
+	return c->key == agg_key(ev->stack, ev->site) ? c : NULL;
 }
 
 static uint32_t alloc_agg(struct engine *e, const struct htr_event *ev)
@@ -953,7 +974,7 @@ static uint32_t alloc_agg(struct engine *e, const struct htr_event *ev)
 	if (agg_cache_find(e, ev, &c) != NULL)
 		return c->agg;
 	uint32_t agg = agg_get(e, ev->stack, ev->site);
-	*c = (struct agg_cached){ev->stack, ev->site, agg, 1};
+	*c = (struct agg_cached){agg_key(ev->stack, ev->site), agg};
 	return agg;
 }
 
