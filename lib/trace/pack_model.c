@@ -405,6 +405,14 @@ void htr_pm_drop_old(struct htr_pack_model *m, uint64_t ord)
 	table_remove(&m->live, ord);
 }
 
+/* Out of line and called last, a tail call: htr_pm_decode_alloc then
+ * needs one register saved, not three ((d): 8 M instructions fewer). 0, or
+ * -1 out of memory. */
+static __attribute__((noinline)) int keep_old(struct htr_pack_model *m, uint64_t ord, struct htr_ring_slot old)
+{
+	return table_put(&m->live, ord, old.ptr, old.size);
+}
+
 int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint64_t size, uint64_t *ptr)
 {
 	struct recent c = class_list(m, size), f = freed_list(m);
@@ -430,11 +438,10 @@ int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 	*ptr = p;
 	uint64_t ord = m->next_ord;
 	learn_alloc(m, p, size, &c, code);
-	struct htr_ring_slot *r = &m->ring[ord & (HTR_PM_RING - 1)];
-	if (r->ptr != 0 && table_put(&m->live, ord - HTR_PM_RING, r->ptr, r->size) != 0)
-		return -1; /* still live a ring ago: keep it by ordinal */
+	struct htr_ring_slot *r = &m->ring[ord & (HTR_PM_RING - 1)], old = *r;
 	*r = (struct htr_ring_slot){p, size};
-	return 0;
+	/* still live a ring ago: keep it by ordinal */
+	return old.ptr != 0 ? keep_old(m, ord - HTR_PM_RING, old) : 0;
 }
 
 /* ---- the tag coder ---- */
