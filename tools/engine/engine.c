@@ -1362,35 +1362,37 @@ static __attribute__((noinline)) int on_event(struct engine *e, const struct htr
 }
 
 /* An allocation whose aggregate the cache knows, of a block, with room in
- * the live table: what nearly every allocation is. false: it is not, and
- * nothing was done. */
-HOT bool alloc_fast(struct engine *e, const struct htr_event *ev)
+ * the live table, is what nearly every allocation is; others go to
+ * on_event. */
+static __attribute__((noinline)) int alloc_event(struct engine *e, const struct htr_event *ev)
 {
 	struct agg_cached *slot, *c = agg_cache_find(e, ev, &slot);
 	if (c == NULL || ev->ptr == 0 || live_full(&e->live))
-		return false;
+		return on_event(e, ev);
 	uint32_t agg = c->agg;
 	count_alloc(e, agg, ev->size, false);
 	block_place(e, ev->ptr, ev->size, agg);
 	timeline_note(e, true);
-	return true;
+	return 0;
 }
 
-/* A free of a live block; false: not one, and nothing was done. */
-HOT bool free_fast(struct engine *e, const struct htr_event *ev)
+/* A free of a live block; others go to on_event. */
+static __attribute__((noinline)) int free_event(struct engine *e, const struct htr_event *ev)
 {
 	struct block *b = ev->ptr ? live_find(&e->live, ev->ptr) : NULL;
 	if (b == NULL)
-		return false;
+		return on_event(e, ev);
 	free_found(e, b, ev->ptr, ev);
-	return true;
+	return 0;
 }
 
-/* The common allocations and frees, nearly every event, are done here,
- * each type tested by a branch (the switch's one jump through a table for
- * all types mispredicts as often), and without a call: everything else
- * goes to on_event by a tail call, so the hot path needs no stack frame
- * ((d): eng_event 578 -> 537 M instructions, 97.9 -> 97.0 ms). */
+/* Allocations and frees, nearly every event, are tested for first, a
+ * branch each (the switch's one jump through a table for all types
+ * mispredicts as often), and each goes to a function of its own by a tail
+ * call, as does everything else to on_event: the common paths then have no
+ * call and need no stack frame ((d): eng_event 578 -> 537 M instructions,
+ * 97.9 -> 97.0 ms), and each saves only the registers it uses (a path of
+ * each in eng_event: 12 M more). */
 int eng_event(void *ctx, const struct htr_event *ev)
 {
 	struct engine *e = ctx;
@@ -1399,8 +1401,10 @@ int eng_event(void *ctx, const struct htr_event *ev)
 		e->last_seq = ev->seq;
 	if (ev->time_ns)
 		e->last_time = ev->time_ns;
-	if (ev->type == HTR_EV_ALLOC ? alloc_fast(e, ev) : ev->type == HTR_EV_FREE && free_fast(e, ev))
-		return 0;
+	if (ev->type == HTR_EV_ALLOC)
+		return alloc_event(e, ev);
+	if (ev->type == HTR_EV_FREE)
+		return free_event(e, ev);
 	return on_event(e, ev);
 }
 
