@@ -506,10 +506,11 @@ static int run_packed(struct htr_reader *r, struct htr_pack_model *m, struct htr
 			for (uint64_t i = 0; i < records; i++, ordinal++) {
 				int rc = decode_record(r, m, col, NULL, &r->ev, ordinal, text, sizeof(text),
 				                       &prev);
-				if (rc < 0)
-					goto oom;
-				if (rc > 0)
+				if (__builtin_expect(rc != 0, 0)) {
+					if (rc < 0)
+						goto oom;
 					goto corrupt;
+				}
 				rc = sink(ctx, &r->ev);
 				if (rc != 0)
 					return rc;
@@ -522,10 +523,12 @@ static int run_packed(struct htr_reader *r, struct htr_pack_model *m, struct htr
 				uint8_t tag[2] = {tags.next[0], tags.next[1]};
 				int rc = decode_record(r, m, col, tag, &r->ev, ordinal, text, sizeof(text),
 				                       &prev);
-				if (rc < 0)
-					goto oom;
-				if (rc > 0)
+				/* one test of rc per record ((d): 5 M instructions fewer) */
+				if (__builtin_expect(rc != 0, 0)) {
+					if (rc < 0)
+						goto oom;
 					goto corrupt;
+				}
 				/* The context from registers, not read back from
 				 * what the record just stored: it is the chain that
 				 * every record of the block waits on. */
