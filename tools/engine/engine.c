@@ -15,7 +15,8 @@
 #define TIMELINE_POINTS 512u
 #define MAX_ADDRS 4u
 #define MAX_ERROR_GROUPS 10000u
-#define AGG_CACHE 1024u /* entries in the engine's agg_cache, a power of two */
+#define AGG_CACHE_BITS 10u
+#define AGG_CACHE (1u << AGG_CACHE_BITS) /* entries in the engine's agg_cache */
 #define FREED_CACHE_BITS 12u /* 96 KiB: stays in cache; double frees follow their first free closely */
 
 static void *xrealloc(void *p, size_t n)
@@ -531,14 +532,16 @@ static uint32_t agg_get(struct engine *e, uint32_t stack, uint32_t site)
 	return (uint32_t)e->naggs - 1;
 }
 
-static inline size_t agg_cache_slot(uint32_t stack, uint32_t site)
-{
-	return (stack * 31u + site) & (AGG_CACHE - 1);
-}
-
 static inline uint64_t agg_key(uint32_t stack, uint32_t site)
 {
 	return (uint64_t)site << 32 | stack;
+}
+
+/* From the key, which is one load: a multiplication and a shift, where
+ * stack * 31 + site took more ((d): 6 M instructions fewer). */
+static inline size_t agg_cache_slot(uint64_t key)
+{
+	return (size_t)((key * 0x9E3779B97F4A7C15ull) >> (64 - AGG_CACHE_BITS));
 }
 
 /* An empty entry holds a key that belongs to another slot, which no lookup
@@ -547,7 +550,11 @@ static inline uint64_t agg_key(uint32_t stack, uint32_t site)
 static void agg_cache_clear(struct engine *e)
 {
 	for (uint32_t i = 0; i < AGG_CACHE; i++)
-		e->agg_cache[i].key = agg_key(0, i + 1);
+		for (uint32_t site = 1;; site++) {
+			e->agg_cache[i].key = agg_key(0, site);
+			if (agg_cache_slot(e->agg_cache[i].key) != i)
+				break;
+		}
 }
 
 /* Lazy peak snapshot: an aggregate's bytes at the process's latest peak are
@@ -963,9 +970,10 @@ void eng_end_input(struct engine *e)
  * else NULL, and *slot is the entry to fill. */
 HOT struct agg_cached *agg_cache_find(struct engine *e, const struct htr_event *ev, struct agg_cached **slot)
 {
-	struct agg_cached *c = &e->agg_cache[agg_cache_slot(ev->stack, ev->site)];
+	uint64_t key = agg_key(ev->stack, ev->site);
+	struct agg_cached *c = &e->agg_cache[agg_cache_slot(key)];
 	*slot = c;
-	return c->key == agg_key(ev->stack, ev->site) ? c : NULL;
+	return c->key == key ? c : NULL;
 }
 
 static uint32_t alloc_agg(struct engine *e, const struct htr_event *ev)
