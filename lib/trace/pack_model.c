@@ -139,6 +139,13 @@ static uint64_t chunk_size(uint64_t size)
 	return size < 9 ? 32 : (size + 23) & ~(uint64_t)15;
 }
 
+/* Where the previous allocation's chunk ends (HTR_PACK_A_BUMP); 0 before
+ * the first, which no allocation returns. */
+static uint64_t bump_end(const struct htr_pack_model *m)
+{
+	return m->last_alloc != 0 ? m->last_alloc + chunk_size(m->last_alloc_size) : 0;
+}
+
 static unsigned size_class(uint64_t size)
 {
 	if (size < 4032u * 16u - 23u)
@@ -250,7 +257,8 @@ static void learn_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, s
 		struct recent f = freed_list(m);
 		recent_take(&f, (unsigned)(code - HTR_PACK_A_FREED));
 	}
-	m->last_alloc_end = ptr + chunk_size(size);
+	m->last_alloc = ptr;
+	m->last_alloc_size = size;
 	m->last_ptr = ptr;
 	m->next_ord++;
 }
@@ -309,7 +317,7 @@ int htr_pm_code_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uin
 	int i;
 	if ((i = recent_find(&c, ptr)) >= 0)
 		*code = HTR_PACK_A_CLASS + (unsigned)i;
-	else if (ptr == m->last_alloc_end)
+	else if (ptr == bump_end(m))
 		*code = HTR_PACK_A_BUMP;
 	else if ((i = recent_find(&f, ptr)) >= 0)
 		*code = HTR_PACK_A_FREED + (unsigned)i;
@@ -423,7 +431,7 @@ int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra,
 	} else if (code < HTR_PACK_A_CLASS + HTR_PM_CLASS_DEPTH) {
 		p = recent_at(&c, (unsigned)(code - HTR_PACK_A_CLASS));
 	} else if (code == HTR_PACK_A_BUMP) {
-		p = m->last_alloc_end;
+		p = bump_end(m);
 	} else if (code == HTR_PACK_A_FAR) {
 		p = m->last_ptr + unzigzag(extra);
 	} else if (code < HTR_PACK_A_DELTA) {

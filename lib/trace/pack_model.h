@@ -55,7 +55,10 @@ struct htr_pack_model {
 	uint64_t last_ptr;          /* the last non-null pointer coded */
 	uint64_t next_ord;          /* ordinal of the next allocated block */
 	uint64_t last_free_ord;     /* ordinal of the block freed last */
-	uint64_t last_alloc_end;    /* where the previous allocation's chunk ends */
+	/* The previous allocation, whose chunk's end (pack_model.c:
+	 * bump_end) is worked out only when a code needs it ((d): 10 M
+	 * instructions fewer in the reader). */
+	uint64_t last_alloc, last_alloc_size;
 	struct htr_live_table live; /* packer: ptr -> ordinal, size; reader: old ordinal -> ptr, size */
 	/* Reader: the blocks of the last HTR_PM_RING ordinals by ordinal,
 	 * ptr 0 when no longer live. Most blocks die young, and a ring
