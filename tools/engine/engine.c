@@ -268,11 +268,15 @@ struct process {
 	size_t agg_first;
 	uint64_t peak_bytes, peak_seq, peak_time, peak_order;
 	uint64_t epoch;
-	uint64_t cur_bytes, cur_blocks;
+	/* The live bytes; the live blocks are at the end, apart: side by
+	 * side, GCC's -O3 updates the pair with vector instructions, more of
+	 * them than two scalar ones ((d): 8 M instructions fewer). */
+	uint64_t cur_bytes;
 	uint64_t loss_horizon; /* blocks allocated before this event number may have lost frees */
 	uint64_t lost_events;
 	bool any_loss;
 	bool file_short;
+	uint64_t cur_blocks; /* see cur_bytes */
 };
 
 struct module {
