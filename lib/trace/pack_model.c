@@ -1,5 +1,6 @@
-/* The pointer model of packed traces (pack_model.h). Every step is written
- * once and taken by both sides, which is what keeps them in step: the
+/* The pointer model of packed traces (pack_model.h, which holds inline the
+ * steps taken per event, the reader's whole). Every step is written once
+ * and taken by both sides, which is what keeps them in step: the
  * packer looks blocks up by pointer, the reader by ordinal, and everything
  * else (predictions, references) is updated by the same code. */
 #include "pack_model.h"
@@ -125,55 +126,12 @@ static uint64_t zigzag(uint64_t delta)
 	return (delta << 1) ^ (uint64_t)((int64_t)delta >> 63);
 }
 
-static uint64_t unzigzag(uint64_t z)
-{
-	return (z >> 1) ^ (uint64_t) - (int64_t)(z & 1);
-}
-
-/* glibc's bins: a chunk is the request plus 8 bytes of header, rounded up
- * to 16, at least 32. Requests in one chunk size get the same blocks back.
- * Only the compression depends on this matching the allocator; the coding
- * is exact whatever the allocator does. */
-static uint64_t chunk_size(uint64_t size)
-{
-	return size < 9 ? 32 : (size + 23) & ~(uint64_t)15;
-}
-
-static unsigned size_class(uint64_t size)
-{
-	if (size < 4032u * 16u - 23u)
-		return (unsigned)((size + 23u) >> 4);
-	unsigned log2 = 63u - (unsigned)__builtin_clzll(size);
-	return 4032u + log2;
-}
-
-static uint64_t *stack_slot(struct htr_pack_model *m, uint32_t stack)
-{
-	return &m->stack_last[(stack * 2654435761u) >> 20 & (HTR_PM_STACK_SLOTS - 1)];
-}
-
-/* Small most-recent-first lists of pointers, kept as rings: entry i (0 is
- * the newest) sits at e[(head - 1 - i) % n], and an empty entry is 0. A
- * push is one store (over the oldest); taking entry i out moves the i
- * newer ones, usually none, since allocators hand out the newest. n is a
- * power of two, at most 32. */
-struct recent {
-	uint64_t *e;
-	unsigned *head;
-	unsigned n;
-};
-
-static unsigned recent_pos(const struct recent *r, unsigned i)
-{
-	return (*r->head - 1u - i) & (r->n - 1);
-}
-
 /* Packer only. Branch-free over the ring, so the compiler compares it at
  * once; a pointer there twice (no push searches for a copy) is found at
  * its newest. */
-static int recent_find(const struct recent *r, uint64_t ptr)
+static int recent_find(const struct htr_pm_recent *r, uint64_t ptr)
 {
-	if (r->e[recent_pos(r, 0)] == ptr)
+	if (r->e[htr_pm_recent_pos(r, 0)] == ptr)
 		return 0; /* the common case, a LIFO cache: no scan */
 	uint32_t hits = 0;
 	for (unsigned j = 0; j < r->n; j++)
@@ -187,72 +145,6 @@ static int recent_find(const struct recent *r, uint64_t ptr)
 		hits &= hits - 1;
 	}
 	return best;
-}
-
-static uint64_t recent_at(const struct recent *r, unsigned i)
-{
-	return r->e[recent_pos(r, i)];
-}
-
-static void recent_take(struct recent *r, unsigned i)
-{
-	for (unsigned k = i; k > 0; k--)
-		r->e[recent_pos(r, k)] = r->e[recent_pos(r, k - 1)];
-	r->e[recent_pos(r, 0)] = 0;
-	(*r->head)--;
-}
-
-/* No search for a copy already there: an allocation took the block out of
- * the list it was found in, and a stale copy elsewhere only costs a slot.
- * Both sides keep the same copies, which is all that exactness needs. */
-static void recent_push(struct recent *r, uint64_t ptr)
-{
-	r->e[*r->head & (r->n - 1)] = ptr;
-	(*r->head)++;
-}
-
-/* glibc caches freed blocks per thread (tcache), so the prediction is kept
- * per thread too; threads share the table, spread by a multiplicative hash. */
-static struct recent class_list(struct htr_pack_model *m, uint64_t size)
-{
-	unsigned slot = (size_class(size) + m->last_thread * 2654435761u) & (HTR_PM_CLASS_SLOTS - 1);
-	return (struct recent){m->by_class[slot], &m->class_head[slot], HTR_PM_CLASS_DEPTH};
-}
-
-static struct recent freed_list(struct htr_pack_model *m)
-{
-	return (struct recent){m->freed, &m->freed_head, HTR_PM_FREED};
-}
-
-/* What a free teaches both sides, whatever its code. */
-static void learn_free(struct htr_pack_model *m, const struct htr_pm_block *blk, uint32_t stack)
-{
-	if (blk->tracked) {
-		m->last_free_ord = blk->ord;
-		*stack_slot(m, stack) = blk->ord;
-		struct recent c = class_list(m, blk->size);
-		recent_push(&c, blk->ptr);
-	}
-	struct recent f = freed_list(m);
-	recent_push(&f, blk->ptr);
-	m->last_ptr = blk->ptr;
-}
-
-/* What an allocation teaches both sides; the live set is each side's own.
- * The block leaves the list its code found it in: the reader knows which
- * without searching. */
-static void learn_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, struct recent *c,
-                        uint64_t code)
-{
-	if (code < HTR_PACK_A_CLASS + HTR_PM_CLASS_DEPTH) {
-		recent_take(c, (unsigned)(code - HTR_PACK_A_CLASS));
-	} else if (code >= HTR_PACK_A_FREED && code < HTR_PACK_A_DELTA) {
-		struct recent f = freed_list(m);
-		recent_take(&f, (unsigned)(code - HTR_PACK_A_FREED));
-	}
-	m->last_alloc_end = ptr + chunk_size(size);
-	m->last_ptr = ptr;
-	m->next_ord++;
 }
 
 /* ---- packer ---- */
@@ -282,14 +174,14 @@ uint64_t htr_pm_code_free(struct htr_pack_model *m, uint64_t ptr, uint32_t stack
 			v = z;
 			ref = HTR_PACK_REF_LAST_FREE;
 		}
-		z = zigzag(blk->ord - *stack_slot(m, stack));
+		z = zigzag(blk->ord - *htr_pm_stack_last(m, stack));
 		if (z < v) {
 			v = z;
 			ref = HTR_PACK_REF_STACK;
 		}
 		code = 1 + 4 * v + ref;
 	}
-	learn_free(m, blk, stack);
+	htr_pm_learn_free(m, blk, stack);
 	return code;
 }
 
@@ -305,11 +197,11 @@ int htr_pm_code_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uin
 		*code = HTR_PACK_A_NULL;
 		return 0;
 	}
-	struct recent c = class_list(m, size), f = freed_list(m);
+	struct htr_pm_recent c = htr_pm_class_list(m, size), f = htr_pm_freed_list(m);
 	int i;
 	if ((i = recent_find(&c, ptr)) >= 0)
 		*code = HTR_PACK_A_CLASS + (unsigned)i;
-	else if (ptr == m->last_alloc_end)
+	else if (ptr == htr_pm_bump_end(m))
 		*code = HTR_PACK_A_BUMP;
 	else if ((i = recent_find(&f, ptr)) >= 0)
 		*code = HTR_PACK_A_FREED + (unsigned)i;
@@ -323,7 +215,7 @@ int htr_pm_code_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uin
 		}
 	}
 	uint64_t ord = m->next_ord;
-	learn_alloc(m, ptr, size, &c, *code);
+	htr_pm_learn_alloc(m, ptr, size, &c, *code);
 	return table_put(&m->live, ptr, ord, size);
 }
 
@@ -355,49 +247,15 @@ bool htr_pm_decode_resize(const struct htr_pm_block *old, uint64_t code, uint64_
 	}
 	if (!old->tracked || (code & 3) == 3 || code >> 2 >= HTR_PACK_NEAR)
 		return false;
-	*size = grown(old->size, (unsigned)(code & 3)) + unzigzag(code >> 2);
+	*size = grown(old->size, (unsigned)(code & 3)) + htr_pm_unzigzag(code >> 2);
 	return true;
 }
 
 /* ---- reader ---- */
 
-bool htr_pm_decode_free(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint32_t stack,
-                        struct htr_pm_block *blk)
+const struct htr_live_slot *htr_pm_find_old(const struct htr_pack_model *m, uint64_t ord)
 {
-	*blk = (struct htr_pm_block){0};
-	if (code == 0)
-		return true;
-	uint64_t ref = (code - 1) & 3, v = (code - 1) >> 2;
-	if (ref == HTR_PACK_REF_ADDRESS) {
-		if (v > HTR_PACK_NEAR)
-			return false;
-		blk->ptr = m->last_ptr + unzigzag(v == 0 ? extra : v - 1);
-		if (blk->ptr == 0)
-			return false;
-	} else {
-		uint64_t ord = ref == HTR_PACK_REF_NEWEST      ? m->next_ord - 1 - v
-		               : ref == HTR_PACK_REF_LAST_FREE ? m->last_free_ord + unzigzag(v)
-		                                               : *stack_slot(m, stack) + unzigzag(v);
-		if (ord == 0 || ord >= m->next_ord)
-			return false;
-		if (ord + HTR_PM_RING >= m->next_ord) {
-			const struct htr_ring_slot *r = &m->ring[ord & (HTR_PM_RING - 1)];
-			if (r->ptr == 0)
-				return false;
-			blk->ptr = r->ptr;
-			blk->size = r->size;
-		} else {
-			const struct htr_live_slot *s = table_find(&m->live, ord);
-			if (s == NULL)
-				return false;
-			blk->ptr = s->a;
-			blk->size = s->b;
-		}
-		blk->tracked = true;
-		blk->ord = ord;
-	}
-	learn_free(m, blk, stack);
-	return true;
+	return table_find(&m->live, ord);
 }
 
 void htr_pm_drop_old(struct htr_pack_model *m, uint64_t ord)
@@ -405,36 +263,9 @@ void htr_pm_drop_old(struct htr_pack_model *m, uint64_t ord)
 	table_remove(&m->live, ord);
 }
 
-int htr_pm_decode_alloc(struct htr_pack_model *m, uint64_t code, uint64_t extra, uint64_t size, uint64_t *ptr)
+int htr_pm_keep_old(struct htr_pack_model *m, uint64_t ord, uint64_t ptr, uint64_t size)
 {
-	struct recent c = class_list(m, size), f = freed_list(m);
-	uint64_t p;
-	if (code == HTR_PACK_A_NULL) {
-		*ptr = 0;
-		return 0;
-	} else if (code < HTR_PACK_A_CLASS + HTR_PM_CLASS_DEPTH) {
-		p = recent_at(&c, (unsigned)(code - HTR_PACK_A_CLASS));
-	} else if (code == HTR_PACK_A_BUMP) {
-		p = m->last_alloc_end;
-	} else if (code == HTR_PACK_A_FAR) {
-		p = m->last_ptr + unzigzag(extra);
-	} else if (code < HTR_PACK_A_DELTA) {
-		p = recent_at(&f, (unsigned)(code - HTR_PACK_A_FREED));
-	} else if (code - HTR_PACK_A_DELTA < HTR_PACK_NEAR) {
-		p = m->last_ptr + unzigzag(code - HTR_PACK_A_DELTA);
-	} else {
-		return 1;
-	}
-	if (p == 0)
-		return 1;
-	*ptr = p;
-	uint64_t ord = m->next_ord;
-	learn_alloc(m, p, size, &c, code);
-	struct htr_ring_slot *r = &m->ring[ord & (HTR_PM_RING - 1)];
-	if (r->ptr != 0 && table_put(&m->live, ord - HTR_PM_RING, r->ptr, r->size) != 0)
-		return -1; /* still live a ring ago: keep it by ordinal */
-	*r = (struct htr_ring_slot){p, size};
-	return 0;
+	return table_put(&m->live, ord, ptr, size);
 }
 
 /* ---- the tag coder ---- */

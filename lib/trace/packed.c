@@ -296,6 +296,19 @@ static inline __attribute__((always_inline)) bool decode_freed(struct htr_pack_m
 	return htr_pm_decode_free(m, pcode, extra, stack, blk);
 }
 
+/* A short tag's low nibble as the long form's flags (and code): one load
+ * instead of the bits moved one by one ((d): 12 M instructions fewer). */
+#define SHORT_FLAGS(t)                                                                     \
+	(((t) & HTR_PACK_S_CODE) | HTR_PACK_SEQ_NEXT |                                     \
+	 ((t) & HTR_PACK_S_SAME_THREAD ? HTR_PACK_SAME_THREAD : 0) |                       \
+	 ((t) & HTR_PACK_S_SAME_STACK ? HTR_PACK_SAME_STACK : 0))
+static const uint8_t short_flags[16] = {
+	SHORT_FLAGS(0),  SHORT_FLAGS(1),  SHORT_FLAGS(2),  SHORT_FLAGS(3),  SHORT_FLAGS(4),  SHORT_FLAGS(5),
+	SHORT_FLAGS(6),  SHORT_FLAGS(7),  SHORT_FLAGS(8),  SHORT_FLAGS(9),  SHORT_FLAGS(10), SHORT_FLAGS(11),
+	SHORT_FLAGS(12), SHORT_FLAGS(13), SHORT_FLAGS(14), SHORT_FLAGS(15),
+};
+#undef SHORT_FLAGS
+
 static inline __attribute__((always_inline)) int decode_record(struct htr_reader *r, struct htr_pack_model *m,
                                                                struct cursor *col, const uint8_t *tags,
                                                                struct htr_event *evp, uint64_t ordinal,
@@ -309,9 +322,7 @@ static inline __attribute__((always_inline)) int decode_record(struct htr_reader
 	uint64_t inl = HTR_PACK_S_IN_COLUMN;
 	if (code != HTR_PACK_LONG) {
 		inl = tag >> HTR_PACK_S_PTR_SHIFT;
-		tag = (uint8_t)(code | HTR_PACK_SEQ_NEXT |
-		                (tag & HTR_PACK_S_SAME_THREAD ? HTR_PACK_SAME_THREAD : 0) |
-		                (tag & HTR_PACK_S_SAME_STACK ? HTR_PACK_SAME_STACK : 0));
+		tag = short_flags[tag & 0x0f];
 	} else {
 		tag = tags ? tags[1] : get_byte(tagc);
 		code = tag & 0x0f;
@@ -358,8 +369,10 @@ static inline __attribute__((always_inline)) int decode_record(struct htr_reader
 	*prev = hot ? ev.stack * 8u + code : thread_prev(m);
 	struct cursor *size = &col[HTR_PACK_COL_SIZE], *old = &col[HTR_PACK_COL_OLD], *new = &col[HTR_PACK_COL_NEW];
 	struct cursor *low = &col[HTR_PACK_COL_LOW];
-	switch (code) {
-	case HTR_PACK_ALLOC: {
+	/* Allocations and frees first, a branch each: a switch's one jump
+	 * through a table mispredicts as often, and costs more to take ((d):
+	 * 17 M instructions fewer). */
+	if (code == HTR_PACK_ALLOC) {
 		ev.type = HTR_EV_ALLOC;
 		unsigned size_slot = htr_pm_size_slot(ev.stack);
 		bool size_hit = inl < HTR_PACK_S_A_SIZE_HIT ? (inl & 1) != 0 : inl == HTR_PACK_S_A_SIZE_HIT;
@@ -371,15 +384,13 @@ static inline __attribute__((always_inline)) int decode_record(struct htr_reader
 		arc = htr_pm_decode_alloc(m, pcode, extra, ev.size, &ev.ptr);
 		if (arc != 0)
 			return arc;
-		break;
-	}
-	case HTR_PACK_FREE:
+	} else if (code == HTR_PACK_FREE) {
 		ev.type = HTR_EV_FREE;
 		if (!decode_freed(m, inl, old, low, ev.stack, &blk))
 			return 1;
 		htr_pm_drop_by_ord(m, &blk);
 		ev.ptr = blk.ptr;
-		break;
+	} else switch (code) {
 	case HTR_PACK_REALLOC:
 		ev.type = HTR_EV_REALLOC;
 		if (!decode_freed(m, inl, old, low, ev.stack, &blk))
@@ -495,10 +506,11 @@ static int run_packed(struct htr_reader *r, struct htr_pack_model *m, struct htr
 			for (uint64_t i = 0; i < records; i++, ordinal++) {
 				int rc = decode_record(r, m, col, NULL, &r->ev, ordinal, text, sizeof(text),
 				                       &prev);
-				if (rc < 0)
-					goto oom;
-				if (rc > 0)
+				if (__builtin_expect(rc != 0, 0)) {
+					if (rc < 0)
+						goto oom;
 					goto corrupt;
+				}
 				rc = sink(ctx, &r->ev);
 				if (rc != 0)
 					return rc;
@@ -511,10 +523,12 @@ static int run_packed(struct htr_reader *r, struct htr_pack_model *m, struct htr
 				uint8_t tag[2] = {tags.next[0], tags.next[1]};
 				int rc = decode_record(r, m, col, tag, &r->ev, ordinal, text, sizeof(text),
 				                       &prev);
-				if (rc < 0)
-					goto oom;
-				if (rc > 0)
+				/* one test of rc per record ((d): 5 M instructions fewer) */
+				if (__builtin_expect(rc != 0, 0)) {
+					if (rc < 0)
+						goto oom;
 					goto corrupt;
+				}
 				/* The context from registers, not read back from
 				 * what the record just stored: it is the chain that
 				 * every record of the block waits on. */

@@ -15,6 +15,8 @@
 #define TIMELINE_POINTS 512u
 #define MAX_ADDRS 4u
 #define MAX_ERROR_GROUPS 10000u
+#define AGG_CACHE_BITS 10u
+#define AGG_CACHE (1u << AGG_CACHE_BITS) /* entries in the engine's agg_cache */
 #define FREED_CACHE_BITS 12u /* 96 KiB: stays in cache; double frees follow their first free closely */
 
 static void *xrealloc(void *p, size_t n)
@@ -89,6 +91,7 @@ struct live_table {
 	struct block *slots;
 	size_t mask; /* capacity - 1 */
 	size_t count;
+	size_t limit; /* the count that makes the table grow before the next put */
 	bool mapped; /* slots from map_huge, not malloc */
 };
 
@@ -123,6 +126,7 @@ static void live_init(struct live_table *t, size_t cap)
 		t->slots = xcalloc(cap, sizeof(*t->slots));
 	t->mask = cap - 1;
 	t->count = 0;
+	t->limit = cap / 3;
 }
 
 /* What the table's slots take outside malloc's heap. */
@@ -169,7 +173,15 @@ HOT struct block *live_find(struct live_table *t, uint64_t ptr)
 
 static void live_grow(struct live_table *t);
 
+/* Whether live_put must grow the table first: (count + 1) * 3 > capacity,
+ * a comparison with a limit set once ((d): 4 M instructions fewer). */
+static inline bool live_full(const struct live_table *t)
+{
+	return t->count >= t->limit;
+}
+
 /* Returns the slot for ptr, filled with ptr; *fresh says whether it was new.
+ * The caller has made room (live_full).
  *
  * At most a third full. Whether a block sits in its home slot, and whether
  * the slot after it is empty, are branches no predictor can learn when the
@@ -178,8 +190,6 @@ static void live_grow(struct live_table *t);
  * used to allow, the engine took 25% longer on such a trace. */
 HOT struct block *live_put(struct live_table *t, uint64_t ptr, bool *fresh)
 {
-	if ((t->count + 1) * 3 > t->mask + 1)
-		live_grow(t);
 	size_t i = live_home(t, ptr);
 	for (;;) {
 		struct block *b = &t->slots[i];
@@ -258,11 +268,15 @@ struct process {
 	size_t agg_first;
 	uint64_t peak_bytes, peak_seq, peak_time, peak_order;
 	uint64_t epoch;
-	uint64_t cur_bytes, cur_blocks;
+	/* The live bytes; the live blocks are at the end, apart: side by
+	 * side, GCC's -O3 updates the pair with vector instructions, more of
+	 * them than two scalar ones ((d): 8 M instructions fewer). */
+	uint64_t cur_bytes;
 	uint64_t loss_horizon; /* blocks allocated before this event number may have lost frees */
 	uint64_t lost_events;
 	bool any_loss;
 	bool file_short;
+	uint64_t cur_blocks; /* see cur_bytes */
 };
 
 struct module {
@@ -354,6 +368,7 @@ struct engine {
 	struct segment *segs;
 	size_t nsegs, capsegs;
 	uint32_t cur_seg;
+	struct segment *seg; /* &segs[cur_seg], a load where the index took four ((d): 16 M fewer) */
 
 	struct seg_leak *leaks;
 	size_t nleaks, capleaks;
@@ -367,9 +382,10 @@ struct engine {
 	struct freed_slot *freed;
 	/* Most allocations come from a few hot (stack, site) pairs: a small
 	 * direct-mapped cache saves the hash probe into the big table. */
-	struct {
-		uint32_t stack, site, agg, valid;
-	} agg_cache[1024];
+	struct agg_cached {
+		uint64_t key; /* agg_key */
+		uint32_t agg;
+	} agg_cache[AGG_CACHE];
 
 	/* the current process */
 	struct process *p;
@@ -398,7 +414,8 @@ struct engine {
 	/* timeline: TIMELINE_POINTS buckets of `tl_width` events each */
 	struct tl_point tl[TIMELINE_POINTS];
 	size_t ntl;
-	uint64_t tl_width, tl_fill;
+	uint64_t tl_width;
+	uint64_t tl_left; /* notes the last bucket takes yet; 0: the next one starts a bucket */
 };
 
 struct engine *eng_new(void)
@@ -519,6 +536,31 @@ static uint32_t agg_get(struct engine *e, uint32_t stack, uint32_t site)
 	return (uint32_t)e->naggs - 1;
 }
 
+static inline uint64_t agg_key(uint32_t stack, uint32_t site)
+{
+	return (uint64_t)site << 32 | stack;
+}
+
+/* From the key, which is one load: a multiplication and a shift, where
+ * stack * 31 + site took more ((d): 6 M instructions fewer). */
+static inline size_t agg_cache_slot(uint64_t key)
+{
+	return (size_t)((key * 0x9E3779B97F4A7C15ull) >> (64 - AGG_CACHE_BITS));
+}
+
+/* An empty entry holds a key that belongs to another slot, which no lookup
+ * of its own slot matches: one comparison per lookup, where a flag took
+ * another ((d): 8 M instructions fewer). */
+static void agg_cache_clear(struct engine *e)
+{
+	for (uint32_t i = 0; i < AGG_CACHE; i++)
+		for (uint32_t site = 1;; site++) {
+			e->agg_cache[i].key = agg_key(0, site);
+			if (agg_cache_slot(e->agg_cache[i].key) != i)
+				break;
+		}
+}
+
 /* Lazy peak snapshot: an aggregate's bytes at the process's latest peak are
  * its current bytes unless it changed since; so it saves them just before
  * its first change after a new peak. O(1) per event. */
@@ -532,10 +574,14 @@ static inline void agg_touch(struct engine *e, struct agg *a)
 
 /* ---- timeline --------------------------------------------------------- */
 
-HOT void timeline_note(struct engine *e)
+/* rise: the event may have raised the live bytes. A free only lowers them,
+ * so it cannot raise its bucket's maximum, only start a bucket; and a
+ * count of the notes left in a bucket is one test where the count of those
+ * taken was two ((d): eng_event 537 -> 515 M instructions). */
+HOT void timeline_note(struct engine *e, bool rise)
 {
 	uint64_t bytes = e->p->cur_bytes;
-	if (e->tl_fill == 0) {
+	if (e->tl_left == 0) {
 		if (e->ntl == TIMELINE_POINTS) {
 			/* Full: merge neighbours, keeping each pair's maximum. */
 			for (size_t i = 0; i < TIMELINE_POINTS / 2; i++) {
@@ -546,13 +592,13 @@ HOT void timeline_note(struct engine *e)
 			e->tl_width *= 2;
 		}
 		e->tl[e->ntl++] = (struct tl_point){e->order, e->last_seq, e->last_time, bytes};
-	} else {
+		e->tl_left = e->tl_width;
+	} else if (rise) {
 		struct tl_point *t = &e->tl[e->ntl - 1];
 		if (bytes > t->bytes)
 			*t = (struct tl_point){e->order, e->last_seq, e->last_time, bytes};
 	}
-	if (++e->tl_fill >= e->tl_width)
-		e->tl_fill = 0;
+	e->tl_left--;
 }
 
 /* ---- segments --------------------------------------------------------- */
@@ -572,6 +618,7 @@ static void seg_new(struct engine *e, const char *name, int kind)
 		s->heap_size = e->heap_size;
 	}
 	e->cur_seg = (uint32_t)e->nsegs;
+	e->seg = s;
 	e->nsegs++;
 }
 
@@ -626,7 +673,7 @@ static inline void hist_add(struct engine *e, uint64_t size)
 HOT void count_alloc(struct engine *e, uint32_t agg, uint64_t size, bool failed)
 {
 	struct agg *a = &e->aggs[agg];
-	struct segment *s = &e->segs[e->cur_seg];
+	struct segment *s = e->seg;
 	a->allocations++;
 	a->total_bytes += size;
 	if (size > a->max_size)
@@ -643,7 +690,8 @@ HOT void count_alloc(struct engine *e, uint32_t agg, uint64_t size, bool failed)
 	}
 }
 
-HOT void block_start(struct engine *e, uint64_t ptr, uint64_t size, uint32_t agg)
+/* block_start with room in the live table made. */
+HOT void block_place(struct engine *e, uint64_t ptr, uint64_t size, uint32_t agg)
 {
 	struct process *p = e->p;
 	bool fresh;
@@ -669,7 +717,7 @@ HOT void block_start(struct engine *e, uint64_t ptr, uint64_t size, uint32_t agg
 	a->live_bytes += size;
 	p->cur_bytes += size;
 	p->cur_blocks++;
-	struct segment *s = &e->segs[e->cur_seg];
+	struct segment *s = e->seg;
 	if (p->cur_bytes > s->peak_bytes)
 		s->peak_bytes = p->cur_bytes;
 	if (p->cur_bytes > p->peak_bytes) {
@@ -686,6 +734,13 @@ HOT void block_start(struct engine *e, uint64_t ptr, uint64_t size, uint32_t agg
 		if (f->ptr == ptr)
 			f->ptr = 0;
 	}
+}
+
+static void block_start(struct engine *e, uint64_t ptr, uint64_t size, uint32_t agg)
+{
+	if (live_full(&e->live))
+		live_grow(&e->live);
+	block_place(e, ptr, size, agg);
 }
 
 HOT void block_end(struct engine *e, struct block *b, bool temporary_check)
@@ -721,7 +776,7 @@ HOT void remember_free(struct engine *e, uint64_t ptr, uint32_t agg, uint32_t st
 static void add_error(struct engine *e, const struct free_error *fe)
 {
 	e->total_errors++;
-	e->segs[e->cur_seg].free_errors++;
+	e->seg->free_errors++;
 	for (size_t i = e->nerrs; i-- > 0;) {
 		struct free_error *o = &e->errs[i];
 		if (o->kind == fe->kind && o->proc == fe->proc && o->seg == fe->seg && o->stack == fe->stack &&
@@ -873,7 +928,7 @@ void eng_begin_input(struct engine *e, const char *path, const char *format, int
 	free(e->test_name);
 	e->test_name = NULL;
 	e->vg_compat = false;
-	memset(e->agg_cache, 0, sizeof(e->agg_cache));
+	agg_cache_clear(e);
 	seg_new(e, "", 0);
 }
 
@@ -915,16 +970,23 @@ void eng_end_input(struct engine *e)
 
 /* ---- the sink ----------------------------------------------------------- */
 
-HOT uint32_t alloc_agg(struct engine *e, const struct htr_event *ev)
+/* The agg_cache entry of an allocation's (stack, site), when it holds them;
+ * else NULL, and *slot is the entry to fill. */
+HOT struct agg_cached *agg_cache_find(struct engine *e, const struct htr_event *ev, struct agg_cached **slot)
 {
-	size_t slot = (ev->stack * 31u + ev->site) & 1023u;
-	if (e->agg_cache[slot].valid && e->agg_cache[slot].stack == ev->stack && e->agg_cache[slot].site == ev->site)
-		return e->agg_cache[slot].agg;
+	uint64_t key = agg_key(ev->stack, ev->site);
+	struct agg_cached *c = &e->agg_cache[agg_cache_slot(key)];
+	*slot = c;
+	return c->key == key ? c : NULL;
+}
+
+static uint32_t alloc_agg(struct engine *e, const struct htr_event *ev)
+{
+	struct agg_cached *c;
+	if (agg_cache_find(e, ev, &c) != NULL)
+		return c->agg;
 	uint32_t agg = agg_get(e, ev->stack, ev->site);
-	e->agg_cache[slot].stack = ev->stack;
-	e->agg_cache[slot].site = ev->site;
-	e->agg_cache[slot].agg = agg;
-	e->agg_cache[slot].valid = 1;
+	*c = (struct agg_cached){agg_key(ev->stack, ev->site), agg};
 	return agg;
 }
 
@@ -947,7 +1009,7 @@ static void vg_failed_alloc(struct engine *e, uint64_t size, uint32_t agg)
 	e->last_alloc_ptr = 0;
 }
 
-HOT void on_alloc(struct engine *e, const struct htr_event *ev)
+static void on_alloc(struct engine *e, const struct htr_event *ev)
 {
 	uint32_t agg = alloc_agg(e, ev);
 	count_alloc(e, agg, ev->size, ev->ptr == 0);
@@ -955,10 +1017,23 @@ HOT void on_alloc(struct engine *e, const struct htr_event *ev)
 		block_start(e, ev->ptr, ev->size, agg);
 	else if (e->vg_compat)
 		vg_failed_alloc(e, ev->size, agg);
-	timeline_note(e);
+	timeline_note(e, true);
 }
 
-HOT void on_free(struct engine *e, const struct htr_event *ev)
+/* A free of a live block (key: the block's, FAILED_KEY for valground's
+ * failed allocation). */
+HOT void free_found(struct engine *e, struct block *b, uint64_t key, const struct htr_event *ev)
+{
+	e->frees++;
+	e->seg->frees++;
+	uint32_t agg = b->agg;
+	block_end(e, b, true);
+	e->last_alloc_ptr = 0;
+	remember_free(e, key, agg, ev->stack, ev->site);
+	timeline_note(e, false);
+}
+
+static void on_free(struct engine *e, const struct htr_event *ev)
 {
 	uint64_t key = ev->ptr == 0 && e->vg_compat ? FAILED_KEY : ev->ptr;
 	struct block *b = key ? live_find(&e->live, key) : NULL;
@@ -981,13 +1056,7 @@ HOT void on_free(struct engine *e, const struct htr_event *ev)
 		}
 		return;
 	}
-	e->frees++;
-	e->segs[e->cur_seg].frees++;
-	uint32_t agg = b->agg;
-	block_end(e, b, true);
-	e->last_alloc_ptr = 0;
-	remember_free(e, key, agg, ev->stack, ev->site);
-	timeline_note(e);
+	free_found(e, b, key, ev);
 }
 
 static void on_realloc(struct engine *e, const struct htr_event *ev)
@@ -1008,7 +1077,7 @@ static void on_realloc(struct engine *e, const struct htr_event *ev)
 	if (b) {
 		was_persistent = b->persistent;
 		e->frees++;
-		e->segs[e->cur_seg].frees++;
+		e->seg->frees++;
 		uint32_t agg = b->agg;
 		block_end(e, b, false);
 		remember_free(e, ev->ptr, agg, ev->stack, ev->site);
@@ -1024,7 +1093,7 @@ static void on_realloc(struct engine *e, const struct htr_event *ev)
 			nb->persistent = 1;
 		}
 	}
-	timeline_note(e);
+	timeline_note(e, true);
 }
 
 static void on_misuse(struct engine *e, const struct htr_event *ev)
@@ -1067,7 +1136,7 @@ static void on_misuse(struct engine *e, const struct htr_event *ev)
 	/* A mismatched free still frees the block (the program meant it). */
 	if (ev->kind == HTR_MISUSE_MISMATCH && b) {
 		e->frees++;
-		e->segs[e->cur_seg].frees++;
+		e->seg->frees++;
 		uint32_t agg = b->agg;
 		block_end(e, b, false);
 		remember_free(e, ev->ptr, agg, ev->stack, ev->site);
@@ -1149,7 +1218,7 @@ static void on_loss(struct engine *e, uint64_t count)
 	p->lost_events += count;
 	p->any_loss = true;
 	p->loss_horizon = e->order;
-	e->segs[e->cur_seg].lost_events += count;
+	e->seg->lost_events += count;
 }
 
 static void on_checkpoint(struct engine *e, const struct htr_event *ev)
@@ -1176,14 +1245,9 @@ static void on_checkpoint(struct engine *e, const struct htr_event *ev)
 	}
 }
 
-int eng_event(void *ctx, const struct htr_event *ev)
+/* Any event; out of line, see eng_event. */
+static __attribute__((noinline)) int on_event(struct engine *e, const struct htr_event *ev)
 {
-	struct engine *e = ctx;
-	e->order++;
-	if (ev->seq)
-		e->last_seq = ev->seq;
-	if (ev->time_ns)
-		e->last_time = ev->time_ns;
 	switch (ev->type) {
 	case HTR_EV_ALLOC:
 		on_alloc(e, ev);
@@ -1216,7 +1280,7 @@ int eng_event(void *ctx, const struct htr_event *ev)
 		break;
 	case HTR_EV_HEAP_INIT: {
 		account_live(e, false, true);
-		struct segment *cur = &e->segs[e->cur_seg];
+		struct segment *cur = e->seg;
 		e->have_heap = true;
 		e->heap_base = ev->ptr;
 		e->heap_size = ev->size;
@@ -1307,6 +1371,53 @@ int eng_event(void *ctx, const struct htr_event *ev)
 		break; /* THREAD, FORK, TIME carry nothing the results need */
 	}
 	return 0;
+}
+
+/* An allocation whose aggregate the cache knows, of a block, with room in
+ * the live table, is what nearly every allocation is; others go to
+ * on_event. */
+static __attribute__((noinline)) int alloc_event(struct engine *e, const struct htr_event *ev)
+{
+	struct agg_cached *slot, *c = agg_cache_find(e, ev, &slot);
+	if (c == NULL || ev->ptr == 0 || live_full(&e->live))
+		return on_event(e, ev);
+	uint32_t agg = c->agg;
+	count_alloc(e, agg, ev->size, false);
+	block_place(e, ev->ptr, ev->size, agg);
+	timeline_note(e, true);
+	return 0;
+}
+
+/* A free of a live block; others go to on_event. */
+static __attribute__((noinline)) int free_event(struct engine *e, const struct htr_event *ev)
+{
+	struct block *b = ev->ptr ? live_find(&e->live, ev->ptr) : NULL;
+	if (b == NULL)
+		return on_event(e, ev);
+	free_found(e, b, ev->ptr, ev);
+	return 0;
+}
+
+/* Allocations and frees, nearly every event, are tested for first, a
+ * branch each (the switch's one jump through a table for all types
+ * mispredicts as often), and each goes to a function of its own by a tail
+ * call, as does everything else to on_event: the common paths then have no
+ * call and need no stack frame ((d): eng_event 578 -> 537 M instructions,
+ * 97.9 -> 97.0 ms), and each saves only the registers it uses (a path of
+ * each in eng_event: 12 M more). */
+int eng_event(void *ctx, const struct htr_event *ev)
+{
+	struct engine *e = ctx;
+	e->order++;
+	if (ev->seq)
+		e->last_seq = ev->seq;
+	if (ev->time_ns)
+		e->last_time = ev->time_ns;
+	if (ev->type == HTR_EV_ALLOC)
+		return alloc_event(e, ev);
+	if (ev->type == HTR_EV_FREE)
+		return free_event(e, ev);
+	return on_event(e, ev);
 }
 
 uint64_t eng_events(const struct engine *e)
