@@ -308,6 +308,11 @@ static int scan_chunks(struct htr_reader *r, htr_event_sink sink, void *ctx)
 	return 0;
 }
 
+/* The types drain_hot takes, as bits. */
+#define HOT_TYPES                                                                                             \
+	((1u << HTR_REC_ALLOC) | (1u << HTR_REC_FREE) | (1u << HTR_REC_REALLOC) | (1u << HTR_REC_ALLOC_SHORT) |  \
+	 (1u << HTR_REC_FREE_SHORT) | (1u << HTR_REC_REALLOC_SHORT))
+
 /* Fixed part of each record type; 0 for a type this reader does not know.
  * A table, not a switch: it is consulted for every record. */
 static const uint16_t fixed_sizes[256] = {
@@ -760,10 +765,142 @@ static bool keep_def(struct thread_stream *s, const uint8_t *rec, uint64_t off)
  * thread that may still be written, which is what lets a follower deliver
  * events while the threads run, in the same order as a reader of the
  * finished trace. */
+/* drain_stream's loop for the records nearly every event is: ALLOC, FREE
+ * and REALLOC, long or short, inside the chunk the cursor is in, with no
+ * definition waiting. It takes the same steps as peek, deliver and
+ * htr_record_decode in fewer instructions, the chunk's bounds read once and
+ * the event filled for its type alone; anything else (a chunk's end, a zero
+ * word, another type, a seq that goes back or is 0) is left where it
+ * stands for the general loop. Packing: (b) 2.08 -> 1.90 G instructions,
+ * (a) 1.71 -> 1.38, (d) 2.03 -> 1.69.
+ * Returns true when drain_stream returns *rc. */
+static inline __attribute__((always_inline)) bool drain_hot(struct htr_reader *r, struct thread_stream *s,
+                                                           htr_event_sink sink, void *ctx, uint64_t limit,
+                                                           int *rc)
+{
+	if (s->peeked != NULL || s->pos == 0 || s->ndefs != 0 || s->chunk_at >= s->nchunks)
+		return false;
+	uint64_t c = s->chunks[s->chunk_at];
+	uint64_t len = chunk_len(r, c), base = chunk_offset(r, c);
+	struct htr_event *ev = &r->ev;
+	while (s->pos + sizeof(struct htr_rec_header) <= len) {
+		uint64_t off = base + s->pos;
+		const uint8_t *rec = r->map + off;
+		uint32_t word = __atomic_load_n((const uint32_t *)(const void *)rec, __ATOMIC_ACQUIRE);
+		struct htr_rec_header h;
+		memcpy(&h, &word, sizeof(h));
+		if (h.type >= 32 || !(HOT_TYPES >> h.type & 1) || h.size < fixed_sizes[h.type] || h.size % 8 != 0 ||
+		    s->pos + h.size > len)
+			return false;
+		uint64_t seq;
+		memcpy(&seq, rec + 8, sizeof(seq));
+		if (h.type >= HTR_REC_ALLOC_SHORT)
+			seq = htr_short_seq(seq, s->chunk_seq);
+		if (r->follow && s->peeked_seen != rec) {
+			s->peeked_seen = rec;
+			if ((seq <= r->emitted_seq && r->emitted_seq != 0) || seq < s->last_seq) {
+				r->violated = true;
+				*rc = 0;
+				return true;
+			}
+			if (seq > r->max_seq)
+				r->max_seq = seq;
+		}
+		if (seq > limit) {
+			s->peeked = rec;
+			s->peeked_off = off;
+			s->next_seq = seq;
+			*rc = 0;
+			return true;
+		}
+		if (seq == 0 || seq < s->last_seq)
+			return false;
+		s->pos += h.size;
+		if (!r->ev_clean) {
+			*ev = (struct htr_event){0};
+			r->ev_clean = true;
+		}
+		ev->thread = s->thread_index;
+		ev->time_ns = r->time_ns;
+		ev->call = h.kind;
+		ev->seq = seq;
+		ev->offset = off;
+		ev->site = 0;
+		ev->alignment = 0;
+		ev->ptr2 = 0;
+		ev->size = 0;
+		switch (h.type) {
+		case HTR_REC_ALLOC_SHORT: {
+			const struct htr_rec_alloc_short *a = (const void *)rec;
+			ev->type = HTR_EV_ALLOC;
+			ev->ptr = htr_short_ptr(a->ptr_seq);
+			ev->size = a->size;
+			ev->stack = a->stack;
+			break;
+		}
+		case HTR_REC_FREE_SHORT: {
+			const struct htr_rec_free_short *f = (const void *)rec;
+			ev->type = HTR_EV_FREE;
+			ev->ptr = htr_short_ptr(f->ptr_seq);
+			ev->stack = f->stack;
+			break;
+		}
+		case HTR_REC_REALLOC_SHORT: {
+			const struct htr_rec_realloc_short *a = (const void *)rec;
+			ev->type = HTR_EV_REALLOC;
+			ev->ptr = htr_short_ptr(a->ptr_seq);
+			ev->ptr2 = a->new_ptr;
+			ev->size = a->size;
+			ev->stack = a->stack;
+			break;
+		}
+		case HTR_REC_ALLOC: {
+			const struct htr_rec_alloc *a = (const void *)rec;
+			ev->type = HTR_EV_ALLOC;
+			ev->ptr = a->ptr;
+			ev->size = a->size;
+			ev->stack = a->stack;
+			ev->site = a->site;
+			ev->alignment = a->alignment;
+			break;
+		}
+		case HTR_REC_FREE: {
+			const struct htr_rec_free *f = (const void *)rec;
+			ev->type = HTR_EV_FREE;
+			ev->ptr = f->ptr;
+			ev->stack = f->stack;
+			ev->site = f->site;
+			break;
+		}
+		default: {
+			const struct htr_rec_realloc *a = (const void *)rec;
+			ev->type = HTR_EV_REALLOC;
+			ev->ptr = a->old_ptr;
+			ev->ptr2 = a->new_ptr;
+			ev->size = a->size;
+			ev->stack = a->stack;
+			ev->site = a->site;
+			break;
+		}
+		}
+		s->last_seq = seq;
+		r->emitted_seq = seq;
+		int hrc = r->record_hook ? r->record_hook(r->hook_ctx, ev, rec) : sink(ctx, ev);
+		if (hrc != 0) {
+			*rc = hrc;
+			return true;
+		}
+	}
+	return false;
+}
+
 static int drain_stream(struct htr_reader *r, struct thread_stream *s, htr_event_sink sink, void *ctx,
 			uint64_t limit)
 {
 	for (;;) {
+		int hot_rc;
+		if (drain_hot(r, s, sink, ctx, limit, &hot_rc))
+			return hot_rc;
 		const uint8_t *rec = NULL;
 		uint64_t off = 0;
 		enum cursor_result cr = peek(r, s, &rec, &off);
