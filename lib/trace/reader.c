@@ -778,7 +778,10 @@ static inline __attribute__((always_inline)) bool drain_hot(struct htr_reader *r
                                                            htr_event_sink sink, void *ctx, uint64_t limit,
                                                            int *rc)
 {
-	if (s->peeked != NULL || s->pos == 0 || s->ndefs != 0 || s->chunk_at >= s->nchunks)
+	/* A record peeked is the one at the cursor, validated already: the
+	 * merge leaves one so in every stream it switches away from ((b):
+	 * 1.90 -> 1.82 G instructions). */
+	if (s->pos == 0 || s->ndefs != 0 || s->chunk_at >= s->nchunks)
 		return false;
 	uint64_t c = s->chunks[s->chunk_at];
 	uint64_t len = chunk_len(r, c), base = chunk_offset(r, c);
@@ -816,6 +819,7 @@ static inline __attribute__((always_inline)) bool drain_hot(struct htr_reader *r
 		if (seq == 0 || seq < s->last_seq)
 			return false;
 		s->pos += h.size;
+		s->peeked = NULL;
 		if (!r->ev_clean) {
 			*ev = (struct htr_event){0};
 			r->ev_clean = true;
