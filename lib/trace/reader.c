@@ -983,19 +983,25 @@ static void heap_swap(struct htr_reader *r, size_t a, size_t b)
 	r->heap[b] = t;
 }
 
+/* The entry at i moves down as a hole, each smaller child up a level, and
+ * is stored once where it stops: no swaps, and the entry's key stays in a
+ * register ((b): 1.82 -> 1.80 G instructions). The child taken is the one
+ * a swapping sift takes, the left on a tie. */
 static void heap_down(struct htr_reader *r, size_t i)
 {
+	struct merge_slot *h = r->heap, moving = h[i];
+	size_t n = r->heap_len;
 	for (;;) {
-		size_t l = 2 * i + 1, m = i;
-		if (l < r->heap_len && heap_less(r, l, m))
-			m = l;
-		if (l + 1 < r->heap_len && heap_less(r, l + 1, m))
-			m = l + 1;
-		if (m == i)
-			return;
-		heap_swap(r, i, m);
+		size_t l = 2 * i + 1;
+		if (l >= n)
+			break;
+		size_t m = l + (l + 1 < n && h[l + 1].next_seq < h[l].next_seq);
+		if (!(h[m].next_seq < moving.next_seq))
+			break;
+		h[i] = h[m];
 		i = m;
 	}
+	h[i] = moving;
 }
 
 static void heap_up(struct htr_reader *r, size_t i)
