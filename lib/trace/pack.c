@@ -234,6 +234,7 @@ static int flush_block(struct packer *p, bool end)
 	}
 	memset(p->len, 0, sizeof(p->len));
 	p->n_ops = 0;
+	p->records += p->in_block;
 	p->in_block = 0;
 	p->tc.last_tag = 0; /* so a reader can skip the tags of a plain block */
 	p->trial_in = (p->trial_in == 0 ? TAG_TRIAL_EVERY : p->trial_in) - 1;
@@ -245,8 +246,7 @@ static int flush_block(struct packer *p, bool end)
 
 static int record_done(struct packer *p, bool raw)
 {
-	p->records++;
-	p->in_block++;
+	p->in_block++; /* p->records counts them a block at a time: (b) -4 M */
 	if (!raw && p->in_block % CHECK_EVERY != 0)
 		return 0;
 	size_t staged = 0;
@@ -288,7 +288,8 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 	uint8_t code = code_for(ev->type);
 	unsigned bucket = tag_bucket(p);
 	uint8_t tag = code; /* the long form's second byte */
-	if (ev->thread == st->last_thread)
+	bool same_thread = ev->thread == st->last_thread;
+	if (same_thread)
 		tag |= HTR_PACK_SAME_THREAD;
 	else
 		put_varint(p, HTR_PACK_COL_ORDER, ev->thread);
@@ -310,13 +311,17 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 		put_varint(p, HTR_PACK_COL_ORDER, ev->seq - st->last_seq);
 	st->last_seq = ev->seq;
 	uint32_t *predicted = htr_pm_stack_slot(st, code);
-	if (ev->stack == *predicted)
+	bool same_stack = ev->stack == *predicted;
+	if (same_stack)
 		tag |= HTR_PACK_SAME_STACK;
 	else
 		put_varint(p, HTR_PACK_COL_STACK, ev->stack);
 	htr_pm_stack_seen(st, predicted, code, ev->stack);
-	bool extra = ev->call != st->last_kind[code] || ev->site != 0 ||
-	             (code == HTR_PACK_ALLOC && ev->alignment != 0);
+	/* One test, not three branches: the usual event has none of them
+	 * (with the short tag built from flags, (b): 1.627 -> 1.615 G). */
+	uint32_t differs = (uint32_t)(ev->call ^ st->last_kind[code]) | ev->site |
+	                   (code == HTR_PACK_ALLOC ? ev->alignment : 0);
+	bool extra = differs != 0;
 	if (extra) {
 		tag |= HTR_PACK_EXTRA;
 		put_byte(p, HTR_PACK_COL_CALL, ev->call);
@@ -330,11 +335,8 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 	 * which spends at least a bit on each. */
 	uint8_t short_tag = 0, *inl = NULL;
 	if ((tag & (HTR_PACK_SEQ_NEXT | HTR_PACK_EXTRA)) == HTR_PACK_SEQ_NEXT) {
-		short_tag = code;
-		if (tag & HTR_PACK_SAME_THREAD)
-			short_tag |= HTR_PACK_S_SAME_THREAD;
-		if (tag & HTR_PACK_SAME_STACK)
-			short_tag |= HTR_PACK_S_SAME_STACK;
+		short_tag = (uint8_t)(code | (same_thread ? HTR_PACK_S_SAME_THREAD : 0) |
+		                      (same_stack ? HTR_PACK_S_SAME_STACK : 0));
 		inl = &short_tag;
 	}
 	uint64_t pcode, pextra = 0;

@@ -368,7 +368,12 @@ static inline __attribute__((always_inline)) void htr_pm_learn_alloc(struct htr_
 static inline __attribute__((always_inline)) uint64_t htr_pm_code_free(struct htr_pack_model *m, uint64_t ptr,
                                                                       uint32_t stack, struct htr_pm_block *blk)
 {
-	*blk = (struct htr_pm_block){.ptr = ptr};
+	/* ord and size only where tracked says they are meant: the whole
+	 * block cleared was 3 instructions more per free ((b): 1.615 ->
+	 * 1.609 G). */
+	blk->ptr = ptr;
+	blk->extra = 0;
+	blk->tracked = false;
 	if (ptr == 0)
 		return 0;
 	const struct htr_live_slot *s = htr_live_find(&m->live, ptr);
