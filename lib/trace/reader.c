@@ -791,17 +791,27 @@ static inline __attribute__((always_inline)) bool drain_hot(struct htr_reader *r
 	 * 1.90 -> 1.82 G instructions). */
 	if (s->pos == 0 || s->ndefs != 0 || s->chunk_at >= s->nchunks)
 		return false;
+	s->peeked = NULL; /* the record is found again at the cursor */
+	/* The cursor's position and the mapping in registers across the
+	 * sink's calls, the position stored for each record, never loaded
+	 * ((b): 1.605 -> 1.599 G instructions; more of the stream's fields
+	 * kept so spilled, 1.644). */
 	uint64_t c = s->chunks[s->chunk_at];
-	uint64_t len = chunk_len(r, c), base = chunk_offset(r, c);
+	uint64_t len = chunk_len(r, c), base = chunk_offset(r, c), pos = s->pos;
+	const uint8_t *map = r->map;
 	struct htr_event *ev = &r->ev;
-	while (s->pos + sizeof(struct htr_rec_header) <= len) {
-		uint64_t off = base + s->pos;
-		const uint8_t *rec = r->map + off;
+	if (!r->ev_clean) {
+		*ev = (struct htr_event){0};
+		r->ev_clean = true;
+	}
+	while (pos + sizeof(struct htr_rec_header) <= len) {
+		uint64_t off = base + pos;
+		const uint8_t *rec = map + off;
 		uint32_t word = __atomic_load_n((const uint32_t *)(const void *)rec, __ATOMIC_ACQUIRE);
 		struct htr_rec_header h;
 		memcpy(&h, &word, sizeof(h));
 		unsigned fixed = hot_sizes[h.type];
-		if (fixed == 0 || h.size < fixed || h.size % 8 != 0 || s->pos + h.size > len)
+		if (fixed == 0 || h.size < fixed || h.size % 8 != 0 || pos + h.size > len)
 			return false;
 		uint64_t seq;
 		memcpy(&seq, rec + 8, sizeof(seq));
@@ -826,12 +836,8 @@ static inline __attribute__((always_inline)) bool drain_hot(struct htr_reader *r
 		}
 		if (seq == 0 || seq < s->last_seq)
 			return false;
-		s->pos += h.size;
-		s->peeked = NULL;
-		if (!r->ev_clean) {
-			*ev = (struct htr_event){0};
-			r->ev_clean = true;
-		}
+		pos += h.size;
+		s->pos = pos;
 		ev->thread = s->thread_index;
 		ev->time_ns = r->time_ns;
 		ev->call = h.kind;
