@@ -308,6 +308,35 @@ static int scan_chunks(struct htr_reader *r, htr_event_sink sink, void *ctx)
 	return 0;
 }
 
+/* What the scout needs of a record type, in one load: how it carries its
+ * seq (see seq_in_chunk; 0: none, a definition or an unknown type), and
+ * its least valid size less 8 (fixed_sizes, at least the header's 8). */
+enum { SEQ_LONG = 1, SEQ_SHORT = 2 };
+struct scout_type {
+	uint8_t form;
+	uint8_t min_less_8;
+};
+static const struct scout_type scout_types[256] = {
+	[HTR_REC_ALLOC] = {SEQ_LONG, sizeof(struct htr_rec_alloc) - 8},
+	[HTR_REC_FREE] = {SEQ_LONG, sizeof(struct htr_rec_free) - 8},
+	[HTR_REC_REALLOC] = {SEQ_LONG, sizeof(struct htr_rec_realloc) - 8},
+	[HTR_REC_MISUSE] = {SEQ_LONG, sizeof(struct htr_rec_misuse) - 8},
+	[HTR_REC_STACK] = {0, sizeof(struct htr_rec_stack) - 8},
+	[HTR_REC_SITE] = {0, sizeof(struct htr_rec_site) - 8},
+	[HTR_REC_MARKER] = {SEQ_LONG, sizeof(struct htr_rec_marker) - 8},
+	[HTR_REC_MODULE] = {SEQ_LONG, sizeof(struct htr_rec_module) - 8},
+	[HTR_REC_THREAD] = {SEQ_LONG, sizeof(struct htr_rec_thread) - 8},
+	[HTR_REC_PROCESS] = {SEQ_LONG, sizeof(struct htr_rec_process) - 8},
+	[HTR_REC_FORK] = {SEQ_LONG, sizeof(struct htr_rec_fork) - 8},
+	[HTR_REC_TIME] = {SEQ_LONG, sizeof(struct htr_rec_time) - 8},
+	[HTR_REC_DROPS] = {SEQ_LONG, sizeof(struct htr_rec_drops) - 8},
+	[HTR_REC_END] = {SEQ_LONG, sizeof(struct htr_rec_end) - 8},
+	[HTR_REC_PERSIST] = {SEQ_LONG, sizeof(struct htr_rec_persist) - 8},
+	[HTR_REC_ALLOC_SHORT] = {SEQ_SHORT, sizeof(struct htr_rec_alloc_short) - 8},
+	[HTR_REC_FREE_SHORT] = {SEQ_SHORT, sizeof(struct htr_rec_free_short) - 8},
+	[HTR_REC_REALLOC_SHORT] = {SEQ_SHORT, sizeof(struct htr_rec_realloc_short) - 8},
+};
+
 /* The fixed sizes of the types drain_hot takes, 0 for the others: one
  * load tells both ((b): 1.691 -> 1.685 G instructions). */
 static const uint8_t hot_sizes[256] = {
@@ -1498,32 +1527,43 @@ static void scout_stream(struct htr_reader *r, struct thread_stream *s)
 			s->scout_chunk_seq = ch.first_seq;
 			s->scout_pos = sizeof(ch);
 		}
-		while (s->scout_pos + sizeof(struct htr_rec_header) <= len) {
-			const uint8_t *rec = chunk + s->scout_pos;
+		/* The position and what no step here changes in registers, the
+		 * position stored where the scout stops, a type's checks in one
+		 * load (scout_types): it passes every record of a
+		 * multi-threaded trace ((b) followed: 1.896 -> 1.854 G
+		 * instructions). */
+		uint64_t pos = s->scout_pos, chunk_seq = s->scout_chunk_seq, base = r->seen_base;
+		while (pos + sizeof(struct htr_rec_header) <= len) {
+			const uint8_t *rec = chunk + pos;
 			uint32_t word =
 				__atomic_load_n((const uint32_t *)(const void *)rec, __ATOMIC_ACQUIRE);
 			if (word == 0) {
-				if (s->scout_at + 1 == s->nchunks)
+				if (s->scout_at + 1 == s->nchunks) {
+					s->scout_pos = pos;
 					return; /* not committed yet */
+				}
 				break;
 			}
 			uint32_t size = word >> 16;
-			uint8_t type = (uint8_t)word;
-			size_t fixed = fixed_sizes[type];
-			if (size < sizeof(struct htr_rec_header) * 2 || size % 8 != 0 ||
-			    s->scout_pos + size > len || (fixed != 0 && size < fixed)) {
+			struct scout_type t = scout_types[(uint8_t)word];
+			if ((int)size - 8 < (int)t.min_less_8 || size % 8 != 0 || pos + size > len) {
+				s->scout_pos = pos;
 				s->scout_stuck = true;
 				return;
 			}
-			if (has_seq(type)) {
-				uint64_t seq = seq_in_chunk(rec, s->scout_chunk_seq);
-				if (seq >= r->seen_base) {
-					if (seq - r->seen_base >= HTR_SEEN_BITS)
-						return; /* later, once the ring has moved on */
+			if (t.form != 0) {
+				uint64_t seq;
+				memcpy(&seq, rec + 8, sizeof(seq));
+				if (t.form == SEQ_SHORT)
+					seq = htr_short_seq(seq, chunk_seq);
+				if (seq - base < HTR_SEEN_BITS) {
 					seen_set(r, seq);
+				} else if (seq >= base) {
+					s->scout_pos = pos;
+					return; /* later, once the ring has moved on */
 				}
 			}
-			s->scout_pos += size;
+			pos += size;
 		}
 		s->scout_at++;
 		s->scout_pos = 0;
