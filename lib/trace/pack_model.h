@@ -430,25 +430,18 @@ static inline __attribute__((always_inline)) void htr_pm_drop_by_ptr(struct htr_
 		htr_live_remove_at(&m->live, m->live.found);
 }
 
-/* Packer only. Branch-free over the ring, so the compiler compares it at
- * once; a pointer there twice (no push searches for a copy) is found at
- * its newest. */
+/* Packer only: newest first, so that the first found is the newest of a
+ * pointer there twice (no push searches for a copy), and a hit near the
+ * newest, the usual one, ends the scan. A branch-free compare of the whole
+ * ring cost more: with no 64-bit vector comparison in SSE2 the compiler's
+ * stand-in was a fifth of packing (c) ((c): 2.50 -> 2.27 G instructions,
+ * 0.192 -> 0.168 s; (d) 1.489 -> 1.455 G; (b) the same). */
 static inline int htr_pm_recent_find(const struct htr_pm_recent *r, uint64_t ptr)
 {
-	if (r->e[htr_pm_recent_pos(r, 0)] == ptr)
-		return 0; /* the common case, a LIFO cache: no scan */
-	uint32_t hits = 0;
-	for (unsigned j = 0; j < r->n; j++)
-		hits |= (uint32_t)(r->e[j] == ptr) << j;
-	int best = -1;
-	while (hits != 0) {
-		unsigned j = (unsigned)__builtin_ctz(hits);
-		int i = (int)((*r->head - 1u - j) & (r->n - 1));
-		if (best < 0 || i < best)
-			best = i;
-		hits &= hits - 1;
-	}
-	return best;
+	for (unsigned i = 0; i < r->n; i++)
+		if (r->e[htr_pm_recent_pos(r, i)] == ptr)
+			return (int)i;
+	return -1;
 }
 
 /* Codes an allocated pointer (*extra set with HTR_PACK_A_FAR) and adds it
