@@ -878,59 +878,60 @@ static inline __attribute__((always_inline)) bool drain_hot(struct htr_reader *r
 		ev->alignment = 0;
 		ev->ptr2 = 0;
 		ev->size = 0;
-		switch (h.type) {
-		case HTR_REC_ALLOC_SHORT: {
+		/* The short ALLOC and FREE, nearly every record, tested before
+		 * the jump table ((b): 1.546 -> 1.530 G instructions, (a) and (d)
+		 * -16 M). */
+		if (h.type == HTR_REC_ALLOC_SHORT) {
 			const struct htr_rec_alloc_short *a = (const void *)rec;
 			ev->type = HTR_EV_ALLOC;
 			ev->ptr = htr_short_ptr(a->ptr_seq);
 			ev->size = a->size;
 			ev->stack = a->stack;
-			break;
-		}
-		case HTR_REC_FREE_SHORT: {
+		} else if (h.type == HTR_REC_FREE_SHORT) {
 			const struct htr_rec_free_short *f = (const void *)rec;
 			ev->type = HTR_EV_FREE;
 			ev->ptr = htr_short_ptr(f->ptr_seq);
 			ev->stack = f->stack;
-			break;
-		}
-		case HTR_REC_REALLOC_SHORT: {
-			const struct htr_rec_realloc_short *a = (const void *)rec;
-			ev->type = HTR_EV_REALLOC;
-			ev->ptr = htr_short_ptr(a->ptr_seq);
-			ev->ptr2 = a->new_ptr;
-			ev->size = a->size;
-			ev->stack = a->stack;
-			break;
-		}
-		case HTR_REC_ALLOC: {
-			const struct htr_rec_alloc *a = (const void *)rec;
-			ev->type = HTR_EV_ALLOC;
-			ev->ptr = a->ptr;
-			ev->size = a->size;
-			ev->stack = a->stack;
-			ev->site = a->site;
-			ev->alignment = a->alignment;
-			break;
-		}
-		case HTR_REC_FREE: {
-			const struct htr_rec_free *f = (const void *)rec;
-			ev->type = HTR_EV_FREE;
-			ev->ptr = f->ptr;
-			ev->stack = f->stack;
-			ev->site = f->site;
-			break;
-		}
-		default: {
-			const struct htr_rec_realloc *a = (const void *)rec;
-			ev->type = HTR_EV_REALLOC;
-			ev->ptr = a->old_ptr;
-			ev->ptr2 = a->new_ptr;
-			ev->size = a->size;
-			ev->stack = a->stack;
-			ev->site = a->site;
-			break;
-		}
+		} else {
+			switch (h.type) {
+			case HTR_REC_REALLOC_SHORT: {
+				const struct htr_rec_realloc_short *a = (const void *)rec;
+				ev->type = HTR_EV_REALLOC;
+				ev->ptr = htr_short_ptr(a->ptr_seq);
+				ev->ptr2 = a->new_ptr;
+				ev->size = a->size;
+				ev->stack = a->stack;
+				break;
+			}
+			case HTR_REC_ALLOC: {
+				const struct htr_rec_alloc *a = (const void *)rec;
+				ev->type = HTR_EV_ALLOC;
+				ev->ptr = a->ptr;
+				ev->size = a->size;
+				ev->stack = a->stack;
+				ev->site = a->site;
+				ev->alignment = a->alignment;
+				break;
+			}
+			case HTR_REC_FREE: {
+				const struct htr_rec_free *f = (const void *)rec;
+				ev->type = HTR_EV_FREE;
+				ev->ptr = f->ptr;
+				ev->stack = f->stack;
+				ev->site = f->site;
+				break;
+			}
+			default: {
+				const struct htr_rec_realloc *a = (const void *)rec;
+				ev->type = HTR_EV_REALLOC;
+				ev->ptr = a->old_ptr;
+				ev->ptr2 = a->new_ptr;
+				ev->size = a->size;
+				ev->stack = a->stack;
+				ev->site = a->site;
+				break;
+			}
+			}
 		}
 		s->last_seq = seq;
 		r->emitted_seq = seq;
