@@ -234,6 +234,7 @@ static int flush_block(struct packer *p, bool end)
 	}
 	memset(p->len, 0, sizeof(p->len));
 	p->n_ops = 0;
+	p->records += p->in_block;
 	p->in_block = 0;
 	p->tc.last_tag = 0; /* so a reader can skip the tags of a plain block */
 	p->trial_in = (p->trial_in == 0 ? TAG_TRIAL_EVERY : p->trial_in) - 1;
@@ -245,8 +246,7 @@ static int flush_block(struct packer *p, bool end)
 
 static int record_done(struct packer *p, bool raw)
 {
-	p->records++;
-	p->in_block++;
+	p->in_block++; /* p->records counts them a block at a time: (b) -4 M */
 	if (!raw && p->in_block % CHECK_EVERY != 0)
 		return 0;
 	size_t staged = 0;
@@ -266,19 +266,19 @@ static uint8_t code_for(uint8_t type)
 }
 
 /* The pointer code that a short tag carries, or that goes to its column
- * (with the varint that follows a FAR code). */
-static void put_ptr(struct packer *p, unsigned col, uint8_t *tag, uint64_t code, bool has_extra,
-                    uint64_t extra)
+ * (with the varint that follows a FAR code). Returns the short tag's bits
+ * for it, none when the record has no short tag (in_tag false): a short
+ * tag written through a pointer lived in memory ((b): 1.599 -> 1.585 G). */
+static uint8_t put_ptr(struct packer *p, unsigned col, bool in_tag, uint64_t code, bool has_extra,
+                       uint64_t extra)
 {
-	if (tag != NULL && code < HTR_PACK_S_IN_COLUMN) {
-		*tag |= (uint8_t)(code << HTR_PACK_S_PTR_SHIFT);
+	if (in_tag && code < HTR_PACK_S_IN_COLUMN) {
 		if (has_extra)
 			put_varint(p, col, extra);
-		return;
+		return (uint8_t)(code << HTR_PACK_S_PTR_SHIFT);
 	}
-	if (tag != NULL)
-		*tag |= HTR_PACK_S_IN_COLUMN << HTR_PACK_S_PTR_SHIFT;
 	put_ptr_code(p, col, code, has_extra, extra);
+	return in_tag ? HTR_PACK_S_IN_COLUMN << HTR_PACK_S_PTR_SHIFT : 0;
 }
 
 static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec)
@@ -288,7 +288,8 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 	uint8_t code = code_for(ev->type);
 	unsigned bucket = tag_bucket(p);
 	uint8_t tag = code; /* the long form's second byte */
-	if (ev->thread == st->last_thread)
+	bool same_thread = ev->thread == st->last_thread;
+	if (same_thread)
 		tag |= HTR_PACK_SAME_THREAD;
 	else
 		put_varint(p, HTR_PACK_COL_ORDER, ev->thread);
@@ -310,13 +311,17 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 		put_varint(p, HTR_PACK_COL_ORDER, ev->seq - st->last_seq);
 	st->last_seq = ev->seq;
 	uint32_t *predicted = htr_pm_stack_slot(st, code);
-	if (ev->stack == *predicted)
+	bool same_stack = ev->stack == *predicted;
+	if (same_stack)
 		tag |= HTR_PACK_SAME_STACK;
 	else
 		put_varint(p, HTR_PACK_COL_STACK, ev->stack);
 	htr_pm_stack_seen(st, predicted, code, ev->stack);
-	bool extra = ev->call != st->last_kind[code] || ev->site != 0 ||
-	             (code == HTR_PACK_ALLOC && ev->alignment != 0);
+	/* One test, not three branches: the usual event has none of them
+	 * (with the short tag built from flags, (b): 1.627 -> 1.615 G). */
+	uint32_t differs = (uint32_t)(ev->call ^ st->last_kind[code]) | ev->site |
+	                   (code == HTR_PACK_ALLOC ? ev->alignment : 0);
+	bool extra = differs != 0;
 	if (extra) {
 		tag |= HTR_PACK_EXTRA;
 		put_byte(p, HTR_PACK_COL_CALL, ev->call);
@@ -328,15 +333,13 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 	/* The usual event (seq next, no extra) in one byte, with its first
 	 * pointer code: one symbol instead of two for zstd's Huffman coder,
 	 * which spends at least a bit on each. */
-	uint8_t short_tag = 0, *inl = NULL;
-	if ((tag & (HTR_PACK_SEQ_NEXT | HTR_PACK_EXTRA)) == HTR_PACK_SEQ_NEXT) {
-		short_tag = code;
-		if (tag & HTR_PACK_SAME_THREAD)
-			short_tag |= HTR_PACK_S_SAME_THREAD;
-		if (tag & HTR_PACK_SAME_STACK)
-			short_tag |= HTR_PACK_S_SAME_STACK;
-		inl = &short_tag;
-	}
+	uint8_t short_tag = 0;
+	bool inl = (tag & (HTR_PACK_SEQ_NEXT | HTR_PACK_EXTRA)) == HTR_PACK_SEQ_NEXT;
+	/* The short tag's flags shifted down from the long one's, not set
+	 * again from the comparisons ((b): 1.563 -> 1.557 G instructions). */
+	if (inl)
+		short_tag = (uint8_t)(code | (tag & HTR_PACK_SAME_THREAD) / (HTR_PACK_SAME_THREAD / HTR_PACK_S_SAME_THREAD) |
+		                      (tag & HTR_PACK_SAME_STACK) / (HTR_PACK_SAME_STACK / HTR_PACK_S_SAME_STACK));
 	uint64_t pcode, pextra = 0;
 	struct htr_pm_block blk;
 	switch (code) {
@@ -345,16 +348,16 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 		 * predicted) for codes below HTR_PACK_S_A_CODES, else
 		 * HTR_PACK_S_A_SIZE_HIT or HTR_PACK_S_IN_COLUMN. */
 		unsigned size_slot = htr_pm_size_slot(ev->stack);
-		bool size_hit = inl != NULL && ev->size == htr_pm_size_predict(st, size_slot);
+		bool size_hit = inl && ev->size == htr_pm_size_predict(st, size_slot);
 		htr_pm_size_seen(st, size_slot, ev->size, size_hit);
 		if (!size_hit)
 			put_varint(p, HTR_PACK_COL_SIZE, ev->size);
 		if (htr_pm_code_alloc(st, ev->ptr, ev->size, &pcode, &pextra) != 0)
 			goto oom;
-		if (inl != NULL && pcode < HTR_PACK_S_A_CODES) {
+		if (inl && pcode < HTR_PACK_S_A_CODES) {
 			short_tag |= (uint8_t)((2 * pcode + size_hit) << HTR_PACK_S_PTR_SHIFT);
 		} else {
-			if (inl != NULL)
+			if (inl)
 				short_tag |=
 				        (uint8_t)((size_hit ? HTR_PACK_S_A_SIZE_HIT : HTR_PACK_S_IN_COLUMN)
 				                  << HTR_PACK_S_PTR_SHIFT);
@@ -364,12 +367,12 @@ static int pack_record(void *ctx, const struct htr_event *ev, const uint8_t *rec
 	}
 	case HTR_PACK_FREE:
 		pcode = htr_pm_code_free(st, ev->ptr, ev->stack, &blk);
-		put_ptr(p, HTR_PACK_COL_OLD, inl, pcode, pcode == HTR_PACK_F_FAR, blk.extra);
+		short_tag |= put_ptr(p, HTR_PACK_COL_OLD, inl, pcode, pcode == HTR_PACK_F_FAR, blk.extra);
 		htr_pm_drop_by_ptr(st, &blk);
 		break;
 	default:
 		pcode = htr_pm_code_free(st, ev->ptr, ev->stack, &blk);
-		put_ptr(p, HTR_PACK_COL_OLD, inl, pcode, pcode == HTR_PACK_F_FAR, blk.extra);
+		short_tag |= put_ptr(p, HTR_PACK_COL_OLD, inl, pcode, pcode == HTR_PACK_F_FAR, blk.extra);
 		pcode = htr_pm_code_resize(&blk, ev->size, &pextra);
 		put_ptr_code(p, HTR_PACK_COL_SIZE, pcode, pcode == HTR_PACK_SIZE_PLAIN, pextra);
 		/* A failed realloc leaves the old block live. */

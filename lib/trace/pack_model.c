@@ -13,18 +13,7 @@
 
 /* ---- live set ---- */
 
-/* Keeps neighbours together: blocks allocated close in time sit close in
- * the heap and in ordinals, so their slots share cache lines (a scattering
- * hash made the packer's lookups a cache miss each). The packer drops
- * malloc's 16-byte granule (t->shift); the high bits fold in, so arenas far
- * apart do not collide. */
-static size_t home(const struct htr_live_table *t, uint64_t key)
-{
-	uint64_t k = key >> t->shift;
-	return (size_t)(k ^ (k >> 22) * 0x9E3779B1u) & t->mask;
-}
-
-static int table_init(struct htr_live_table *t, size_t cap, unsigned shift)
+int htr_live_init(struct htr_live_table *t, size_t cap, unsigned shift)
 {
 	t->slots = calloc(cap, sizeof(*t->slots));
 	t->shift = shift;
@@ -33,58 +22,17 @@ static int table_init(struct htr_live_table *t, size_t cap, unsigned shift)
 	return t->slots ? 0 : -1;
 }
 
-static struct htr_live_slot *table_find(const struct htr_live_table *t, uint64_t key)
+int htr_live_grow(struct htr_live_table *t)
 {
-	for (size_t i = home(t, key);; i = (i + 1) & t->mask) {
-		if (t->slots[i].key == key)
-			return &t->slots[i];
-		if (t->slots[i].key == 0)
-			return NULL;
-	}
-}
-
-/* Half full at most, so probes stay short and a miss ends soon. */
-static int table_put(struct htr_live_table *t, uint64_t key, uint64_t a, uint64_t b)
-{
-	if ((t->used + 1) * 2 > t->mask + 1) {
-		struct htr_live_table bigger;
-		if (table_init(&bigger, (t->mask + 1) * 2, t->shift) != 0)
-			return -1;
-		for (size_t i = 0; i <= t->mask; i++)
-			if (t->slots[i].key != 0)
-				table_put(&bigger, t->slots[i].key, t->slots[i].a, t->slots[i].b);
-		free(t->slots);
-		*t = bigger;
-	}
-	size_t i = home(t, key);
-	while (t->slots[i].key != 0 && t->slots[i].key != key)
-		i = (i + 1) & t->mask;
-	if (t->slots[i].key == 0)
-		t->used++;
-	t->slots[i] = (struct htr_live_slot){key, a, b};
+	struct htr_live_table bigger;
+	if (htr_live_init(&bigger, (t->mask + 1) * 2, t->shift) != 0)
+		return -1;
+	for (size_t i = 0; i <= t->mask; i++)
+		if (t->slots[i].key != 0)
+			htr_live_put(&bigger, t->slots[i].key, t->slots[i].a, t->slots[i].b);
+	free(t->slots);
+	*t = bigger;
 	return 0;
-}
-
-/* Linear probing with backward-shift deletion: no tombstones, so a table
- * that sees millions of short-lived blocks does not fill up with them. */
-static void table_remove(struct htr_live_table *t, uint64_t key)
-{
-	struct htr_live_slot *s = table_find(t, key);
-	if (s == NULL)
-		return;
-	size_t hole = (size_t)(s - t->slots);
-	for (size_t j = (hole + 1) & t->mask; t->slots[j].key != 0; j = (j + 1) & t->mask) {
-		size_t k = home(t, t->slots[j].key);
-		/* The entry at j may move to the hole unless its home lies
-		 * cyclically in (hole, j]. */
-		bool stays = hole <= j ? (k > hole && k <= j) : (k > hole || k <= j);
-		if (!stays) {
-			t->slots[hole] = t->slots[j];
-			hole = j;
-		}
-	}
-	t->slots[hole].key = 0;
-	t->used--;
 }
 
 /* ---- shared steps ---- */
@@ -110,7 +58,7 @@ int htr_pm_init(struct htr_pack_model *m, bool reader)
 	/* The ring's 2 MiB: a huge page of its own. */
 	if (reader && (m->ring = htr_pm_huge_zalloc(HTR_PM_RING * sizeof(*m->ring))) == NULL)
 		return -1;
-	return table_init(&m->live, 1024, reader ? 0 : 4);
+	return htr_live_init(&m->live, 1024, reader ? 0 : 4);
 }
 
 void htr_pm_fini(struct htr_pack_model *m)
@@ -119,104 +67,6 @@ void htr_pm_fini(struct htr_pack_model *m)
 	m->live.slots = NULL;
 	free(m->ring);
 	m->ring = NULL;
-}
-
-static uint64_t zigzag(uint64_t delta)
-{
-	return (delta << 1) ^ (uint64_t)((int64_t)delta >> 63);
-}
-
-/* Packer only. Branch-free over the ring, so the compiler compares it at
- * once; a pointer there twice (no push searches for a copy) is found at
- * its newest. */
-static int recent_find(const struct htr_pm_recent *r, uint64_t ptr)
-{
-	if (r->e[htr_pm_recent_pos(r, 0)] == ptr)
-		return 0; /* the common case, a LIFO cache: no scan */
-	uint32_t hits = 0;
-	for (unsigned j = 0; j < r->n; j++)
-		hits |= (uint32_t)(r->e[j] == ptr) << j;
-	int best = -1;
-	while (hits != 0) {
-		unsigned j = (unsigned)__builtin_ctz(hits);
-		int i = (int)((*r->head - 1u - j) & (r->n - 1));
-		if (best < 0 || i < best)
-			best = i;
-		hits &= hits - 1;
-	}
-	return best;
-}
-
-/* ---- packer ---- */
-
-uint64_t htr_pm_code_free(struct htr_pack_model *m, uint64_t ptr, uint32_t stack, struct htr_pm_block *blk)
-{
-	*blk = (struct htr_pm_block){.ptr = ptr};
-	if (ptr == 0)
-		return 0;
-	const struct htr_live_slot *s = table_find(&m->live, ptr);
-	uint64_t code;
-	if (s == NULL) {
-		uint64_t z = zigzag(ptr - m->last_ptr);
-		if (z < HTR_PACK_NEAR) {
-			code = 1 + 4 * (z + 1) + HTR_PACK_REF_ADDRESS;
-		} else {
-			blk->extra = z;
-			code = HTR_PACK_F_FAR;
-		}
-	} else {
-		blk->tracked = true;
-		blk->ord = s->a;
-		blk->size = s->b;
-		uint64_t v = m->next_ord - 1 - blk->ord, ref = HTR_PACK_REF_NEWEST;
-		uint64_t z = zigzag(blk->ord - m->last_free_ord);
-		if (z < v) {
-			v = z;
-			ref = HTR_PACK_REF_LAST_FREE;
-		}
-		z = zigzag(blk->ord - *htr_pm_stack_last(m, stack));
-		if (z < v) {
-			v = z;
-			ref = HTR_PACK_REF_STACK;
-		}
-		code = 1 + 4 * v + ref;
-	}
-	htr_pm_learn_free(m, blk, stack);
-	return code;
-}
-
-void htr_pm_drop_by_ptr(struct htr_pack_model *m, const struct htr_pm_block *blk)
-{
-	if (blk->tracked)
-		table_remove(&m->live, blk->ptr);
-}
-
-int htr_pm_code_alloc(struct htr_pack_model *m, uint64_t ptr, uint64_t size, uint64_t *code, uint64_t *extra)
-{
-	if (ptr == 0) {
-		*code = HTR_PACK_A_NULL;
-		return 0;
-	}
-	struct htr_pm_recent c = htr_pm_class_list(m, size), f = htr_pm_freed_list(m);
-	int i;
-	if ((i = recent_find(&c, ptr)) >= 0)
-		*code = HTR_PACK_A_CLASS + (unsigned)i;
-	else if (ptr == htr_pm_bump_end(m))
-		*code = HTR_PACK_A_BUMP;
-	else if ((i = recent_find(&f, ptr)) >= 0)
-		*code = HTR_PACK_A_FREED + (unsigned)i;
-	else {
-		uint64_t z = zigzag(ptr - m->last_ptr);
-		if (z < HTR_PACK_NEAR) {
-			*code = HTR_PACK_A_DELTA + z;
-		} else {
-			*code = HTR_PACK_A_FAR;
-			*extra = z;
-		}
-	}
-	uint64_t ord = m->next_ord;
-	htr_pm_learn_alloc(m, ptr, size, &c, *code);
-	return table_put(&m->live, ptr, ord, size);
 }
 
 static uint64_t grown(uint64_t old, unsigned policy)
@@ -228,7 +78,7 @@ uint64_t htr_pm_code_resize(const struct htr_pm_block *old, uint64_t size, uint6
 {
 	uint64_t best = HTR_PACK_SIZE_PLAIN, best_z = UINT64_MAX;
 	for (unsigned policy = 0; old->tracked && policy < 3; policy++) {
-		uint64_t z = zigzag(size - grown(old->size, policy));
+		uint64_t z = htr_pm_zigzag(size - grown(old->size, policy));
 		if (z < HTR_PACK_NEAR && z < best_z) {
 			best_z = z;
 			best = 4 * z + policy;
@@ -255,17 +105,17 @@ bool htr_pm_decode_resize(const struct htr_pm_block *old, uint64_t code, uint64_
 
 const struct htr_live_slot *htr_pm_find_old(const struct htr_pack_model *m, uint64_t ord)
 {
-	return table_find(&m->live, ord);
+	return htr_live_find(&m->live, ord);
 }
 
 void htr_pm_drop_old(struct htr_pack_model *m, uint64_t ord)
 {
-	table_remove(&m->live, ord);
+	htr_live_remove(&m->live, ord);
 }
 
 int htr_pm_keep_old(struct htr_pack_model *m, uint64_t ord, uint64_t ptr, uint64_t size)
 {
-	return table_put(&m->live, ord, ptr, size);
+	return htr_live_put(&m->live, ord, ptr, size);
 }
 
 /* ---- the tag coder ---- */
