@@ -12,6 +12,7 @@ import unittest
 HEAPTRAIL = os.environ.get("HEAPTRAIL", "")
 ENGINE = os.environ.get("HTR_ENGINE", "")
 FRONT_PROBE = os.environ.get("HTR_FRONT_PROBE", "")
+FRONT_PROBE_GONE = os.environ.get("HTR_FRONT_PROBE_GONE", "")
 SHIM = os.environ.get("HTR_SHIM", "")
 PACK = os.environ.get("HTR_PACK", "")
 TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools")
@@ -554,6 +555,25 @@ class Front(TwoLogs):
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
             self.assertIn("internal error", r.stderr)
             self.assertIn("exit status 3", r.stderr)
+
+
+    @unittest.skipUnless(FRONT_PROBE_GONE and os.path.exists(FRONT_PROBE_GONE), "no heaptrail-probe-gone")
+    def test_an_interpreter_that_is_gone(self) -> None:
+        """Built with an interpreter that is no longer there, the command
+        runs python3 from PATH; with none there either, it says so in one
+        line, exit 127."""
+        with tempfile.TemporaryDirectory() as bin_dir:
+            os.symlink(sys.executable, os.path.join(bin_dir, "python3"))
+            args = [FRONT_PROBE_GONE, "report", "--format", "json", "--no-symbols", self.a]
+            env = dict(os.environ, HTR_ENGINE=ENGINE, PATH=bin_dir)
+            r = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env, check=False)
+            self.assertEqual(r.returncode, 1, r.stderr)  # the leak: the whole report ran
+            self.assertIn('"leaked_bytes": 16', r.stdout)
+            env["PATH"] = os.path.join(bin_dir, "nothing-here")
+            r = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env, check=False)
+            self.assertEqual(r.returncode, 127, r.stderr)
+            self.assertEqual(r.stderr, "heaptrail: cannot start /nonexistent/heaptrail-test/python3 or python3: "
+                             "No such file or directory\n")
 
 
 

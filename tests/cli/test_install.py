@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -41,13 +42,15 @@ class InstallTree(unittest.TestCase):
         for path in (command, launcher, engine):
             self.assertTrue(os.access(path, os.X_OK), path)
         # The command names where they are once installed (not DESTDIR's),
-        # and the interpreter by name, found on PATH.
+        # the interpreter it was built with (this one), and python3 on PATH
+        # should that one be gone.
         with open(command, "rb") as handle:
             binary = handle.read()
         for path in (launcher, engine):
             installed = os.path.join(PREFIX, os.path.relpath(path, self.root)).encode()
             self.assertTrue(b"\0" + installed + b"\0" in binary, installed)
         self.assertTrue(b"\0python3\0" in binary, "python3")
+        self.assertTrue(b"\0" + sys.executable.encode() + b"\0" in binary, sys.executable)
 
     def test_only_the_python_package_goes_to_datadir(self) -> None:
         package = os.path.join(self.root, DATADIR, "heaptrail", "python", "heaptrail")

@@ -470,10 +470,14 @@ int main(int argc, char **argv)
 		py[1] = (char *)"-S";
 		py[2] = (char *)HTR_FRONT_SCRIPT;
 		memcpy(py + 3, argv + 1, (size_t)argc * sizeof(*py)); /* with argv's NULL */
+		execv(py[0], py);
+		/* The interpreter heaptrail was built with is gone: any python3
+		 * on PATH runs the standard library heaptrail needs. */
+		py[0] = (char *)"python3";
 		execvp(py[0], py);
 	}
 	int why = py ? errno : ENOMEM;
-	fprintf(stderr, "heaptrail: cannot start %s: %s\n", HTR_FRONT_PYTHON, strerror(why));
+	fprintf(stderr, "heaptrail: cannot start %s or python3: %s\n", HTR_FRONT_PYTHON, strerror(why));
 	if (engine > 0) {
 		kill(engine, SIGKILL);
 		waitpid(engine, NULL, 0);
