@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -342,7 +343,27 @@ static bool fresh_outdir(char *dir)
  * traces go and the options the recorder reads. An LD_PRELOAD that Python's
  * str.strip() might read otherwise than this side (anything but printable
  * ASCII) starts nothing. */
-static char **run_environment(const struct run_plan *plan, const char *outdir)
+/* One NAME=VALUE of our own into *slot; NULL there when out of memory. */
+static bool __attribute__((format(printf, 2, 3))) add_var(char **slot, const char *format, ...)
+{
+	va_list args;
+	va_start(args, format);
+	int n = vasprintf(slot, format, args);
+	va_end(args);
+	if (n < 0)
+		*slot = NULL;
+	return n >= 0;
+}
+
+/* run_environment's array, and the strings it made from *ours_at on. */
+static void free_environment(char **env, size_t ours_at)
+{
+	for (size_t i = ours_at; env[i] != NULL; i++)
+		free(env[i]);
+	free(env);
+}
+
+static char **run_environment(const struct run_plan *plan, const char *outdir, size_t *ours_at)
 {
 	static const char *const ours[] = {"LD_PRELOAD=", "HEAPTRAIL_OUTPUT=", "HEAPTRAIL_DEPTH=",
 	                                   "HEAPTRAIL_ON_ERROR=", "HEAPTRAIL_CHUNK_KB="};
@@ -375,19 +396,21 @@ static char **run_environment(const struct run_plan *plan, const char *outdir)
 		if (!replaced)
 			env[at++] = environ[i];
 	}
-	bool ok = true;
-	if (plen > 0)
-		ok = asprintf(&env[at++], "LD_PRELOAD=%.*s %s", (int)plen, preload, HTR_FRONT_SHIM) >= 0;
-	else
-		ok = asprintf(&env[at++], "LD_PRELOAD=%s", HTR_FRONT_SHIM) >= 0;
-	ok = ok && asprintf(&env[at++], "HEAPTRAIL_OUTPUT=%s", outdir) >= 0;
+	*ours_at = at;
+	bool ok = plen > 0 ? add_var(&env[at++], "LD_PRELOAD=%.*s %s", (int)plen, preload, HTR_FRONT_SHIM)
+	                   : add_var(&env[at++], "LD_PRELOAD=%s", HTR_FRONT_SHIM);
+	ok = ok && add_var(&env[at++], "HEAPTRAIL_OUTPUT=%s", outdir);
 	if (ok && plan->depth >= 0)
-		ok = asprintf(&env[at++], "HEAPTRAIL_DEPTH=%ld", plan->depth) >= 0;
+		ok = add_var(&env[at++], "HEAPTRAIL_DEPTH=%ld", plan->depth);
 	if (ok && plan->on_error)
-		ok = asprintf(&env[at++], "HEAPTRAIL_ON_ERROR=%s", plan->on_error) >= 0;
+		ok = add_var(&env[at++], "HEAPTRAIL_ON_ERROR=%s", plan->on_error);
 	if (ok && plan->chunk_kb >= 0)
-		ok = asprintf(&env[at++], "HEAPTRAIL_CHUNK_KB=%ld", plan->chunk_kb) >= 0;
-	return ok ? env : NULL; /* the process ends or execs soon: nothing to free */
+		ok = add_var(&env[at++], "HEAPTRAIL_CHUNK_KB=%ld", plan->chunk_kb);
+	if (!ok) {
+		free_environment(env, *ours_at);
+		return NULL;
+	}
+	return env;
 }
 
 /* run_cmd._spawn: the descriptors above 2 that a child would inherit
@@ -439,18 +462,24 @@ static pid_t start_program(int argc, char **argv)
 	struct run_plan plan;
 	if (!parse_run(argc, argv, &plan) || HTR_FRONT_SHIM[0] != '/' || access(HTR_FRONT_SHIM, F_OK) != 0)
 		return 0;
+	size_t ours_at = 0;
 	char *outdir = run_outdir(plan.output);
-	char **env = outdir && fresh_outdir(outdir) ? run_environment(&plan, outdir) : NULL;
+	char **env = outdir && fresh_outdir(outdir) ? run_environment(&plan, outdir, &ours_at) : NULL;
 	pid_t pid = env ? spawn_program(plan.program, env) : 0;
 	char *said = NULL;
-	if (pid > 0 &&
-	    (asprintf(&said, "%d;%s", (int)pid, outdir) < 0 || setenv(EARLY_PROGRAM_ENV, said, 1) != 0)) {
+	if (pid > 0 && asprintf(&said, "%d;%s", (int)pid, outdir) < 0)
+		said = NULL; /* asprintf leaves it undefined when it fails */
+	if (pid > 0 && (said == NULL || setenv(EARLY_PROGRAM_ENV, said, 1) != 0)) {
 		/* Started but cannot be handed on: it is the launcher's to run
 		 * then, so this one must not run on beside it. */
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		pid = 0;
 	}
+	free(said);
+	if (env != NULL)
+		free_environment(env, ours_at);
+	free(outdir);
 	return pid;
 }
 
@@ -477,6 +506,7 @@ int main(int argc, char **argv)
 		execvp(py[0], py);
 	}
 	int why = py ? errno : ENOMEM;
+	free(py);
 	fprintf(stderr, "heaptrail: cannot start %s or python3: %s\n", HTR_FRONT_PYTHON, strerror(why));
 	if (engine > 0) {
 		kill(engine, SIGKILL);
