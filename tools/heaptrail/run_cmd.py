@@ -536,7 +536,7 @@ def _early_program() -> Optional[tuple[int, str]]:
     traces go to; None when it started none. The variable leaves the
     environment, so that no child sees it; a value that names no child of
     this process is ignored (set by hand, or inherited from elsewhere)."""
-    from .spawn import take_env
+    from .spawn import is_own_child, take_env
 
     value = take_env(EARLY_PROGRAM_ENV.encode())
     if value is None:
@@ -544,11 +544,9 @@ def _early_program() -> Optional[tuple[int, str]]:
     pid_text, semicolon, outdir = os.fsdecode(value).partition(";")
     try:
         pid = int(pid_text)
-        if not semicolon or pid <= 0:
-            return None
-        # Raises ChildProcessError unless pid is this process's child.
-        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except (ValueError, OSError):
+    except ValueError:
+        return None
+    if not semicolon or pid <= 0 or not is_own_child(pid):
         return None
     return pid, outdir
 

@@ -145,6 +145,17 @@ def take_env(name: bytes) -> "Optional[bytes]":
     return said
 
 
+def is_own_child(pid: int) -> bool:
+    """Whether pid is a child of this process (running, or ended and not yet
+    waited for): what an announcement of a process started before Python
+    (front.c) must name to be believed."""
+    try:
+        posix.waitid(posix.P_PID, pid, posix.WEXITED | posix.WNOHANG | posix.WNOWAIT)
+    except OSError:  # ChildProcessError: not a child of ours
+        return False
+    return True
+
+
 def _decode_early(said: bytes) -> "tuple[list[str], int, int, int]":
     """EARLY_ENV's value; ValueError when it is not well formed."""
     head, semicolon, rest = said.partition(b";")
@@ -177,8 +188,8 @@ def adopt_early() -> None:
         return
     try:
         cmd, pid, out_r, err_r = _decode_early(said)
-        # Raises ChildProcessError unless pid is this process's child.
-        posix.waitid(posix.P_PID, pid, posix.WEXITED | posix.WNOHANG | posix.WNOWAIT)
+        if not is_own_child(pid):
+            return
         for fd in (out_r, err_r):
             posix.set_inheritable(fd, False)  # no other child gets the engine's pipes
     except (ValueError, OSError):
