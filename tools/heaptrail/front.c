@@ -37,15 +37,18 @@ extern char **environ;
 #define EARLY_ENV         "HEAPTRAIL_EARLY_ENGINE"
 #define EARLY_PROGRAM_ENV "HEAPTRAIL_EARLY_PROGRAM"
 
-/* ---- report ---- */
-
-static const struct front_option *find_option(const char *name, size_t len)
+/* The option of table spelt as name's first len bytes, NULL for none. */
+#define FIND_OPTION(table, name, len) find_option(table, sizeof(table) / sizeof(table[0]), name, len)
+static const struct front_option *find_option(const struct front_option *table, size_t n, const char *name,
+                                              size_t len)
 {
-	for (size_t i = 0; i < sizeof(front_options) / sizeof(front_options[0]); i++)
-		if (strlen(front_options[i].name) == len && memcmp(front_options[i].name, name, len) == 0)
-			return &front_options[i];
+	for (size_t i = 0; i < n; i++)
+		if (strlen(table[i].name) == len && memcmp(table[i].name, name, len) == 0)
+			return &table[i];
 	return NULL;
 }
+
+/* ---- report ---- */
 
 static bool is_choice(const char *const *choices, const char *value)
 {
@@ -87,7 +90,7 @@ static bool parse_report(int argc, char **argv, int *first, int *count, const ch
 		after_inputs = n > 0;
 		const char *eq = strchr(word, '=');
 		size_t len = eq ? (size_t)(eq - word) : strlen(word);
-		const struct front_option *opt = find_option(word, len);
+		const struct front_option *opt = FIND_OPTION(front_report_options, word, len);
 		if (opt == NULL || (eq && (opt->kind == FRONT_FLAG || strncmp(word, "--", 2) != 0)))
 			return false;
 		if (opt->kind == FRONT_FLAG)
@@ -100,7 +103,7 @@ static bool parse_report(int argc, char **argv, int *first, int *count, const ch
 		}
 		if (opt->choices != NULL && !is_choice(opt->choices, value))
 			return false;
-		if (strcmp(opt->name, "--input-format") == 0)
+		if (strcmp(opt->field, "input_format") == 0)
 			*format = value;
 	}
 	*first = start;
@@ -197,15 +200,6 @@ struct run_plan {
 	char **program;
 };
 
-static const struct front_run_option *find_run_option(const char *name, size_t len)
-{
-	for (size_t i = 0; i < sizeof(front_run_options) / sizeof(front_run_options[0]); i++)
-		if (strlen(front_run_options[i].name) == len &&
-		    memcmp(front_run_options[i].name, name, len) == 0)
-			return &front_run_options[i];
-	return NULL;
-}
-
 /* int(value) of a value of ASCII digits (str.isdigit() and isascii()), -1
  * for anything else; values above 10^9 stay above it, beyond every limit. */
 static long plain_number(const char *value)
@@ -229,12 +223,12 @@ static bool parse_run(int argc, char **argv, struct run_plan *plan)
 		const char *word = argv[i];
 		const char *eq = strchr(word, '=');
 		size_t len = eq ? (size_t)(eq - word) : strlen(word);
-		const struct front_run_option *opt = find_run_option(word, len);
-		if (!eq && opt != NULL && opt->flag) {
+		const struct front_option *opt = FIND_OPTION(front_run_options, word, len);
+		if (!eq && opt != NULL && opt->kind == FRONT_FLAG) {
 			i++;
 			continue;
 		}
-		if (opt == NULL || opt->flag || (eq && strcmp(opt->name, "-o") == 0))
+		if (opt == NULL || opt->kind == FRONT_FLAG || (eq && strcmp(opt->name, "-o") == 0))
 			return false;
 		const char *value = eq ? eq + 1 : NULL;
 		if (value == NULL) {
